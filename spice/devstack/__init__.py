@@ -1,0 +1,1 @@
+"""The local stack of real servers: Kafka (KRaft), SeaweedFS S3, PostgreSQL 15, Redis 7."""

@@ -1,0 +1,94 @@
+"""One configuration class; the environment names are the public ones of DESIGN.md."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Defaults point at the local stack (`spice stack up`), on ports chosen to
+# stay clear of the standard ones a developer machine may already use.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # Broker
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    kafka_controller_port: int = 19093
+    topic_partitions: int = 8
+
+    # Event store (S3)
+    event_store_bucket: str = "spice-event-store"
+    s3_endpoint_url: str = "http://127.0.0.1:18333"
+    s3_access_key_id: str = "spice-local"
+    s3_secret_access_key: str = "spice-local-secret"
+    s3_region: str = "us-east-1"
+    event_store_group_commit_max: int = 500
+    event_store_group_commit_wait_ms: float = 2.0
+
+    # Publisher
+    event_publisher_batch_size: int = 200
+    event_publisher_poll_interval: float = 3.0
+    event_publisher_checkpoint_key: str = "checkpoints/event_publisher.json"
+    event_publisher_lookback_seconds: float = 30.0
+
+    # PostgreSQL
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 15432
+    postgres_user: str = "spice"
+    postgres_password: str = "spice"
+    postgres_db: str = "spice"
+    postgres_pool_max: int = 20
+
+    # Redis
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    command_status_ttl_seconds: int = 24 * 3600
+
+    # Optional production backends
+    graph_backend: str = Field(default="postgres", pattern="^(postgres|terminusdb)$")
+    search_backend: str = Field(default="postgres", pattern="^(postgres|elasticsearch)$")
+    terminusdb_url: str | None = None
+    terminusdb_user: str = "admin"
+    terminusdb_password: str = "root"
+    elasticsearch_url: str | None = None
+
+    # Worker and web
+    spice_app_id: str = "spice"
+    spice_web_host: str = "127.0.0.1"
+    spice_web_port: int = 16066
+    spice_data_dir: Path = PROJECT_ROOT / ".run" / "worker"
+    spice_run_dir: Path = PROJECT_ROOT / ".run"
+    max_body_bytes: int = 1_048_576
+
+    # Workers
+    command_max_attempts: int = 5
+    command_retry_base_seconds: float = 0.2
+    registry_lease_seconds: float = 30.0
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+
+    @property
+    def s3_port(self) -> int:
+        return urlparse(self.s3_endpoint_url).port or 80
+
+    @property
+    def redis_port(self) -> int:
+        return urlparse(self.redis_url).port or 6379
+
+    @property
+    def postgres_dsn(self) -> str:
+        return (
+            f"postgresql://{self.postgres_user}:{self.postgres_password}"
+            f"@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
