@@ -1,0 +1,1 @@
+"""Ports (protocols) and their adapters, one module per port."""

@@ -1,0 +1,34 @@
+"""Errors the stores raise; the web layer and the workers map them to outcomes."""
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base for store errors."""
+
+
+class StoreUnavailable(StoreError):
+    """A dependency cannot be reached: retry later (HTTP 503, worker retry)."""
+
+    def __init__(self, store: str, reason: str) -> None:
+        super().__init__(f"{store} unavailable: {reason}")
+        self.store = store
+        self.reason = reason
+
+
+class SequenceConflict(StoreError):
+    """expected_seq did not match the aggregate's last sequence; nothing was stored."""
+
+    def __init__(self, aggregate_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"aggregate '{aggregate_id}' is at sequence {actual}, not the expected {expected}")
+        self.aggregate_id = aggregate_id
+        self.expected = expected
+        self.actual = actual
+
+
+class EventIdConflict(StoreError):
+    """A different payload was appended under an event_id that is already stored."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event '{event_id}' is already stored with a different payload")
+        self.event_id = event_id

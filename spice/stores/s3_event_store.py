@@ -1,0 +1,373 @@
+"""The event store on S3, with group commit.
+
+One PUT per event caps the system at the store's PUT rate, so concurrent appends
+are gathered into one batch object (JSON lines) and written with a single
+create-only PUT. PostgreSQL holds the sequence allocator and an index of event ids
+(the dedup check and the per-aggregate read path); the index is derived and can be
+rebuilt from the batches. See docs/event-store.md for the protocol and why.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from botocore.exceptions import BotoCoreError, ClientError
+
+from spice.domain.envelope import Envelope
+from spice.stores.errors import EventIdConflict, SequenceConflict, StoreUnavailable
+from spice.stores.event_store import Batch, check_duplicate, content_hash
+from spice.stores.s3 import error_code
+
+log = logging.getLogger(__name__)
+BATCH_PREFIX = "events/"
+NOTIFY_CHANNEL = "spice_event_store"
+PENDING_GRACE_SECONDS = 60.0
+
+
+def batch_key(writer_id: str, counter: int, at: float | None = None) -> str:
+    """Lexicographic order of keys is time order: the publisher tails by StartAfter."""
+    at = time.time() if at is None else at
+    stamp = datetime.fromtimestamp(at, UTC)
+    return (f"{BATCH_PREFIX}{stamp:%Y/%m/%d/%H}/"
+            f"{int(at * 1_000_000):016d}-{writer_id}-{counter:08d}.jsonl")
+
+
+def position_at(at: float) -> str:
+    """The smallest key a batch written at time `at` can have."""
+    stamp = datetime.fromtimestamp(at, UTC)
+    return f"{BATCH_PREFIX}{stamp:%Y/%m/%d/%H}/{int(at * 1_000_000):016d}"
+
+
+def encode_batch(envelopes: list[Envelope]) -> bytes:
+    return b"\n".join(e.to_json() for e in envelopes) + b"\n"
+
+
+def decode_batch(body: bytes) -> list[Envelope]:
+    return [Envelope.from_json(line) for line in body.splitlines() if line.strip()]
+
+
+@dataclass
+class _Request:
+    envelope: Envelope
+    allocate: bool
+    expected_seq: int | None
+    future: asyncio.Future[Envelope]
+    hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hash = content_hash(self.envelope)
+
+
+class S3EventStore:
+    def __init__(self, s3: Any, pool: asyncpg.Pool, bucket: str, *,
+                 max_batch: int = 500, linger_ms: float = 2.0,
+                 on_stored: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+        self.s3 = s3
+        self.pool = pool
+        self.bucket = bucket
+        self.max_batch = max_batch
+        self.linger = linger_ms / 1000
+        self.on_stored = on_stored
+        self.writer_id = f"{os.getpid():x}{uuid.uuid4().hex[:6]}"
+        self._counter = itertools.count(1)
+        self._queue: list[_Request] = []
+        self._wakeup = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._cache: OrderedDict[str, list[Envelope]] = OrderedDict()
+
+    # ---- append -------------------------------------------------------------
+
+    async def append(self, envelope: Envelope, *, allocate: bool = False,
+                     expected_seq: int | None = None) -> Envelope:
+        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Request(envelope, allocate, expected_seq, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_loop(), name="event-store-commit")
+        self._wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        if self._committer is not None:
+            self._committer.cancel()
+            await asyncio.gather(self._committer, return_exceptions=True)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if len(self._queue) < self.max_batch and self.linger:
+                # A short linger lets concurrent appends share the PUT.
+                await asyncio.sleep(self.linger)
+            while self._queue:
+                requests, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+                try:
+                    await self._commit(requests)
+                except Exception as error:  # noqa: BLE001 - every caller must hear back
+                    failure = _as_store_error(error)
+                    for request in requests:
+                        if not request.future.done():
+                            request.future.set_exception(failure)
+
+    async def _commit(self, requests: list[_Request]) -> None:
+        key = batch_key(self.writer_id, next(self._counter))
+        try:
+            to_store, duplicates, rollbacks = await self._reserve(requests, key)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+            raise StoreUnavailable("postgres", str(error) or type(error).__name__) from error
+        if to_store:
+            await self._put(key, to_store, rollbacks)
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.execute("UPDATE event_index SET stored = true WHERE batch_key = $1", key)
+                    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, key)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                # The batch is in S3, so the events exist; resolve_pending() marks the
+                # rows later and the publisher finds the batch by listing.
+                log.warning("batch %s stored but its index rows stay pending", key)
+            self._remember(key, [r.envelope for r in to_store])
+            for request in to_store:
+                request.future.set_result(request.envelope)
+            if self.on_stored is not None:
+                result = self.on_stored(key)
+                if asyncio.iscoroutine(result):
+                    await result
+        for request in duplicates:
+            asyncio.create_task(self._settle_duplicate(request))
+
+    async def _reserve(self, requests: list[_Request], key: str
+                       ) -> tuple[list[_Request], list[_Request], dict[str, tuple[int, int]]]:
+        """Phase 1, one transaction: dedup against the index, allocate sequences, insert
+        pending index rows. Returns (to store, duplicates, {aggregate: (before, after)})."""
+        ids = list({r.envelope.event_id for r in requests})
+        async with self.pool.acquire() as conn, conn.transaction():
+            existing = {row["event_id"]: row for row in await conn.fetch(
+                "SELECT event_id, content_hash FROM event_index WHERE event_id = ANY($1)", ids)}
+            fresh: list[_Request] = []
+            duplicates: list[_Request] = []
+            first_seen: set[str] = set()
+            for request in requests:
+                event_id = request.envelope.event_id
+                row = existing.get(event_id)
+                if row is not None and row["content_hash"] != request.hash:
+                    request.future.set_exception(EventIdConflict(event_id))
+                elif row is not None or event_id in first_seen:
+                    duplicates.append(request)
+                else:
+                    first_seen.add(event_id)
+                    fresh.append(request)
+            rollbacks = await self._allocate(conn, fresh)
+            to_store = [r for r in fresh if not r.future.done()]
+            if to_store:
+                await conn.execute(
+                    """INSERT INTO event_index (event_id, aggregate_type, aggregate_id,
+                           sequence_number, content_hash, batch_key)
+                       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],
+                                            $5::text[], $6::text[])""",
+                    [r.envelope.event_id for r in to_store],
+                    [r.envelope.aggregate_type for r in to_store],
+                    [r.envelope.aggregate_id for r in to_store],
+                    [r.envelope.sequence_number for r in to_store],
+                    [r.hash for r in to_store],
+                    [key] * len(to_store),
+                )
+        return to_store, duplicates, rollbacks
+
+    async def _allocate(self, conn: asyncpg.Connection, requests: list[_Request]
+                        ) -> dict[str, tuple[int, int]]:
+        allocating = [r for r in requests if r.allocate]
+        if not allocating:
+            return {}
+        aggregates = sorted({r.envelope.aggregate_id for r in allocating})
+        await conn.execute(
+            "INSERT INTO aggregate_sequences SELECT unnest($1::text[]), 0 ON CONFLICT DO NOTHING",
+            aggregates)
+        # Locking in a fixed order keeps two committers from deadlocking.
+        rows = await conn.fetch(
+            "SELECT aggregate_id, last_seq FROM aggregate_sequences WHERE aggregate_id = ANY($1) "
+            "ORDER BY aggregate_id FOR UPDATE", aggregates)
+        last = {row["aggregate_id"]: row["last_seq"] for row in rows}
+        before = dict(last)
+        for request in allocating:
+            aggregate = request.envelope.aggregate_id
+            if request.expected_seq is not None and request.expected_seq != last[aggregate]:
+                request.future.set_exception(
+                    SequenceConflict(aggregate, request.expected_seq, last[aggregate]))
+                continue
+            last[aggregate] += 1
+            request.envelope = request.envelope.model_copy(
+                update={"sequence_number": last[aggregate]})
+        changed = {a: (before[a], last[a]) for a in aggregates if last[a] != before[a]}
+        if changed:
+            await conn.execute(
+                "UPDATE aggregate_sequences s SET last_seq = v.seq FROM "
+                "unnest($1::text[], $2::bigint[]) AS v(aggregate_id, seq) "
+                "WHERE s.aggregate_id = v.aggregate_id",
+                list(changed), [after for _, after in changed.values()])
+        return changed
+
+    async def _put(self, key: str, requests: list[_Request],
+                   rollbacks: dict[str, tuple[int, int]]) -> None:
+        body = encode_batch([r.envelope for r in requests])
+        try:
+            await self.s3.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                     IfNoneMatch="*", ContentType="application/x-ndjson")
+            return
+        except (ClientError, BotoCoreError, OSError, asyncio.TimeoutError) as error:
+            failure = error
+        # The PUT may have landed even though we saw an error: ask before undoing.
+        try:
+            await self.s3.head_object(Bucket=self.bucket, Key=key)
+            return
+        except ClientError as error:
+            if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+                raise _as_store_error(failure) from failure
+        except (BotoCoreError, OSError, asyncio.TimeoutError):
+            # S3 is unreachable: leave the index rows pending; resolve_pending()
+            # settles them once S3 answers again.
+            raise _as_store_error(failure) from failure
+        await self._undo(key, rollbacks)
+        raise _as_store_error(failure) from failure
+
+    async def _undo(self, key: str, rollbacks: dict[str, tuple[int, int]]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM event_index WHERE batch_key = $1 AND NOT stored", key)
+            # Give the numbers back unless someone allocated after us; a hole left
+            # behind is bridged by the workers' gap timeout.
+            for aggregate, (before, after) in rollbacks.items():
+                await conn.execute(
+                    "UPDATE aggregate_sequences SET last_seq = $3 "
+                    "WHERE aggregate_id = $1 AND last_seq = $2", aggregate, after, before)
+
+    async def _settle_duplicate(self, request: _Request) -> None:
+        """Same event_id again: wait until the first copy is stored, then answer with it."""
+        deadline = time.monotonic() + PENDING_GRACE_SECONDS
+        try:
+            while True:
+                stored = await self.get(request.envelope.event_id)
+                if stored is not None:
+                    request.future.set_result(
+                        check_duplicate(stored, request.envelope, request.allocate))
+                    return
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable("event store", "an earlier append of this id is unresolved")
+                await asyncio.sleep(0.02)
+        except Exception as error:  # noqa: BLE001
+            if not request.future.done():
+                request.future.set_exception(error)
+
+    async def resolve_pending(self, older_than: float = PENDING_GRACE_SECONDS) -> int:
+        """Settle index rows left pending by a crash or an outage: stored if the batch
+        exists in S3, removed if it does not. Returns how many batches were settled."""
+        async with self.pool.acquire() as conn:
+            keys = [r["batch_key"] for r in await conn.fetch(
+                "SELECT DISTINCT batch_key FROM event_index WHERE NOT stored "
+                "AND created_at < now() - make_interval(secs => $1)", older_than)]
+        for key in keys:
+            try:
+                await self.s3.head_object(Bucket=self.bucket, Key=key)
+                exists = True
+            except ClientError as error:
+                if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+                    raise
+                exists = False
+            async with self.pool.acquire() as conn:
+                if exists:
+                    await conn.execute("UPDATE event_index SET stored = true WHERE batch_key = $1", key)
+                else:
+                    await conn.execute("DELETE FROM event_index WHERE batch_key = $1 AND NOT stored", key)
+        return len(keys)
+
+    # ---- read ---------------------------------------------------------------
+
+    def _remember(self, key: str, envelopes: list[Envelope]) -> None:
+        self._cache[key] = envelopes
+        while len(self._cache) > 256:
+            self._cache.popitem(last=False)
+
+    async def read_batch(self, key: str) -> list[Envelope]:
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            response = await self.s3.get_object(Bucket=self.bucket, Key=key)
+            async with response["Body"] as stream:
+                body = await stream.read()
+        except (ClientError, BotoCoreError, OSError) as error:
+            raise _as_store_error(error) from error
+        envelopes = decode_batch(body)
+        self._remember(key, envelopes)
+        return envelopes
+
+    async def get(self, event_id: str) -> Envelope | None:
+        async with self.pool.acquire() as conn:
+            key = await conn.fetchval(
+                "SELECT batch_key FROM event_index WHERE event_id = $1 AND stored", event_id)
+        if key is None:
+            return None
+        return next((e for e in await self.read_batch(key) if e.event_id == event_id), None)
+
+    async def read_aggregate(self, aggregate_id: str, after_seq: int = 0) -> AsyncIterator[Envelope]:
+        cursor: tuple[int, str | None] = (after_seq, None)
+        while True:
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT event_id, batch_key, sequence_number FROM event_index "
+                    "WHERE aggregate_id = $1 AND stored "
+                    "AND (sequence_number > $2 OR (sequence_number = $2 AND event_id > $3)) "
+                    "ORDER BY sequence_number, event_id LIMIT 500", aggregate_id, *cursor)
+            if not rows:
+                return
+            for row in rows:
+                batch = await self.read_batch(row["batch_key"])
+                yield next(e for e in batch if e.event_id == row["event_id"])
+            cursor = (rows[-1]["sequence_number"], rows[-1]["event_id"])
+
+    async def list_positions(self, after: str | None = None,
+                             limit: int | None = None) -> AsyncIterator[str]:
+        token: dict[str, str] = {"StartAfter": after} if after else {}
+        listed = 0
+        while True:
+            try:
+                page = await self.s3.list_objects_v2(
+                    Bucket=self.bucket, Prefix=BATCH_PREFIX, MaxKeys=1000, **token)
+            except (ClientError, BotoCoreError, OSError) as error:
+                raise _as_store_error(error) from error
+            for item in page.get("Contents", []):
+                yield item["Key"]
+                listed += 1
+                if limit is not None and listed >= limit:
+                    return
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    async def replay(self, after: str | None = None) -> AsyncIterator[Batch]:
+        async for key in self.list_positions(after):
+            yield Batch(key, await self.read_batch(key))
+
+    def position_before(self, at: float) -> str:
+        return position_at(at)
+
+    async def last_sequence(self, aggregate_id: str) -> int:
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval(
+                "SELECT last_seq FROM aggregate_sequences WHERE aggregate_id = $1", aggregate_id)
+        return int(value or 0)
+
+
+def _as_store_error(error: BaseException) -> Exception:
+    if isinstance(error, (SequenceConflict, EventIdConflict, StoreUnavailable)):
+        return error
+    if isinstance(error, (asyncpg.PostgresError, asyncpg.InterfaceError)):
+        return StoreUnavailable("postgres", str(error) or type(error).__name__)
+    return StoreUnavailable("s3", str(error) or type(error).__name__)
