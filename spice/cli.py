@@ -20,12 +20,42 @@ def _stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    """Run the publisher alone (the worker runs the same loop as a task)."""
+    import asyncio
+    import logging
+
+    from spice.agents.publisher import Publisher
+    from spice.runtime import Runtime
+    from spice.settings import get_settings
+    from spice.topics import ensure_topics
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def run() -> None:
+        settings = get_settings()
+        await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_partitions)
+        runtime = await Runtime.open(settings)
+        try:
+            await Publisher(runtime.event_store, settings, start_after=args.start_after,
+                            checkpoint_key=args.checkpoint_key).run()
+        finally:
+            await runtime.close()
+
+    asyncio.run(run())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     stack = sub.add_parser("stack", help="the local stack of real servers")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.set_defaults(run=_stack)
+    publish = sub.add_parser("publish", help="run the event-store publisher in this process")
+    publish.add_argument("--start-after", help="position to start from when no checkpoint exists")
+    publish.add_argument("--checkpoint-key", help="S3 key of the checkpoint (default from settings)")
+    publish.set_defaults(run=_publish)
     return parser
 
 

@@ -50,6 +50,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (handler, aggregate_id)
     );
     """,
+    # 3: publisher lag is "stored batches after the checkpoint"
+    """
+    CREATE INDEX event_index_by_batch ON event_index (batch_key) WHERE stored;
+    """,
 ]
 
 

@@ -1,0 +1,1 @@
+"""Faust agents and tasks: command workers, projections, status, the publisher, DLQ."""

@@ -1,0 +1,45 @@
+"""Every topic the service uses, with its partition count, created at start-up.
+
+Faust creates only the topics it owns (changelogs, repartitions); an agent's
+source topic must exist before the agent subscribes, or the broker (with
+auto-creation off, as it should be) leaves the agent waiting.
+"""
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+COMMAND_TOPICS = ("ontology_commands", "instance_commands", "database_commands")
+EVENT_TOPICS = ("ontology_events", "instance_events", "database_events")
+STATUS_TOPIC = "command_status"
+DLQ_TOPICS = tuple(f"{t}_dlq" for t in COMMAND_TOPICS) + ("projection_failures_dlq",)
+
+
+def all_topics(partitions: int) -> dict[str, int]:
+    topics = {t: partitions for t in COMMAND_TOPICS + EVENT_TOPICS + (STATUS_TOPIC,)}
+    # Dead letters are few and read in order by operators: one partition keeps them ordered.
+    topics.update({t: 1 for t in DLQ_TOPICS})
+    return topics
+
+
+async def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
+    """Create the missing topics; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, count, 1) for name, count in all_topics(partitions).items()
+                   if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+            log.info("created topics %s", [t.name for t in missing])
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

@@ -1,0 +1,52 @@
+"""Read what reached Kafka, for assertions."""
+import asyncio
+import time
+import uuid
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int = 4) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if name not in await admin.list_topics():
+            await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def collect(bootstrap: str, topic: str, expected: set[str], timeout: float = 60.0,
+                  field: str = "event_id") -> dict[str, int]:
+    """Consume `topic` from the beginning until every expected id is seen; count each."""
+    import json
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    seen: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while not expected <= set(seen) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    value = json.loads(record.value)[field]
+                    if value in expected:
+                        seen[value] = seen.get(value, 0) + 1
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        await asyncio.sleep(interval)
+    raise AssertionError("condition not met in time")

@@ -1,0 +1,119 @@
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from spice.agents.publisher import Publisher
+from spice.domain.envelope import Envelope, now
+from tests.integration.kafka_helpers import collect, create_topic, wait_for
+
+TOPIC = "publisher_test"
+
+
+def envelope(aggregate_id: str, i: int) -> Envelope:
+    event_id = str(uuid.uuid4())
+    return Envelope(event_id=event_id, event_type="THING_REQUESTED", aggregate_type="Thing",
+                    aggregate_id=aggregate_id, occurred_at=now(), data={"i": i},
+                    metadata={"kind": "command", "command_id": event_id, "kafka_topic": TOPIC})
+
+
+@pytest.fixture(scope="module")
+async def topic(local_stack):
+    await create_topic(local_stack.kafka_bootstrap_servers, TOPIC)
+    return TOPIC
+
+
+async def append_many(store, count: int, concurrency: int = 64) -> list[Envelope]:
+    aggregates = [f"pub-{uuid.uuid4().hex[:8]}" for _ in range(concurrency)]
+    stored = []
+
+    async def writer(agg: str, n: int):
+        for i in range(n):
+            stored.append(await store.append(envelope(agg, i), allocate=True))
+
+    per = count // concurrency
+    await asyncio.gather(*[writer(a, per) for a in aggregates])
+    return stored
+
+
+async def test_publishes_every_appended_event_keyed_by_aggregate(runtime, topic, settings):
+    store = runtime.event_store
+    start = store.position_before(time.time() - 1)
+    publisher = Publisher(store, settings, start_after=start,
+                          checkpoint_key=f"checkpoints/test-{uuid.uuid4().hex}.json")
+    task = asyncio.create_task(publisher.run())
+    try:
+        stored = await append_many(store, 256)
+        seen = await collect(settings.kafka_bootstrap_servers, topic, {e.event_id for e in stored})
+        assert set(seen) == {e.event_id for e in stored}
+        loaded = await publisher.checkpoints.load()
+        assert loaded is not None and loaded.position is not None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def start_publisher(checkpoint_key: str, start_after: str, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "spice.cli", "publish", "--checkpoint-key", checkpoint_key,
+         "--start-after", start_after],
+        stdout=open(log, "ab"), stderr=subprocess.STDOUT, env={**os.environ})
+
+
+async def test_publisher_sigkilled_mid_batch_skips_nothing(runtime, topic, settings, tmp_path):
+    store = runtime.event_store
+    checkpoint_key = f"checkpoints/test-{uuid.uuid4().hex}.json"
+    start = store.position_before(time.time() - 1)
+    stored = await append_many(store, 3000)
+    expected = {e.event_id for e in stored}
+    log = tmp_path / "publisher.log"
+    proc = start_publisher(checkpoint_key, start, log)
+    try:
+        # Kill it while it is publishing: some, not all, events are out.
+        partial = await collect(settings.kafka_bootstrap_servers, topic, expected, timeout=1.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert len(partial) < len(expected), "publisher finished before it could be killed"
+        proc = start_publisher(checkpoint_key, start, log)
+        seen = await collect(settings.kafka_bootstrap_servers, topic, expected, timeout=90)
+        assert set(seen) == expected, f"{len(expected - set(seen))} events never reached Kafka"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_two_publishers_only_one_publishes_at_a_time(runtime, topic, settings, tmp_path):
+    store = runtime.event_store
+    checkpoint_key = f"checkpoints/test-{uuid.uuid4().hex}.json"
+    start = store.position_before(time.time() - 1)
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = [start_publisher(checkpoint_key, start, log) for log in logs]
+    try:
+        def leaders():
+            return [i for i, log in enumerate(logs)
+                    if log.exists() and "publisher is the leader" in log.read_text()]
+
+        first = (await wait_for(leaders, timeout=30))
+        await asyncio.sleep(2)
+        assert leaders() == first and len(first) == 1
+        stored = await append_many(store, 128)
+        seen = await collect(settings.kafka_bootstrap_servers, topic, {e.event_id for e in stored})
+        assert len(seen) == 128
+        leader = first[0]
+        procs[leader].send_signal(signal.SIGKILL)
+        procs[leader].wait()
+        other = 1 - leader
+        await wait_for(lambda: other in leaders(), timeout=30)
+        more = await append_many(store, 64)
+        seen = await collect(settings.kafka_bootstrap_servers, topic, {e.event_id for e in more})
+        assert len(seen) == 64
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
