@@ -1,17 +1,40 @@
 """The process's connections and adapters, opened once and shared by agents and views."""
 from __future__ import annotations
 
+import json
+import os
+import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
 
+from spice.handlers.commands import CommandHandler
 from spice.settings import Settings
+from spice.stores.breaker import CircuitBreaker, Guarded
+from spice.stores.graph import GraphStore
 from spice.stores.postgres import create_pool
+from spice.stores.registry import PostgresRegistry
 from spice.stores.s3 import open_s3_client
 from spice.stores.s3_event_store import S3EventStore
+from spice.stores.status import StatusTracker
+from spice.topics import STATUS_TOPIC
+
+
+def make_graph_store(settings: Settings, pool: asyncpg.Pool) -> GraphStore:
+    if settings.graph_backend == "terminusdb":
+        from spice.stores.graph_terminus import TerminusGraphStore
+
+        if not settings.terminusdb_url:
+            raise RuntimeError("GRAPH_BACKEND=terminusdb needs TERMINUSDB_URL")
+        return TerminusGraphStore(settings.terminusdb_url, settings.terminusdb_user,
+                                  settings.terminusdb_password)
+    from spice.stores.graph_postgres import PostgresGraphStore
+
+    return PostgresGraphStore(pool)
 
 
 @dataclass
@@ -20,27 +43,64 @@ class Runtime:
     pool: asyncpg.Pool
     s3: Any
     redis: aioredis.Redis
+    producer: AIOKafkaProducer
     event_store: S3EventStore
+    graph: GraphStore
+    registry: PostgresRegistry
+    status: StatusTracker
+    handler: CommandHandler
+    breakers: dict[str, CircuitBreaker]
+    owner: str
     _stack: AsyncExitStack = field(repr=False, default_factory=AsyncExitStack)
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
         stack = AsyncExitStack()
         try:
-            pool = await create_pool(settings)
-            stack.push_async_callback(pool.close)
-            s3 = await open_s3_client(settings, stack)
-            redis = aioredis.from_url(settings.redis_url, decode_responses=True)
-            stack.push_async_callback(redis.aclose)
-            event_store = S3EventStore(
-                s3, pool, settings.event_store_bucket,
-                max_batch=settings.event_store_group_commit_max,
-                linger_ms=settings.event_store_group_commit_wait_ms)
-            stack.push_async_callback(event_store.close)
+            return await cls._open(settings, stack)
         except BaseException:
             await stack.aclose()
             raise
-        return cls(settings, pool, s3, redis, event_store, stack)
+
+    @classmethod
+    async def _open(cls, settings: Settings, stack: AsyncExitStack) -> Runtime:
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        pool = await create_pool(settings)
+        stack.push_async_callback(pool.close)
+        s3 = await open_s3_client(settings, stack)
+        redis = aioredis.from_url(settings.redis_url, decode_responses=True,
+                                  socket_timeout=5, socket_connect_timeout=2)
+        stack.push_async_callback(redis.aclose)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                    acks="all", linger_ms=2, max_request_size=8 << 20)
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        breakers = {name: CircuitBreaker(name) for name in ("event_store", "graph")}
+        event_store = S3EventStore(
+            s3, pool, settings.event_store_bucket,
+            max_batch=settings.event_store_group_commit_max,
+            linger_ms=settings.event_store_group_commit_wait_ms)
+        stack.push_async_callback(event_store.close)
+        graph = make_graph_store(settings, pool)
+
+        async def emit_status(change: dict[str, Any]) -> None:
+            # Enqueued, not awaited to acknowledgement: the status topic feeds views,
+            # and Redis already holds the transition for waiters.
+            await producer.send(STATUS_TOPIC, json.dumps(change).encode(),
+                                key=change["command_id"].encode())
+
+        async def dead_letter(topic: str, payload: dict[str, Any]) -> None:
+            await producer.send_and_wait(topic, json.dumps(payload, default=str).encode(),
+                                         key=str(payload.get("envelope", {}).get("aggregate_id", "")).encode())
+
+        status = StatusTracker(redis, settings.command_status_ttl_seconds, emit=emit_status)
+        registry = PostgresRegistry(pool, owner, settings.registry_lease_seconds)
+        handler = CommandHandler(
+            Guarded(event_store, breakers["event_store"]), registry,  # type: ignore[arg-type]
+            Guarded(graph, breakers["graph"]), status, dead_letter,  # type: ignore[arg-type]
+            max_attempts=settings.command_max_attempts, retry_base=settings.command_retry_base_seconds)
+        return cls(settings, pool, s3, redis, producer, event_store, graph, registry, status,
+                   handler, breakers, owner, stack)
 
     async def close(self) -> None:
         await self._stack.aclose()

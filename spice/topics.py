@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 COMMAND_TOPICS = ("ontology_commands", "instance_commands", "database_commands")
 EVENT_TOPICS = ("ontology_events", "instance_events", "database_events")
 STATUS_TOPIC = "command_status"
-DLQ_TOPICS = tuple(f"{t}_dlq" for t in COMMAND_TOPICS) + ("projection_failures_dlq",)
+PUBLISHER_DLQ = "publisher_unroutable_dlq"
+DLQ_TOPICS = tuple(f"{t}_dlq" for t in COMMAND_TOPICS) + ("projection_failures_dlq", PUBLISHER_DLQ)
 
 
 def all_topics(partitions: int) -> dict[str, int]:

@@ -24,9 +24,13 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from spice.settings import Settings
 from spice.stores.checkpoint import Checkpoint, CheckpointStore
+from spice.stores.errors import StoreUnavailable
+from spice.topics import PUBLISHER_DLQ
 from spice.stores.s3_event_store import NOTIFY_CHANNEL, S3EventStore, position_at
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,7 @@ class Publisher:
         self._last_lookback = 0.0
         self._last_save = 0.0
         self._dirty = False
+        self._known_topics: set[str] = set()
 
     def wake(self, *_: Any) -> None:
         self._wake.set()
@@ -76,7 +81,8 @@ class Publisher:
                     continue
                 try:
                     await self._lead()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError,
+                        StoreUnavailable, ClientError, BotoCoreError) as error:
                     log.warning("publisher lost its footing (%s); retrying", error)
                     await self._release()
                     await asyncio.sleep(1)
@@ -113,6 +119,7 @@ class Publisher:
             enable_idempotence=True, linger_ms=1, max_batch_size=1 << 20,
             max_request_size=8 << 20)
         await self._producer.start()
+        await self._refresh_topics()
         loaded = await self.checkpoints.load()
         self.checkpoint = loaded or Checkpoint(position=self.start_after)
         while True:
@@ -159,9 +166,9 @@ class Publisher:
                 if not line.strip():
                     continue
                 body = json.loads(line)
+                topic = await self._routable(body["metadata"].get("kafka_topic"))
                 futures.append(await self._producer.send(
-                    body["metadata"]["kafka_topic"], line,
-                    key=body["aggregate_id"].encode()))
+                    topic, line, key=body["aggregate_id"].encode()))
             # Kafka's acknowledgement first; only then may the checkpoint move.
             await asyncio.gather(*futures)
             self.checkpoint.recent.add(key)
@@ -173,6 +180,24 @@ class Publisher:
             self.stats.events += len(futures)
             self.stats.last_publish_at = time.time()
         return sent
+
+    async def _routable(self, topic: str | None) -> str:
+        """An envelope naming a topic that does not exist goes to the publisher's DLQ
+        instead: waiting for the topic would stall every event behind it."""
+        assert self._producer is not None
+        if topic and topic in self._known_topics:
+            return topic
+        if topic:
+            await self._refresh_topics()
+            if topic in self._known_topics:
+                return topic
+        log.error("envelope names unknown topic %r; sent to %s", topic, PUBLISHER_DLQ)
+        return PUBLISHER_DLQ
+
+    async def _refresh_topics(self) -> None:
+        assert self._producer is not None
+        metadata = await self._producer.client.fetch_all_metadata()
+        self._known_topics = set(metadata.topics())
 
     async def _read_raw(self, key: str) -> bytes:
         response = await self.store.s3.get_object(Bucket=self.store.bucket, Key=key)

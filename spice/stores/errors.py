@@ -32,3 +32,17 @@ class EventIdConflict(StoreError):
     def __init__(self, event_id: str) -> None:
         super().__init__(f"event '{event_id}' is already stored with a different payload")
         self.event_id = event_id
+
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors worth a retry: a dependency is down, slow, or dropped the connection."""
+    import asyncpg
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    return (StoreUnavailable, OSError, TimeoutError, ConnectionError,
+            asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+            asyncpg.exceptions.CannotConnectNowError, RedisConnectionError, RedisTimeout)
+
+
+TRANSIENT_ERRORS = transient_errors()

@@ -54,6 +54,21 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX event_index_by_batch ON event_index (batch_key) WHERE stored;
     """,
+    # 4: the default graph store (TerminusDB in production)
+    """
+    CREATE TABLE graph_databases (
+        name text PRIMARY KEY, doc jsonb NOT NULL, version bigint NOT NULL
+    );
+    CREATE TABLE graph_classes (
+        db text NOT NULL, class_id text NOT NULL, doc jsonb NOT NULL, version bigint NOT NULL,
+        PRIMARY KEY (db, class_id)
+    );
+    CREATE TABLE graph_instances (
+        db text NOT NULL, class_id text NOT NULL, instance_id text NOT NULL,
+        data jsonb NOT NULL, version bigint NOT NULL,
+        PRIMARY KEY (db, class_id, instance_id)
+    );
+    """,
 ]
 
 

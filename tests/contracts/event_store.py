@@ -19,7 +19,7 @@ def envelope(aggregate_id: str, *, event_id: str | None = None, data: dict | Non
     return Envelope(event_id=event_id, event_type="THING_REQUESTED", aggregate_type="Thing",
                     aggregate_id=aggregate_id, occurred_at=now(), actor="test",
                     data=data or {"n": 1},
-                    metadata={"kind": "command", "command_id": event_id, "kafka_topic": "t"},
+                    metadata={"kind": "command", "command_id": event_id, "kafka_topic": "publisher_test"},
                     sequence_number=seq)
 
 

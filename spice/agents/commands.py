@@ -1,0 +1,69 @@
+"""Command agents: decode, hand to the CommandHandler, ack when done.
+
+Acks are manual: Faust commits a partition's offset only up to the first
+message not yet acked, so concurrent lanes never commit past unfinished work.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from spice.agents.lanes import KeyedLanes
+from spice.app import app
+from spice.domain.envelope import Envelope
+from spice.handlers.commands import Origin
+from spice.topics import COMMAND_TOPICS
+
+log = logging.getLogger(__name__)
+MAX_IN_FLIGHT = 64
+
+
+def raw_topic(name: str) -> Any:
+    return app.topic(name, partitions=app.settings.topic_partitions, key_type=bytes,
+                     value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+async def poison(topic: str, message: Any, error: Exception) -> None:
+    """An undecodable message: to the DLQ with its raw bytes; the agent keeps going."""
+    raw = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
+    payload = {"raw": raw.decode("utf-8", errors="backslashreplace"), "error": str(error)[:2000],
+               "topic": topic, "partition": message.partition, "offset": message.offset,
+               "failed_at": time.time(), "attempts": 0}
+    await app.runtime.producer.send_and_wait(f"{topic}_dlq", json.dumps(payload).encode())
+    log.warning("poison message %s[%s]@%s to the DLQ: %s", topic, message.partition,
+                message.offset, error)
+
+
+def command_agent(topic_name: str) -> None:
+    @app.agent(raw_topic(topic_name), name=f"spice.agents.{topic_name}")
+    async def worker(stream: Any) -> None:
+        lanes = KeyedLanes(MAX_IN_FLIGHT)
+        manual = stream.noack()
+        async for event in manual.events():
+            message = event.message
+            try:
+                envelope = Envelope.from_json(event.value)
+                if envelope.kind != "command" or "command_type" not in envelope.metadata:
+                    raise ValueError("not a command envelope (metadata.kind/command_type)")
+            except (ValidationError, ValueError, UnicodeDecodeError) as error:
+                await poison(topic_name, message, error)
+                await manual.ack(event)
+                continue
+            origin = Origin(message.topic, message.partition, message.offset)
+
+            async def work(envelope: Envelope = envelope, event: Any = event,
+                           origin: Origin = origin) -> None:
+                try:
+                    await app.runtime.handler.process(envelope, origin)
+                finally:
+                    await manual.ack(event)
+
+            await lanes.submit(envelope.aggregate_id, work)
+
+
+for _name in COMMAND_TOPICS:
+    command_agent(_name)

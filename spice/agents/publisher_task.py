@@ -1,0 +1,33 @@
+"""The publisher and the event store's housekeeping, as Faust tasks in every worker
+(one publishes at a time: see spice/agents/publisher.py)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from spice.agents.publisher import Publisher
+from spice.app import app
+
+log = logging.getLogger(__name__)
+publisher: Publisher | None = None
+
+
+@app.task
+async def run_publisher() -> None:
+    global publisher
+    runtime = app.runtime
+    publisher = Publisher(runtime.event_store, app.settings)
+    # In-process appends wake it at once; other processes wake it through NOTIFY.
+    runtime.event_store.on_stored = lambda _key: publisher.wake()  # type: ignore[union-attr]
+    await publisher.run()
+
+
+@app.timer(interval=30.0)
+async def resolve_pending_batches() -> None:
+    try:
+        settled = await app.runtime.event_store.resolve_pending()
+        if settled:
+            log.info("settled %d pending event-store batches", settled)
+    except Exception as error:  # noqa: BLE001 - housekeeping retries on the next tick
+        log.warning("resolve_pending failed: %s", error)
+    await asyncio.sleep(0)

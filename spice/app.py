@@ -1,0 +1,73 @@
+"""The one Faust App: `faust -A spice.app worker`.
+
+Start-up order: create the topics, open the stores (spice.runtime), then Faust
+starts the agents, the tables, the publisher task and the web views.
+"""
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from spice.runtime import Runtime
+from spice.settings import Settings, get_settings
+from spice.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class SpiceApp(faust.App):
+    settings: Settings
+    _runtime: Runtime | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise RuntimeError("the worker's stores are not open yet")
+        return self._runtime
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        created = await ensure_topics(self.settings.kafka_bootstrap_servers,
+                                      self.settings.topic_partitions)
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        self._runtime = await Runtime.open(self.settings)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self._runtime is not None:
+            await self._runtime.close()
+            self._runtime = None
+
+
+def create_app(settings: Settings | None = None) -> SpiceApp:
+    settings = settings or get_settings()
+    settings.spice_data_dir.mkdir(parents=True, exist_ok=True)
+    app = SpiceApp(
+        settings.spice_app_id,
+        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        web_host=settings.spice_web_host,
+        web_bind=settings.spice_web_host,
+        web_port=settings.spice_web_port,
+        web_application_options={"client_max_size": settings.max_body_bytes},
+        datadir=str(settings.spice_data_dir),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        stream_wait_empty=False,
+    )
+    app.settings = settings
+    return app
+
+
+app = create_app()
+
+# Registration happens on import: each module decorates agents, tables and views on `app`.
+from spice.agents import commands as _commands  # noqa: E402,F401
+from spice.agents import publisher_task as _publisher  # noqa: E402,F401
+from spice.tables import status as _status_tables  # noqa: E402,F401
+from spice.web import routes as _routes  # noqa: E402,F401

@@ -1,0 +1,303 @@
+"""Process one command envelope: claim, decide, record events, apply, report.
+
+Order of effects (why events before the graph): the domain events are appended
+to the event store *before* the graph write. A crash between the two is repaired
+on the next attempt by finding this command's events in the store (their ids are
+deterministic) and applying them again; the graph write is idempotent by
+sequence number. The opposite order could leave a graph change that no event
+records, i.e. a read model ahead of the source of truth.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from spice.domain import decisions
+from spice.domain.envelope import Envelope, domain_event_id
+from spice.domain.errors import DomainError
+from spice.domain.messages import (
+    AggregateType,
+    CommandType,
+    EventType,
+    command_failed,
+    command_type_of,
+    instance_aggregate,
+    stamp,
+)
+from spice.handlers import state
+from spice.stores.errors import TRANSIENT_ERRORS, EventIdConflict
+from spice.stores.event_store import EventStore
+from spice.stores.graph import GraphStore
+from spice.stores.registry import ClaimOutcome, PostgresRegistry
+from spice.stores.status import CommandStatus, StatusTracker
+
+log = logging.getLogger(__name__)
+HANDLER = "command-worker"
+SUCCESS_EVENTS = {
+    CommandType.CREATE_DATABASE: EventType.DATABASE_CREATED,
+    CommandType.DELETE_DATABASE: EventType.DATABASE_DELETED,
+    CommandType.CREATE_ONTOLOGY_CLASS: EventType.ONTOLOGY_CLASS_CREATED,
+    CommandType.UPDATE_ONTOLOGY_CLASS: EventType.ONTOLOGY_CLASS_UPDATED,
+    CommandType.DELETE_ONTOLOGY_CLASS: EventType.ONTOLOGY_CLASS_DELETED,
+    CommandType.CREATE_INSTANCE: EventType.INSTANCE_CREATED,
+    CommandType.UPDATE_INSTANCE: EventType.INSTANCE_UPDATED,
+    CommandType.DELETE_INSTANCE: EventType.INSTANCE_DELETED,
+}
+BULK_CHUNK = 200
+TRANSIENT = TRANSIENT_ERRORS
+
+
+@dataclass(frozen=True)
+class Origin:
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+
+
+DeadLetter = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class Transient(Exception):
+    """Worth another attempt: a store was unavailable or timed out."""
+
+
+class CommandHandler:
+    def __init__(self, store: EventStore, registry: PostgresRegistry, graph: GraphStore,
+                 status: StatusTracker, dead_letter: DeadLetter, *, max_attempts: int = 5,
+                 retry_base: float = 0.2, gap_wait: float = 5.0,
+                 on_breaker: Callable[[str, bool], None] | None = None) -> None:
+        self.store, self.registry, self.graph, self.status = store, registry, graph, status
+        self.dead_letter = dead_letter
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
+        self.gap_wait = gap_wait
+
+    # ---- the retry envelope around one command ------------------------------
+
+    async def process(self, envelope: Envelope, origin: Origin) -> None:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self.handle(envelope)
+                return
+            except TRANSIENT + (Transient,) as error:
+                if attempt == self.max_attempts:
+                    await self._give_up(envelope, origin, error, attempt)
+                    return
+                delay = min(10.0, self.retry_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                log.warning("command %s attempt %d failed (%s); retrying in %.2fs",
+                            envelope.command_id, attempt, error, delay)
+                await self._quietly(self.status.update(
+                    envelope.command_id, CommandStatus.RETRYING,
+                    f"attempt {attempt} failed: {error}; retrying in {delay:.1f}s"))
+                await asyncio.sleep(delay)
+            except Exception as error:  # noqa: BLE001 - a bug must not stop the agent
+                log.exception("command %s failed unexpectedly", envelope.command_id)
+                await self._give_up(envelope, origin, error, attempt)
+                return
+
+    async def _give_up(self, envelope: Envelope, origin: Origin, error: BaseException,
+                       attempts: int) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        failure = {"code": "exhausted" if isinstance(error, TRANSIENT + (Transient,)) else "internal",
+                   "message": reason}
+        await self._quietly(self.store.append(command_failed(envelope, failure)))
+        await self.dead_letter(f"{origin.topic}_dlq", {
+            "envelope": envelope.model_dump(mode="json"), "error": reason, "attempts": attempts,
+            "topic": origin.topic, "partition": origin.partition, "offset": origin.offset,
+            "failed_at": time.time()})
+        await self._quietly(self.registry.mark_failed(HANDLER, envelope.event_id, reason))
+        await self._quietly(self.status.update(
+            envelope.command_id, CommandStatus.FAILED, f"gave up after {attempts} attempts",
+            error=failure))
+
+    @staticmethod
+    async def _quietly(work: Awaitable[Any]) -> None:
+        try:
+            await work
+        except Exception as error:  # noqa: BLE001 - best effort while failing
+            log.warning("while recording a failure: %s", error)
+
+    # ---- one attempt --------------------------------------------------------
+
+    async def handle(self, envelope: Envelope) -> None:
+        envelope = await self._ensure_stored(envelope)
+        claim = await self.registry.claim(HANDLER, envelope.event_id, envelope.aggregate_id,
+                                          envelope.sequence_number)
+        while claim.outcome is ClaimOutcome.IN_PROGRESS:
+            # Another worker holds it (a rebalance): wait for it to finish or its lease to lapse.
+            await asyncio.sleep(0.5)
+            claim = await self.registry.claim(HANDLER, envelope.event_id, envelope.aggregate_id,
+                                              envelope.sequence_number)
+        if claim.outcome is ClaimOutcome.DONE:
+            return
+        if claim.outcome is ClaimOutcome.STALE:
+            await self.status.update(
+                envelope.command_id, CommandStatus.FAILED, "stale sequence: the aggregate moved on",
+                error={"code": "sequence_mismatch", "message":
+                       f"aggregate is at {claim.last_sequence}, command has {envelope.sequence_number}"})
+            return
+        try:
+            await self._catch_up(envelope, claim.last_sequence)
+            await self._apply(envelope, claim.attempt)
+        except TRANSIENT as error:
+            await self._quietly(self.registry.mark_failed(HANDLER, envelope.event_id, str(error)))
+            raise
+
+    async def _ensure_stored(self, envelope: Envelope) -> Envelope:
+        """A command produced straight to the topic is recorded before anything else."""
+        stored = await self.store.get(envelope.event_id)
+        if stored is not None:
+            return stored
+        return await self.store.append(envelope, allocate=envelope.sequence_number is None)
+
+    async def _catch_up(self, envelope: Envelope, last: int) -> None:
+        """Apply stored predecessors first, so a command lands on the sequence it was
+        accepted against even when Kafka delivers it early."""
+        seq = envelope.sequence_number
+        if seq is None or seq <= last + 1:
+            return
+        deadline = time.monotonic() + self.gap_wait
+        while True:
+            async for earlier in self.store.read_aggregate(envelope.aggregate_id, after_seq=last):
+                if earlier.sequence_number is None or earlier.sequence_number >= seq:
+                    break
+                if earlier.kind == "command":
+                    await self.handle(earlier)
+            last = await self.registry.last_sequence(HANDLER, envelope.aggregate_id)
+            if last + 1 >= seq or time.monotonic() > deadline:
+                if last + 1 < seq:
+                    log.warning("sequence gap on %s: %d..%d never stored; going on",
+                                envelope.aggregate_id, last + 1, seq - 1)
+                return
+            await asyncio.sleep(0.1)
+
+    async def _apply(self, envelope: Envelope, attempt: int) -> None:
+        command = command_type_of(envelope)
+        await self.status.update(envelope.command_id, CommandStatus.PROCESSING,
+                                 f"processing (attempt {attempt})", progress=0.0)
+        events = await self._recorded_events(envelope, command) if attempt > 1 else []
+        result: dict[str, Any] = {}
+        if events:
+            failed = [e for e in events if e.event_type == EventType.COMMAND_FAILED]
+            if failed:  # recorded by an earlier attempt that crashed before finishing
+                await self._finish_rejected(envelope, failed[0].data["error"])
+                return
+        try:
+            if command is CommandType.BULK_CREATE_INSTANCES:
+                # Chunks are stored and applied as they go (progress); a retry redoes
+                # only what its recorded events do not already cover.
+                events, result = await self._run_bulk(envelope)
+            else:
+                if not events:
+                    events, result = await self._decide(envelope, command)
+                    events = await self._append_events(events)
+                await self._apply_to_graph(events)
+        except DomainError as error:
+            await self._reject(envelope, error)
+            return
+        await self.registry.mark_done(HANDLER, envelope.event_id, envelope.aggregate_id,
+                                      envelope.sequence_number)
+        await self.status.update(
+            envelope.command_id, CommandStatus.COMPLETED, "completed", progress=100.0,
+            result={**result, "event_ids": [e.event_id for e in events][:100],
+                    "sequence_number": envelope.sequence_number})
+
+    async def _append_events(self, events: list[Envelope]) -> list[Envelope]:
+        return list(await asyncio.gather(*[self._append_one(e) for e in events]))
+
+    async def _append_one(self, event: Envelope) -> Envelope:
+        try:
+            return await self.store.append(event)
+        except EventIdConflict:
+            # A crashed attempt stored a different version of this event (the state it
+            # decided on has changed since): the stored one is the record.
+            stored = await self.store.get(event.event_id)
+            if stored is None:
+                raise
+            return stored
+
+    async def _apply_to_graph(self, events: list[Envelope]) -> None:
+        apply_many = getattr(self.graph, "apply_many", None)
+        if apply_many is not None and len(events) > 1:
+            await apply_many(events)
+            return
+        for event in events:
+            await self.graph.apply(event)
+
+    async def _reject(self, envelope: Envelope, error: DomainError) -> None:
+        await self.store.append(command_failed(envelope, error.to_dict()))
+        await self._finish_rejected(envelope, error.to_dict())
+
+    async def _finish_rejected(self, envelope: Envelope, error: dict[str, Any]) -> None:
+        await self.registry.mark_done(HANDLER, envelope.event_id, envelope.aggregate_id,
+                                      envelope.sequence_number, error=str(error.get("message")))
+        await self.status.update(envelope.command_id, CommandStatus.FAILED,
+                                 str(error.get("message")), error=error)
+
+    async def _recorded_events(self, envelope: Envelope, command: CommandType) -> list[Envelope]:
+        if command is CommandType.BULK_CREATE_INSTANCES:
+            data = envelope.data
+            aggregates = [instance_aggregate(data["db"], data["class_id"], str(i.get("instance_id")))
+                          for i in data.get("items", [])]
+            candidates = [(EventType.INSTANCE_CREATED, a) for a in aggregates]
+        else:
+            candidates = [(SUCCESS_EVENTS[command], envelope.aggregate_id)]
+        candidates.append((EventType.COMMAND_FAILED, envelope.aggregate_id))
+        found = await asyncio.gather(*[
+            self.store.get(domain_event_id(envelope.command_id, kind, aggregate))
+            for kind, aggregate in candidates])
+        return [e for e in found if e is not None]
+
+    # ---- decisions ----------------------------------------------------------
+
+    async def _decide(self, envelope: Envelope, command: CommandType
+                      ) -> tuple[list[Envelope], dict[str, Any]]:
+        data, seq = envelope.data, envelope.sequence_number
+        aggregate = AggregateType(envelope.aggregate_type)
+        if aggregate is AggregateType.DATABASE:
+            current = await state.database_state(self.graph, envelope.aggregate_id)
+            drafts = decisions.decide_database(command, data, current, seq)
+            return [stamp(envelope, d) for d in drafts], {"db": envelope.aggregate_id}
+        db = str(data.get("db"))
+        if aggregate is AggregateType.ONTOLOGY_CLASS:
+            onto = await state.ontology_state(self.graph, db, command)
+            drafts = decisions.decide_class(command, data, onto, seq)
+            return [stamp(envelope, d) for d in drafts], {"db": db, "class_id": drafts[0].data["class_id"]}
+        inst = await state.instance_state(self.graph, db, data, command)
+        drafts = decisions.decide_instance(command, data, inst, seq)
+        if command is not CommandType.DELETE_INSTANCE:
+            await state.check_references(self.graph, db, inst.schema, data["class_id"],
+                                         drafts[0].data["data"])
+        return [stamp(envelope, d) for d in drafts], {
+            "db": db, "class_id": data["class_id"], "instance_id": data["instance_id"]}
+
+    async def _run_bulk(self, envelope: Envelope) -> tuple[list[Envelope], dict[str, Any]]:
+        data = envelope.data
+        items: list[dict[str, Any]] = data.get("items", [])
+        db, class_id = data["db"], data["class_id"]
+        inst = await state.instance_state(self.graph, db, data, CommandType.BULK_CREATE_INSTANCES)
+        ids = [str(i.get("instance_id")) for i in items]
+        recorded = {e.aggregate_id: e for e in await self._recorded_events(
+            envelope, CommandType.BULK_CREATE_INSTANCES) if e.event_type == EventType.INSTANCE_CREATED}
+        existing = await self.graph.existing_instances(db, class_id, ids)
+        # An instance this command created in a crashed attempt is not "already existing".
+        existing -= {e.data["instance_id"] for e in recorded.values()}
+        decided = decisions.decide_bulk(items, db, class_id, inst, existing)
+        events: list[Envelope] = []
+        total = max(1, len(decided.events))
+        for start in range(0, len(decided.events), BULK_CHUNK):
+            chunk = [stamp(envelope, d) for d in decided.events[start:start + BULK_CHUNK]]
+            stored = await self._append_events(chunk)
+            await self._apply_to_graph(stored)
+            events.extend(stored)
+            done = min(len(decided.events), start + BULK_CHUNK)
+            await self.status.update(envelope.command_id, CommandStatus.PROCESSING,
+                                     f"{done}/{len(decided.events)} instances written",
+                                     progress=round(100.0 * done / total, 1))
+        return events, {"db": db, "class_id": class_id, "created": len(decided.events),
+                        "failed": len(decided.item_errors), "errors": decided.item_errors[:1000]}

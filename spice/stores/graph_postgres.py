@@ -1,0 +1,142 @@
+"""The default graph store: jsonb documents in PostgreSQL, validated by spice/domain."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from spice.domain.envelope import Envelope
+from spice.domain.messages import EventType
+from spice.domain.ontology import OntologyClass
+from spice.domain.schema import Schema
+
+
+class PostgresGraphStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def apply(self, event: Envelope) -> None:
+        kind = EventType(event.event_type)
+        data, version = event.data, event.sequence_number or 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            if kind is EventType.DATABASE_CREATED:
+                await conn.execute(
+                    "INSERT INTO graph_databases VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE "
+                    "SET doc = EXCLUDED.doc, version = EXCLUDED.version "
+                    "WHERE graph_databases.version < EXCLUDED.version",
+                    data["name"], json.dumps(data), version)
+            elif kind is EventType.DATABASE_DELETED:
+                deleted = await conn.execute(
+                    "DELETE FROM graph_databases WHERE name = $1 AND version <= $2",
+                    data["name"], version)
+                if deleted.endswith(" 1"):
+                    await conn.execute("DELETE FROM graph_classes WHERE db = $1", data["name"])
+                    await conn.execute("DELETE FROM graph_instances WHERE db = $1", data["name"])
+            elif kind in (EventType.ONTOLOGY_CLASS_CREATED, EventType.ONTOLOGY_CLASS_UPDATED):
+                await self._upsert_class(conn, data["db"], data["class"], version)
+            elif kind is EventType.ONTOLOGY_CLASS_DELETED:
+                await conn.execute(
+                    "DELETE FROM graph_classes WHERE db = $1 AND class_id = $2 AND version <= $3",
+                    data["db"], data["class_id"], version)
+            elif kind in (EventType.INSTANCE_CREATED, EventType.INSTANCE_UPDATED):
+                await conn.execute(
+                    "INSERT INTO graph_instances VALUES ($1, $2, $3, $4, $5) "
+                    "ON CONFLICT (db, class_id, instance_id) DO UPDATE "
+                    "SET data = EXCLUDED.data, version = EXCLUDED.version "
+                    "WHERE graph_instances.version < EXCLUDED.version",
+                    data["db"], data["class_id"], data["instance_id"], json.dumps(data["data"]),
+                    version)
+            elif kind is EventType.INSTANCE_DELETED:
+                await conn.execute(
+                    "DELETE FROM graph_instances WHERE db = $1 AND class_id = $2 "
+                    "AND instance_id = $3 AND version <= $4",
+                    data["db"], data["class_id"], data["instance_id"], version)
+            # COMMAND_FAILED changes nothing in the graph.
+
+    async def apply_many(self, events: list[Envelope]) -> None:
+        """Bulk instance creation in one statement (the bulk path's hot loop)."""
+        rows = [(e.data["db"], e.data["class_id"], e.data["instance_id"], json.dumps(e.data["data"]),
+                 e.sequence_number or 0) for e in events
+                if e.event_type == EventType.INSTANCE_CREATED]
+        async with self.pool.acquire() as conn:
+            await conn.executemany(
+                "INSERT INTO graph_instances VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (db, class_id, instance_id) DO UPDATE "
+                "SET data = EXCLUDED.data, version = EXCLUDED.version "
+                "WHERE graph_instances.version < EXCLUDED.version", rows)
+        for event in events:
+            if event.event_type != EventType.INSTANCE_CREATED:
+                await self.apply(event)
+
+    async def _upsert_class(self, conn: asyncpg.Connection, db: str, cls: dict[str, Any],
+                            version: int) -> None:
+        await conn.execute(
+            "INSERT INTO graph_classes VALUES ($1, $2, $3, $4) ON CONFLICT (db, class_id) DO UPDATE "
+            "SET doc = EXCLUDED.doc, version = EXCLUDED.version "
+            "WHERE graph_classes.version < EXCLUDED.version",
+            db, cls["id"], json.dumps(cls), version)
+
+    async def put_class_direct(self, db: str, cls: dict[str, Any]) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO graph_classes VALUES ($1, $2, $3, 0) ON CONFLICT (db, class_id) "
+                "DO UPDATE SET doc = EXCLUDED.doc", db, cls["id"], json.dumps(cls))
+
+    async def database_exists(self, db: str) -> bool:
+        async with self.pool.acquire() as conn:
+            return bool(await conn.fetchval("SELECT 1 FROM graph_databases WHERE name = $1", db))
+
+    async def list_databases(self) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT doc FROM graph_databases ORDER BY name")
+        return [json.loads(r["doc"]) for r in rows]
+
+    async def list_classes(self, db: str) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT doc FROM graph_classes WHERE db = $1 ORDER BY class_id", db)
+        return [json.loads(r["doc"]) for r in rows]
+
+    async def schema(self, db: str) -> Schema:
+        classes = [OntologyClass.model_validate(doc) for doc in await self.list_classes(db)]
+        return Schema({c.id: c for c in classes})
+
+    async def get_class(self, db: str, class_id: str) -> dict[str, Any] | None:
+        async with self.pool.acquire() as conn:
+            doc = await conn.fetchval(
+                "SELECT doc FROM graph_classes WHERE db = $1 AND class_id = $2", db, class_id)
+        return json.loads(doc) if doc else None
+
+    async def instance_counts(self, db: str) -> dict[str, int]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT class_id, count(*) AS n FROM graph_instances WHERE db = $1 GROUP BY class_id", db)
+        return {r["class_id"]: r["n"] for r in rows}
+
+    async def get_instance(self, db: str, class_id: str, instance_id: str) -> dict[str, Any] | None:
+        async with self.pool.acquire() as conn:
+            data = await conn.fetchval(
+                "SELECT data FROM graph_instances WHERE db = $1 AND class_id = $2 AND instance_id = $3",
+                db, class_id, instance_id)
+        return json.loads(data) if data else None
+
+    async def existing_instances(self, db: str, class_id: str, ids: list[str]) -> set[str]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT instance_id FROM graph_instances WHERE db = $1 AND class_id = $2 "
+                "AND instance_id = ANY($3)", db, class_id, ids)
+        return {r["instance_id"] for r in rows}
+
+    async def list_instances(self, db: str, class_id: str, limit: int = 100,
+                             after: str | None = None) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT instance_id, data FROM graph_instances WHERE db = $1 AND class_id = $2 "
+                "AND instance_id > $3 ORDER BY instance_id LIMIT $4", db, class_id, after or "", limit)
+        return [{"instance_id": r["instance_id"], "class_id": class_id, "data": json.loads(r["data"])}
+                for r in rows]
+
+    async def ping(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1 FROM graph_databases LIMIT 1")

@@ -1,0 +1,158 @@
+"""Command status in Redis: `command:{id}:status`, `command:{id}:result`, and the
+pub/sub channel `command_updates:{id}` on every change (sync waiters subscribe).
+
+Transitions are applied by one Lua script, so the web layer and any number of
+workers can write concurrently without losing history entries, and a terminal
+state is never overwritten by a late, out-of-order PROCESSING.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+
+class CommandStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    RETRYING = "RETRYING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL = frozenset({CommandStatus.COMPLETED, CommandStatus.FAILED, CommandStatus.CANCELLED})
+
+UPDATE_SCRIPT = """
+local key = KEYS[1]
+local change = cjson.decode(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local current = redis.call('GET', key)
+local doc
+if current then
+  doc = cjson.decode(current)
+  local terminal = {COMPLETED=true, FAILED=true, CANCELLED=true}
+  if terminal[doc.status] and not terminal[change.status] and change.status ~= 'PROJECTED' then
+    return current
+  end
+else
+  doc = {command_id = change.command_id, created_at = change.timestamp, history = {}}
+end
+if change.status ~= 'PROJECTED' then
+  doc.status = change.status
+end
+doc.updated_at = change.timestamp
+for _, field in ipairs({'command_type', 'db', 'aggregate_id', 'progress', 'error', 'projected'}) do
+  if change[field] ~= nil then doc[field] = change[field] end
+end
+table.insert(doc.history, {status = change.status, timestamp = change.timestamp,
+                           message = change.message})
+local encoded = cjson.encode(doc)
+redis.call('SET', key, encoded, 'EX', ttl)
+if change.result ~= nil then
+  redis.call('SET', KEYS[2], cjson.encode(change.result), 'EX', ttl)
+end
+redis.call('PUBLISH', KEYS[3], encoded)
+return encoded
+"""
+
+
+def status_key(command_id: str) -> str:
+    return f"command:{command_id}:status"
+
+
+def result_key(command_id: str) -> str:
+    return f"command:{command_id}:result"
+
+
+def channel(command_id: str) -> str:
+    return f"command_updates:{command_id}"
+
+
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class StatusTracker:
+    """The one writer of command status: Redis first, then the command_status topic."""
+
+    def __init__(self, redis: aioredis.Redis, ttl_seconds: int = 24 * 3600,
+                 emit: Emit | None = None) -> None:
+        self.redis = redis
+        self.ttl = ttl_seconds
+        self.emit = emit
+        self._script = redis.register_script(UPDATE_SCRIPT)
+
+    async def update(self, command_id: str, status: str, message: str = "", *,
+                     result: Any = None, error: Any = None, progress: float | None = None,
+                     **fields: Any) -> dict[str, Any] | None:
+        change = {"command_id": command_id, "status": str(status), "message": message,
+                  "timestamp": time.time(), **{k: v for k, v in fields.items() if v is not None}}
+        if progress is not None:
+            change["progress"] = progress
+        if error is not None:
+            change["error"] = error
+        if result is not None:
+            change["result"] = result
+        doc: dict[str, Any] | None = None
+        try:
+            encoded = await self._script(
+                keys=[status_key(command_id), result_key(command_id), channel(command_id)],
+                args=[json.dumps(change), self.ttl])
+            doc = json.loads(encoded)
+        except RedisError:
+            # Redis is a cache of status: the topic below (and its Faust table) still
+            # records the transition, and the status API falls back to that table.
+            if self.emit is None:
+                raise
+        if self.emit is not None:
+            await self.emit(change)
+        return doc
+
+    async def get(self, command_id: str) -> dict[str, Any] | None:
+        raw, result = await self.redis.mget(status_key(command_id), result_key(command_id))
+        if raw is None:
+            return None
+        doc: dict[str, Any] = json.loads(raw)
+        if result is not None:
+            doc["result"] = json.loads(result)
+        return doc
+
+    async def wait(self, command_id: str, timeout: float,
+                   done: Callable[[dict[str, Any]], bool] | None = None,
+                   recheck_every: float = 1.0) -> dict[str, Any] | None:
+        """Wait until the command is terminal (or `done` says so); None on timeout.
+
+        Subscribes before the first read, so no update can fall between the two;
+        re-reads every `recheck_every` seconds in case a message was dropped.
+        """
+        done = done or (lambda doc: doc.get("status") in TERMINAL)
+        deadline = time.monotonic() + timeout
+        pubsub = self.redis.pubsub()
+        try:
+            await pubsub.subscribe(channel(command_id))
+            while True:
+                doc = await self.get(command_id)
+                if doc is not None and done(doc):
+                    return doc
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                window = min(remaining, recheck_every)
+                end = time.monotonic() + window
+                while time.monotonic() < end:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=max(0.0, end - time.monotonic()))
+                    if message is not None:
+                        break
+        finally:
+            try:
+                await pubsub.unsubscribe()
+                await pubsub.aclose()
+            except (RedisError, asyncio.CancelledError, OSError):
+                pass

@@ -1,0 +1,1 @@
+"""Faust tables and the views they back."""

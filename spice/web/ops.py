@@ -1,0 +1,74 @@
+"""Operations: health of every dependency, DLQ depth."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.web import Request, Response
+
+from spice.app import app
+from spice.settings import Settings
+from spice.topics import DLQ_TOPICS
+from spice.web.http import ApiView
+
+
+async def _check(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
+    try:
+        await asyncio.wait_for(probe, timeout=3.0)
+        return name, {"status": "ok"}
+    except Exception as error:  # noqa: BLE001 - the reason is the answer
+        return name, {"status": "failing", "reason": f"{type(error).__name__}: {error}"[:300]}
+
+
+async def _kafka() -> None:
+    producer = app.runtime.producer
+    await producer.client.fetch_all_metadata()
+
+
+async def _postgres() -> None:
+    async with app.runtime.pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
+
+
+async def _s3() -> None:
+    await app.runtime.s3.head_bucket(Bucket=app.settings.event_store_bucket)
+
+
+async def health() -> tuple[bool, dict[str, Any]]:
+    runtime = app.runtime
+    checks = dict(await asyncio.gather(
+        _check("kafka", _kafka()), _check("s3", _s3()), _check("postgres", _postgres()),
+        _check("redis", runtime.redis.ping()), _check("graph", runtime.graph.ping()),
+        _check("search", _search_ping())))
+    for name, breaker in runtime.breakers.items():
+        checks.setdefault("circuit_breakers", {})[name] = breaker.state
+    ready = all(v.get("status") == "ok" for k, v in checks.items() if k != "circuit_breakers")
+    return ready, checks
+
+
+async def _search_ping() -> None:
+    search = getattr(app.runtime, "search", None)
+    if search is not None:
+        await search.ping()
+    else:
+        await _postgres()
+
+
+async def dlq_depth(settings: Settings) -> dict[str, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t, 0) for t in DLQ_TOPICS]
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        return {tp.topic: ends[tp] - starts[tp] for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
+class HealthView(ApiView):
+    async def get(self, request: Request) -> Response:
+        ready, checks = await health()
+        return self.json({"status": "ok" if ready else "degraded", "ready": ready,
+                          "dependencies": checks}, status=200 if ready else 503)

@@ -1,0 +1,107 @@
+"""Every route of the HTTP API in one table; the OpenAPI document is built from it."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from faust.web import Request, Response
+
+from spice.app import app
+from spice.web import reads, writes
+from spice.web.http import ApiView
+from spice.web.ops import HealthView
+from spice.web.status import CommandCountsView, CommandStatusView, CommandWaitView
+
+V1 = "/api/v1"
+W = writes
+
+DatabaseCreate = W.write_view("DatabaseCreate", post=W.create_database)
+DatabaseDelete = W.write_view("DatabaseDelete", delete=W.delete_database)
+OntologyAsyncCreate = W.write_view("OntologyAsyncCreate", post=W.create_class)
+OntologyAsyncClass = W.write_view("OntologyAsyncClass", put=W.update_class, delete=W.delete_class)
+OntologySyncCreate = W.write_view("OntologySyncCreate", sync=True, post=W.create_class)
+OntologySyncClass = W.write_view("OntologySyncClass", sync=True, put=W.update_class,
+                                 delete=W.delete_class)
+InstanceCreate = W.write_view("InstanceCreate", post=W.create_instance)
+InstanceUpdate = W.write_view("InstanceUpdate", post=W.update_instance)
+InstanceDelete = W.write_view("InstanceDelete", post=W.delete_instance)
+InstanceBulk = W.write_view("InstanceBulk", post=W.bulk_create)
+InstanceSyncCreate = W.write_view("InstanceSyncCreate", sync=True, post=W.create_instance)
+
+# (path, view, {method: summary})
+ROUTES: list[tuple[str, type[ApiView], dict[str, str]]] = [
+    ("/health", HealthView, {"get": "Health of every dependency; 503 until ready"}),
+    (f"{V1}/health", HealthView, {"get": "Health of every dependency; 503 until ready"}),
+    (f"{V1}/database/create", DatabaseCreate, {"post": "Create a database (async, 202)"}),
+    (f"{V1}/database/list", reads.DatabaseListView, {"get": "List databases"}),
+    (f"{V1}/database/exists/{{db}}", reads.DatabaseExistsView, {"get": "Does a database exist"}),
+    (f"{V1}/database/{{db}}", DatabaseDelete, {"delete": "Delete a database (async, 202)"}),
+    (f"{V1}/ontology/{{db}}/async/create", OntologyAsyncCreate, {"post": "Create a class (202)"}),
+    (f"{V1}/ontology/{{db}}/async/command/{{command_id}}/status", CommandStatusView,
+     {"get": "Status, progress and history of a command"}),
+    (f"{V1}/ontology/{{db}}/async/{{class_id}}", OntologyAsyncClass,
+     {"put": "Replace a class (202)", "delete": "Delete a class (202)"}),
+    (f"{V1}/ontology/{{db}}/sync/create", OntologySyncCreate,
+     {"post": "Create a class and wait (200, 408 on timeout)"}),
+    (f"{V1}/ontology/{{db}}/sync/command/{{command_id}}/wait", CommandWaitView,
+     {"get": "Wait for a command's outcome"}),
+    (f"{V1}/ontology/{{db}}/sync/{{class_id}}", OntologySyncClass,
+     {"put": "Replace a class and wait", "delete": "Delete a class and wait"}),
+    (f"{V1}/ontology/{{db}}/create", reads.LegacyCreateClassView,
+     {"post": "Legacy direct write to the graph store (no command, no status)"}),
+    (f"{V1}/ontology/{{db}}", reads.ClassListView, {"get": "List classes"}),
+    (f"{V1}/ontology/{{db}}/{{class_id}}", reads.ClassView, {"get": "Get a class"}),
+    (f"{V1}/instances/{{db}}/async/{{class_id}}/create", InstanceCreate, {"post": "Create an instance (202)"}),
+    (f"{V1}/instances/{{db}}/async/{{class_id}}/bulk-create", InstanceBulk,
+     {"post": "Create many instances (202); progress in the status"}),
+    (f"{V1}/instances/{{db}}/async/{{class_id}}/{{instance_id}}/update", InstanceUpdate,
+     {"post": "Replace an instance's data (202)"}),
+    (f"{V1}/instances/{{db}}/async/{{class_id}}/{{instance_id}}/delete", InstanceDelete,
+     {"post": "Delete an instance (202)"}),
+    (f"{V1}/instances/{{db}}/sync/{{class_id}}/create", InstanceSyncCreate,
+     {"post": "Create an instance and wait"}),
+    (f"{V1}/instances/{{db}}/{{class_id}}", reads.InstanceListView, {"get": "List instances (paged)"}),
+    (f"{V1}/instances/{{db}}/{{class_id}}/{{instance_id}}", reads.InstanceView, {"get": "Get an instance"}),
+    (f"{V1}/commands/{{command_id}}/status", CommandStatusView, {"get": "Status of any command"}),
+    (f"{V1}/commands/{{command_id}}/wait", CommandWaitView, {"get": "Wait for any command"}),
+    (f"{V1}/status/commands", CommandCountsView, {"get": "Counts by state and type, DLQ depth"}),
+]
+
+QUERY = {
+    "timeout": {"type": "number", "minimum": 0.1, "maximum": 600},
+    "poll_interval": {"type": "number", "minimum": 0.05, "maximum": 60},
+    "expected_seq": {"type": "integer", "minimum": 0},
+}
+
+
+def openapi() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for path, view, methods in ROUTES + [("/openapi.json", OpenApiView, {"get": "This document"})]:
+        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in re.findall(r"{(\w+)}", path)]
+        entry = paths.setdefault(path, {})
+        for method, summary in methods.items():
+            operation: dict[str, Any] = {
+                "summary": summary, "operationId": f"{method}_{view.__name__}_{len(paths)}",
+                "parameters": list(params), "responses": {"default": {"description": "JSON"}}}
+            if "/sync/" in path or path.endswith("/wait"):
+                operation["parameters"] += [
+                    {"name": q, "in": "query", "required": False, "schema": QUERY[q]}
+                    for q in ("timeout", "poll_interval")]
+            if method in ("post", "put") and "/wait" not in path:
+                operation["requestBody"] = {"required": method != "delete", "content": {
+                    "application/json": {"schema": {"type": "object"}}}}
+            entry[method] = operation
+    return {"openapi": "3.0.3",
+            "info": {"title": "Spice Harvester on Faust", "version": "1"},
+            "paths": paths}
+
+
+class OpenApiView(ApiView):
+    async def get(self, request: Request) -> Response:
+        return self.json(openapi())
+
+
+for _path, _view, _ in ROUTES:
+    app.page(_path, name=f"{_view.__name__}:{_path}")(_view)
+app.page("/openapi.json")(OpenApiView)

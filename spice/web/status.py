@@ -1,0 +1,81 @@
+"""Command status: Redis first, the Faust table (on the worker that owns the key) after."""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from faust.web import Request, Response
+from redis.exceptions import RedisError
+
+from spice.app import app
+from spice.tables import status as tables
+from spice.web.http import ApiView, HttpError, query_number
+from spice.web.waiting import wait_for_outcome
+
+
+def check_command_id(command_id: str) -> str:
+    try:
+        return str(uuid.UUID(command_id))
+    except ValueError:
+        raise HttpError(400, f"'{command_id}' is not a valid command id (a UUID)",
+                        field="command_id") from None
+
+
+def status_body(doc: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "command_id": doc["command_id"], "status": doc.get("status"),
+        "result": {"progress": doc.get("progress"), "history": doc.get("history", []),
+                   "result": doc.get("result"), "projected": bool(doc.get("projected"))},
+        "command_type": doc.get("command_type"), "created_at": doc.get("created_at"),
+        "updated_at": doc.get("updated_at")}
+    if doc.get("error"):
+        body["error"] = doc["error"]
+    return body
+
+
+class CommandStatusView(ApiView):
+    async def get(self, request: Request, command_id: str, **_: str) -> Response:
+        command_id = check_command_id(command_id)
+        try:
+            doc = await self.runtime.status.get(command_id)
+        except (RedisError, OSError):
+            doc = None
+        if doc is not None:
+            return self.json({**status_body(doc), "source": "redis"})
+        return await self.from_table(request, command_id=command_id)
+
+    @app.table_route(table=tables.command_status, match_info="command_id")
+    async def from_table(self, request: Request, command_id: str, **_: str) -> Response:
+        doc = tables.read_status(command_id)
+        if doc is None:
+            raise HttpError(404, f"command '{command_id}' is unknown (or older than the status TTL)",
+                            field="command_id")
+        return self.json({**status_body(doc), "source": "table", "worker": app.conf.canonical_url.host
+                          if hasattr(app.conf.canonical_url, "host") else None})
+
+
+class CommandWaitView(ApiView):
+    async def get(self, request: Request, command_id: str, **_: str) -> Response:
+        command_id = check_command_id(command_id)
+        started = time.monotonic()
+        timeout = query_number(request, "timeout", 30.0, 0.1, 600.0)
+        query_number(request, "poll_interval", 0.5, 0.05, 60.0)
+        try:
+            known = await self.runtime.status.get(command_id)
+        except (RedisError, OSError):
+            known = tables.read_status(command_id)
+        if known is None:
+            raise HttpError(404, f"command '{command_id}' is unknown", field="command_id")
+        return await wait_for_outcome(self, command_id, timeout, started,
+                                      request.query.get("wait", "applied"))
+
+
+class CommandCountsView(ApiView):
+    async def get(self, request: Request) -> Response:
+        from spice.web.ops import dlq_depth
+
+        return self.json({**tables.counts(), "dlq_depth": await dlq_depth(app.settings),
+                          "worker": str(app.conf.canonical_url),
+                          "partitions_here": sorted({tp.partition for tp in app.assignor.assigned_actives()
+                                                     if tp.topic == tables.status_topic.get_topic_name()})})

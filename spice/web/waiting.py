@@ -1,0 +1,56 @@
+"""The sync wrapper: wait for a command's outcome, subscribed to its Redis channel."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from faust.web import Response
+from redis.exceptions import RedisError
+
+from spice.stores.status import TERMINAL
+
+FAILURE_STATUS = {"not_found": 404, "already_exists": 409, "referenced": 409,
+                  "sequence_mismatch": 409, "invalid": 422, "exhausted": 503}
+
+
+def projected_or_failed(doc: dict[str, Any]) -> bool:
+    return doc.get("status") == "FAILED" or bool(doc.get("projected"))
+
+
+async def wait_status(view: Any, command_id: str, timeout: float, wait: str) -> dict[str, Any] | None:
+    done = projected_or_failed if wait == "projected" else (lambda d: d.get("status") in TERMINAL)
+    try:
+        return await view.runtime.status.wait(command_id, timeout, done=done)
+    except (RedisError, OSError):
+        # Redis is down: fall back to polling the status table.
+        from spice.tables.status import read_status
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            doc = read_status(command_id)
+            if doc is not None and done(doc):
+                return doc
+            await asyncio.sleep(0.5)
+        return None
+
+
+async def wait_for_outcome(view: Any, command_id: str, timeout: float, started: float,
+                           wait: str = "applied") -> Response:
+    if wait not in ("applied", "projected"):
+        from spice.web.http import HttpError
+
+        raise HttpError(400, "'wait' must be 'applied' or 'projected'", field="wait")
+    doc = await wait_status(view, command_id, timeout, wait)
+    if doc is None:
+        return view.json({"detail": {
+            "message": f"Operation timed out after {timeout:g} seconds", "command_id": command_id,
+            "hint": "Check status using the async API"}}, status=408)
+    if doc.get("status") == "COMPLETED":
+        return view.json({"status": "success", "message": "command completed",
+                          "data": {"command_id": command_id,
+                                   "execution_time": round(time.monotonic() - started, 4),
+                                   "result": doc.get("result")}})
+    error = doc.get("error") or {}
+    return view.json({"detail": {**error, "command_id": command_id}},
+                     status=FAILURE_STATUS.get(error.get("code", ""), 500))

@@ -1,0 +1,168 @@
+"""Write endpoints: each turns a request into a command, then answers 202 (async)
+or waits for the outcome (sync)."""
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from faust.web import Request, Response
+
+from spice.domain import ids
+from spice.domain.errors import FieldError, ValidationFailed
+from spice.domain.messages import (
+    CommandType,
+    class_aggregate,
+    database_aggregate,
+    instance_aggregate,
+)
+from spice.domain.ontology import Database, OntologyClass
+from spice.domain.parsing import parse
+from spice.handlers.submit import CommandSubmitter
+from spice.web.http import ApiView, HttpError, json_body, optional_int, query_number
+from spice.web.waiting import wait_for_outcome
+
+MAX_BULK_ITEMS = 10_000
+
+
+@dataclass(frozen=True)
+class Write:
+    command: CommandType
+    aggregate_id: str
+    data: dict[str, Any]
+    db: str
+    expected_seq: int | None = None
+
+
+Builder = Callable[[Request, dict[str, str]], Awaitable[Write]]
+
+
+def _expected_seq(request: Request, body: dict[str, Any] | None = None) -> int | None:
+    value = request.query.get("expected_seq")
+    if value is None and body is not None:
+        value = body.pop("expected_seq", None)
+    return optional_int(value, "expected_seq")
+
+
+async def create_database(request: Request, match: dict[str, str]) -> Write:
+    body = await json_body(request)
+    database = parse(Database, body)
+    return Write(CommandType.CREATE_DATABASE, database_aggregate(database.name),
+                 database.model_dump(mode="json", exclude_none=True), database.name)
+
+
+async def delete_database(request: Request, match: dict[str, str]) -> Write:
+    db = ids.check_database_name(match["db"])
+    return Write(CommandType.DELETE_DATABASE, database_aggregate(db), {"name": db}, db,
+                 _expected_seq(request))
+
+
+async def create_class(request: Request, match: dict[str, str]) -> Write:
+    db = ids.check_database_name(match["db"])
+    body = await json_body(request)
+    expected = _expected_seq(request, body)
+    cls = parse(OntologyClass, body, "class")
+    return Write(CommandType.CREATE_ONTOLOGY_CLASS, class_aggregate(db, cls.id),
+                 {"db": db, "class": body}, db, expected)
+
+
+async def update_class(request: Request, match: dict[str, str]) -> Write:
+    db = ids.check_database_name(match["db"])
+    class_id = ids.check_class_id(match["class_id"])
+    body = await json_body(request)
+    expected = _expected_seq(request, body)
+    if body.setdefault("id", class_id) != class_id:
+        raise ValidationFailed(FieldError("class.id", f"must equal the path's class id '{class_id}'"))
+    parse(OntologyClass, body, "class")
+    return Write(CommandType.UPDATE_ONTOLOGY_CLASS, class_aggregate(db, class_id),
+                 {"db": db, "class_id": class_id, "class": body}, db, expected)
+
+
+async def delete_class(request: Request, match: dict[str, str]) -> Write:
+    db = ids.check_database_name(match["db"])
+    class_id = ids.check_class_id(match["class_id"])
+    return Write(CommandType.DELETE_ONTOLOGY_CLASS, class_aggregate(db, class_id),
+                 {"db": db, "class_id": class_id}, db, _expected_seq(request))
+
+
+async def create_instance(request: Request, match: dict[str, str]) -> Write:
+    db, class_id = ids.check_database_name(match["db"]), ids.check_class_id(match["class_id"])
+    body = await json_body(request, allowed={"instance_id", "data", "expected_seq"})
+    expected = _expected_seq(request, body)
+    instance_id = ids.check_instance_id(body.get("instance_id"))
+    if not isinstance(body.get("data"), dict):
+        raise ValidationFailed(FieldError("data", "must be an object of property values"))
+    return Write(CommandType.CREATE_INSTANCE, instance_aggregate(db, class_id, instance_id),
+                 {"db": db, "class_id": class_id, "instance_id": instance_id, "data": body["data"]},
+                 db, expected)
+
+
+async def update_instance(request: Request, match: dict[str, str]) -> Write:
+    db, class_id = ids.check_database_name(match["db"]), ids.check_class_id(match["class_id"])
+    instance_id = ids.check_instance_id(match["instance_id"])
+    body = await json_body(request, allowed={"data", "expected_seq"})
+    expected = _expected_seq(request, body)
+    if not isinstance(body.get("data"), dict):
+        raise ValidationFailed(FieldError("data", "must be an object of property values"))
+    return Write(CommandType.UPDATE_INSTANCE, instance_aggregate(db, class_id, instance_id),
+                 {"db": db, "class_id": class_id, "instance_id": instance_id, "data": body["data"]},
+                 db, expected)
+
+
+async def delete_instance(request: Request, match: dict[str, str]) -> Write:
+    db, class_id = ids.check_database_name(match["db"]), ids.check_class_id(match["class_id"])
+    instance_id = ids.check_instance_id(match["instance_id"])
+    return Write(CommandType.DELETE_INSTANCE, instance_aggregate(db, class_id, instance_id),
+                 {"db": db, "class_id": class_id, "instance_id": instance_id}, db,
+                 _expected_seq(request))
+
+
+async def bulk_create(request: Request, match: dict[str, str]) -> Write:
+    db, class_id = ids.check_database_name(match["db"]), ids.check_class_id(match["class_id"])
+    body = await json_body(request, allowed={"items"})
+    items = body.get("items")
+    if not isinstance(items, list) or not items:
+        raise ValidationFailed(FieldError("items", "must be a non-empty list of {instance_id, data}"))
+    if len(items) > MAX_BULK_ITEMS:
+        raise HttpError(413, f"at most {MAX_BULK_ITEMS} items per request", field="items")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) - {"instance_id", "data"}:
+            raise ValidationFailed(FieldError(f"items[{index}]", "must be {instance_id, data}"))
+    return Write(CommandType.BULK_CREATE_INSTANCES, f"{db}:{class_id}",
+                 {"db": db, "class_id": class_id, "items": items}, db)
+
+
+class WriteView(ApiView):
+    builders: dict[str, Builder] = {}
+    sync = False
+
+    async def _write(self, request: Request, match: dict[str, str], method: str) -> Response:
+        started = time.monotonic()
+        write = await self.builders[method](request, match)
+        if self.sync:  # validate the wait parameters before anything is stored
+            timeout = query_number(request, "timeout", 30.0, 0.1, 600.0)
+            query_number(request, "poll_interval", 0.5, 0.05, 60.0)
+        submitter = CommandSubmitter(self.runtime.event_store, self.runtime.status)
+        stored = await submitter.submit(
+            write.command, write.aggregate_id, write.data, actor=request.headers.get("X-Actor", "anonymous"),
+            db=write.db, expected_seq=write.expected_seq,
+            idempotency_key=request.headers.get("Idempotency-Key"))
+        if not self.sync:
+            return self.json({"command_id": stored.command_id, "status": "PENDING",
+                              "sequence_number": stored.sequence_number}, status=202)
+        return await wait_for_outcome(self, stored.command_id, timeout, started,
+                                      request.query.get("wait", "applied"))
+
+    async def post(self, request: Request, **match: str) -> Response:
+        return await self._write(request, match, "post")
+
+    async def put(self, request: Request, **match: str) -> Response:
+        return await self._write(request, match, "put")
+
+    async def delete(self, request: Request, **match: str) -> Response:
+        return await self._write(request, match, "delete")
+
+
+def write_view(name: str, sync: bool = False, **builders: Builder) -> type[WriteView]:
+    return type(name, (WriteView,), {"builders": builders, "sync": sync})
