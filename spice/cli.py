@@ -46,12 +46,32 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    """Run the worker in the foreground (what `make run` ends with)."""
+    import os
+    import shutil
+
+    from spice.settings import get_settings
+
+    settings = get_settings()
+    faust = shutil.which("faust") or os.path.join(os.path.dirname(sys.executable), "faust")
+    print(f"spice: API on http://{settings.spice_web_host}:{settings.spice_web_port}/api/v1 "
+          f"(health: /health, OpenAPI: /openapi.json); stack logs in {settings.spice_run_dir}/pids",
+          file=sys.stderr, flush=True)
+    os.execv(faust, [faust, "-A", "spice.app", "worker", "-l", args.log_level,
+                     "--web-port", str(settings.spice_web_port)])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     stack = sub.add_parser("stack", help="the local stack of real servers")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.set_defaults(run=_stack)
+    run = sub.add_parser("run", help="run the worker (agents, publisher, HTTP API) in the foreground")
+    run.add_argument("--log-level", default="info")
+    run.set_defaults(run=_run)
     publish = sub.add_parser("publish", help="run the event-store publisher in this process")
     publish.add_argument("--start-after", help="position to start from when no checkpoint exists")
     publish.add_argument("--checkpoint-key", help="S3 key of the checkpoint (default from settings)")

@@ -45,7 +45,7 @@ async def status_agent(stream: Any) -> None:
     async for event in stream.events():
         change = json.loads(event.value)
         key = change["command_id"].encode()
-        before = command_status[key]
+        before = command_status.get(key)
         after = merge(before, change)
         command_status[key] = after
         previous, current = (before or {}).get("status"), after.get("status")

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from spice.devstack import stack
@@ -16,3 +18,22 @@ async def runtime(local_stack):
     rt = await Runtime.open(local_stack)
     yield rt
     await rt.close()
+
+
+@pytest.fixture(scope="session")
+def worker(local_stack, tmp_path_factory):
+    from tests.integration.worker import WorkerProcess
+
+    log_dir = Path("test-artifacts")
+    log_dir.mkdir(exist_ok=True)
+    process = WorkerProcess(16166, log_dir / "worker.log").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def http():
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -18,8 +18,9 @@ async def create_topic(bootstrap: str, name: str, partitions: int = 4) -> None:
 
 
 async def collect(bootstrap: str, topic: str, expected: set[str], timeout: float = 60.0,
-                  field: str = "event_id") -> dict[str, int]:
-    """Consume `topic` from the beginning until every expected id is seen; count each."""
+                  field: str = "event_id", enough: int | None = None) -> dict[str, int]:
+    """Consume `topic` from the beginning until every expected id (or `enough` of
+    them) is seen; count each."""
     import json
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
@@ -28,7 +29,8 @@ async def collect(bootstrap: str, topic: str, expected: set[str], timeout: float
     seen: dict[str, int] = {}
     deadline = time.monotonic() + timeout
     try:
-        while not expected <= set(seen) and time.monotonic() < deadline:
+        target = len(expected) if enough is None else enough
+        while len(set(seen) & expected) < target and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 for record in records:

@@ -1,0 +1,48 @@
+# Spice Harvester on Faust: the two commands of the README, and helpers.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-unit test-integration stack-up stack-down stack-status bench lint clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Install everything, start the local stack, run the worker (API on 127.0.0.1:16066).
+run: install
+	$(BIN)/spice stack up
+	$(BIN)/spice run
+
+## Install everything, start the stack, run the whole test suite, stop what was started.
+test: install
+	bash scripts/test.sh
+
+test-unit: install
+	$(BIN)/pytest -m unit -q
+
+stack-up: install
+	$(BIN)/spice stack up
+stack-down: install
+	$(BIN)/spice stack down
+stack-status: install
+	$(BIN)/spice stack status
+
+## Benchmarks: print figures (need the stack; started if missing).
+bench: install
+	$(BIN)/spice stack up
+	$(BIN)/python -m bench.event_store
+	$(BIN)/python -m bench.api
+
+lint: install
+	$(BIN)/ruff check spice tests bench
+	$(BIN)/mypy spice
+
+clean:
+	rm -rf .run $(VENV)

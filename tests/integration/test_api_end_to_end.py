@@ -1,0 +1,207 @@
+"""Through real HTTP against the real app run as a worker, on the local stack."""
+import asyncio
+import uuid
+
+import pytest
+
+from spice.domain.messages import class_aggregate
+from spice.stores.status import CommandStatus
+
+V1 = "/api/v1"
+
+
+def unique_db() -> str:
+    return f"db{uuid.uuid4().hex[:10]}"
+
+
+async def wait(http, worker, command_id, timeout=30):
+    async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout={timeout}") as r:
+        return r.status, await r.json()
+
+
+async def create_db(http, worker, name):
+    async with http.post(f"{worker.url}{V1}/database/create", json={"name": name}) as r:
+        assert r.status == 202, await r.text()
+        body = await r.json()
+    status, _ = await wait(http, worker, body["command_id"])
+    assert status == 200
+    return body["command_id"]
+
+
+async def test_command_flows_through_kafka_to_s3_postgres_and_redis(worker, runtime, http):
+    db = unique_db()
+    async with http.post(f"{worker.url}{V1}/database/create",
+                         json={"name": db, "label": {"en": "Shop", "ko": "가게"}}) as r:
+        assert r.status == 202
+        accepted = await r.json()
+    assert accepted["status"] == "PENDING"
+    command_id = accepted["command_id"]
+    status, body = await wait(http, worker, command_id)
+    assert status == 200 and body["status"] == "success"
+    # S3: the command and its domain event are in the event store.
+    command = await runtime.event_store.get(command_id)
+    assert command is not None and command.event_type == "CREATE_DATABASE_REQUESTED"
+    [event_id] = body["data"]["result"]["event_ids"]
+    event = await runtime.event_store.get(event_id)
+    assert event.event_type == "DATABASE_CREATED" and event.metadata["command_id"] == command_id
+    # PostgreSQL: the graph store and the registry.
+    assert await runtime.graph.database_exists(db)
+    record = await runtime.registry.record("command-worker", command_id)
+    assert record["status"] == "done"
+    # Redis: the status with its history.
+    doc = await runtime.status.get(command_id)
+    assert doc["status"] == "COMPLETED"
+    assert [h["status"] for h in doc["history"]] == ["PENDING", "PROCESSING", "COMPLETED"]
+
+
+async def test_class_and_instance_lifecycle(worker, http):
+    db = unique_db()
+    await create_db(http, worker, db)
+    person = {"id": "Person", "label": {"en": "Person", "ko": "사람"},
+              "properties": [{"name": "name", "type": "string", "required": True},
+                             {"name": "phone", "type": "phone"}]}
+    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create?timeout=20", json=person) as r:
+        assert r.status == 200, await r.text()
+        body = await r.json()
+    assert body["data"]["result"]["class_id"] == "Person" and body["data"]["execution_time"] > 0
+    async with http.get(f"{worker.url}{V1}/ontology/{db}/Person") as r:
+        assert (await r.json())["label"]["ko"] == "사람"
+    async with http.post(f"{worker.url}{V1}/instances/{db}/sync/Person/create",
+                         json={"instance_id": "p1", "data": {"name": "Ann", "phone": "+44 20 7946 0958"}}) as r:
+        assert r.status == 200, await r.text()
+    async with http.get(f"{worker.url}{V1}/instances/{db}/Person/p1") as r:
+        assert (await r.json())["data"] == {"name": "Ann", "phone": "+442079460958"}
+    # A failed command maps to its 4xx, with the command id.
+    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create", json={"id": "Person"}) as r:
+        assert r.status == 409
+        detail = (await r.json())["detail"]
+        assert detail["code"] == "already_exists" and detail["command_id"]
+    async with http.post(f"{worker.url}{V1}/instances/{db}/sync/Person/create",
+                         json={"instance_id": "p2", "data": {"phone": "12"}}) as r:
+        assert r.status == 422
+        fields = {e["field"] for e in (await r.json())["detail"]["errors"]}
+        assert fields == {"data.name", "data.phone"}
+    # Deleting a class that has instances is refused.
+    async with http.delete(f"{worker.url}{V1}/ontology/{db}/sync/Person") as r:
+        assert r.status == 409 and "instances" in (await r.json())["detail"]["message"]
+
+
+async def test_async_status_history_and_unknown_ids(worker, http):
+    db = unique_db()
+    await create_db(http, worker, db)
+    async with http.post(f"{worker.url}{V1}/ontology/{db}/async/create", json={"id": "Thing"}) as r:
+        command_id = (await r.json())["command_id"]
+    await wait(http, worker, command_id)
+    async with http.get(f"{worker.url}{V1}/ontology/{db}/async/command/{command_id}/status") as r:
+        body = await r.json()
+    assert body["status"] == "COMPLETED" and body["result"]["progress"] == 100
+    assert all({"status", "timestamp", "message"} <= set(h) for h in body["result"]["history"])
+    async with http.get(f"{worker.url}{V1}/commands/{uuid.uuid4()}/status") as r:
+        assert r.status == 404
+    async with http.get(f"{worker.url}{V1}/commands/not-a-uuid/status") as r:
+        assert r.status == 400 and (await r.json())["detail"]["field"] == "command_id"
+
+
+async def test_bad_input_is_refused_and_nothing_is_appended(worker, runtime, http):
+    db = unique_db()
+    await create_db(http, worker, db)
+    url = f"{worker.url}{V1}/ontology/{db}/async/create"
+    async with http.post(url, data=b"{not json") as r:
+        assert r.status == 400 and (await r.json())["detail"]["field"] == "body"
+    async with http.post(url, json={"id": "Bad", "colour": 1}) as r:
+        assert r.status == 422
+        assert (await r.json())["detail"]["errors"][0]["field"] == "class.colour"
+    async with http.post(url, json={"id": "1Bad"}) as r:
+        assert r.status == 422 and (await r.json())["detail"]["field"] == "class.id"
+    async with http.post(url, json={"id": "Big", "description": "x" * 2_000_000}) as r:
+        assert r.status == 413
+    async with http.post(f"{worker.url}{V1}/database/create", json={"name": "X"}) as r:
+        assert r.status == 422 and (await r.json())["detail"]["field"] == "name"
+    for class_id in ("Bad", "1Bad", "Big"):
+        assert await runtime.event_store.last_sequence(class_aggregate(db, class_id)) == 0
+
+
+async def test_expected_seq_mismatch_is_409_and_stores_nothing(worker, runtime, http):
+    db = unique_db()
+    await create_db(http, worker, db)
+    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create", json={"id": "T"}) as r:
+        assert r.status == 200
+    async with http.put(f"{worker.url}{V1}/ontology/{db}/async/T?expected_seq=5",
+                        json={"label": "x"}) as r:
+        assert r.status == 409
+        assert (await r.json())["detail"]["actual_seq"] == 1
+    assert await runtime.event_store.last_sequence(class_aggregate(db, "T")) == 1
+    async with http.put(f"{worker.url}{V1}/ontology/{db}/sync/T?expected_seq=1",
+                        json={"label": "x"}) as r:
+        assert r.status == 200
+
+
+async def test_idempotency_key(worker, http):
+    db = unique_db()
+    url = f"{worker.url}{V1}/database/create"
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    async with http.post(url, json={"name": db}, headers=key) as r:
+        first = (await r.json())["command_id"]
+    async with http.post(url, json={"name": db}, headers=key) as r:
+        assert r.status == 202 and (await r.json())["command_id"] == first
+    async with http.post(url, json={"name": db + "x"}, headers=key) as r:
+        assert r.status == 409
+
+
+async def test_wait_answers_408_with_the_command_id_and_a_hint(worker, runtime, http):
+    command_id = str(uuid.uuid4())
+    await runtime.status.update(command_id, CommandStatus.PENDING, "never processed")
+    async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=0.5") as r:
+        assert r.status == 408
+        detail = (await r.json())["detail"]
+    assert detail["command_id"] == command_id
+    assert detail["hint"] == "Check status using the async API"
+    assert detail["message"] == "Operation timed out after 0.5 seconds"
+    async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=9999") as r:
+        assert r.status == 400 and (await r.json())["detail"]["field"] == "timeout"
+
+
+async def test_status_survives_a_redis_flush_through_the_faust_table(worker, runtime, http):
+    db = unique_db()
+    command_id = await create_db(http, worker, db)
+
+    async def from_table():
+        await runtime.redis.delete(f"command:{command_id}:status", f"command:{command_id}:result")
+        async with http.get(f"{worker.url}{V1}/commands/{command_id}/status") as r:
+            return r.status, await r.json()
+
+    for _ in range(50):  # the status topic is consumed asynchronously
+        status, body = await from_table()
+        if status == 200 and body["status"] == "COMPLETED":
+            break
+        await asyncio.sleep(0.2)
+    assert status == 200 and body["source"] == "table" and body["status"] == "COMPLETED"
+    assert [h["status"] for h in body["result"]["history"]][-1] == "COMPLETED"
+
+
+async def test_health_reports_every_dependency(worker, http):
+    async with http.get(f"{worker.url}/health") as r:
+        assert r.status == 200
+        body = await r.json()
+    assert {"kafka", "s3", "postgres", "redis", "graph", "search"} <= set(body["dependencies"])
+    assert all(body["dependencies"][k]["status"] == "ok"
+               for k in ("kafka", "s3", "postgres", "redis", "graph", "search"))
+
+
+async def test_openapi_matches_the_routes(worker, http):
+    async with http.get(f"{worker.url}/openapi.json") as r:
+        spec = await r.json()
+    assert f"{V1}/ontology/{{db}}/async/create" in spec["paths"]
+    for path, methods in spec["paths"].items():
+        probe = path.replace("{db}", "nodb").replace("{class_id}", "C").replace(
+            "{instance_id}", "i").replace("{command_id}", str(uuid.uuid4()))
+        for method in methods:
+            async with http.request(method.upper(), f"{worker.url}{probe}?timeout=0.1") as r:
+                assert r.status != 405, f"{method} {path} is documented but not routed"
+
+
+@pytest.mark.parametrize("path", [f"{V1}/database/create", f"{V1}/ontology/x/async/create"])
+async def test_empty_body_names_the_body(worker, http, path):
+    async with http.post(f"{worker.url}{path}") as r:
+        assert r.status in (400, 422)
+        assert (await r.json())["detail"]["field"] in ("body", "db")
