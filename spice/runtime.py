@@ -18,7 +18,7 @@ from spice.stores.breaker import CircuitBreaker, Guarded
 from spice.stores.graph import GraphStore
 from spice.stores.postgres import create_pool
 from spice.stores.registry import PostgresRegistry
-from spice.stores.s3 import open_s3_client
+from spice.stores.s3 import ensure_bucket, open_s3_client
 from spice.stores.s3_event_store import S3EventStore
 from spice.stores.status import StatusTracker
 from spice.topics import STATUS_TOPIC
@@ -68,6 +68,7 @@ class Runtime:
         pool = await create_pool(settings)
         stack.push_async_callback(pool.close)
         s3 = await open_s3_client(settings, stack)
+        await ensure_bucket(s3, settings.event_store_bucket)
         redis = aioredis.from_url(settings.redis_url, decode_responses=True,
                                   socket_timeout=5, socket_connect_timeout=2)
         stack.push_async_callback(redis.aclose)

@@ -33,3 +33,21 @@ async def open_s3_client(settings: Settings, stack: AsyncExitStack) -> Any:
 def error_code(error: Exception) -> str:
     response = getattr(error, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+async def ensure_bucket(s3: Any, bucket: str) -> None:
+    """Create the bucket (versioned) if it is missing; safe to call from every worker."""
+    from botocore.exceptions import ClientError
+
+    try:
+        await s3.head_bucket(Bucket=bucket)
+        return
+    except ClientError as error:
+        if error_code(error) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    try:
+        await s3.create_bucket(Bucket=bucket)
+    except ClientError as error:
+        if error_code(error) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    await s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
