@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     s3_secret_access_key: str = "spice-local-secret"
     s3_region: str = "us-east-1"
     event_store_group_commit_max: int = 500
-    event_store_group_commit_wait_ms: float = 2.0
+    event_store_group_commit_wait_ms: float = 0.0
 
     # Publisher
     event_publisher_batch_size: int = 200

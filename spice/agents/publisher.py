@@ -64,13 +64,19 @@ class Publisher:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._lock_conn: asyncpg.Connection | None = None
-        self._last_lookback = 0.0
-        self._last_save = 0.0
+        self._late: set[str] = set()
+        self._caught_up = False
         self._dirty = False
         self._known_topics: set[str] = set()
 
-    def wake(self, *_: Any) -> None:
+    def wake(self, key: str | None = None) -> None:
+        """A batch was stored (its key, when known): publish without waiting for a poll."""
+        if key:
+            self._late.add(key)
         self._wake.set()
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.wake(payload)
 
     async def run(self) -> None:
         """Run until cancelled: wait for leadership, then publish."""
@@ -98,7 +104,7 @@ class Publisher:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_id):
             await conn.close()
             return False
-        await conn.add_listener(NOTIFY_CHANNEL, self.wake)
+        await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
         self._lock_conn = conn
         self.stats.is_leader = True
         log.info("publisher is the leader")
@@ -121,65 +127,93 @@ class Publisher:
         await self._producer.start()
         await self._refresh_topics()
         loaded = await self.checkpoints.load()
-        self.checkpoint = loaded or Checkpoint(position=self.start_after)
-        while True:
-            if self._lock_conn is None or self._lock_conn.is_closed():
-                raise OSError("leadership connection closed")
-            self._wake.clear()
-            published = await self.publish_available()
-            if not published:
-                try:
-                    await asyncio.wait_for(self._wake.wait(),
-                                           self.settings.event_publisher_poll_interval)
-                except TimeoutError:
-                    pass
+        self.checkpoint = loaded or Checkpoint(position=self.start_after, floor=self.start_after)
+        helpers = [asyncio.create_task(self._lookback_loop()),
+                   asyncio.create_task(self._save_loop())]
+        try:
+            while True:
+                if self._lock_conn is None or self._lock_conn.is_closed():
+                    raise OSError("leadership connection closed")
+                self._wake.clear()
+                published = await self.publish_available()
+                if not published:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(),
+                                               self.settings.event_publisher_poll_interval)
+                    except TimeoutError:
+                        self._caught_up = False  # nothing announced for a while: list
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            if self._dirty:
+                await self.checkpoints.save(self.checkpoint)
 
     async def publish_available(self) -> int:
-        """One pass: the fast path after the checkpoint, then (periodically) the lookback."""
-        count = await self._publish_keys(await self._list(self.checkpoint.position))
-        now = time.time()
-        if now - self._last_lookback >= self.settings.event_publisher_poll_interval:
-            self._last_lookback = now
-            horizon = position_at(now - self.settings.event_publisher_lookback_seconds)
-            start = min(horizon, self.checkpoint.position or horizon)
-            count += await self._publish_keys(await self._list(start, skip_known=True))
-            self.checkpoint.prune(horizon)
-        await self._maybe_save(force=count == 0)
-        return count
+        """One pass: batches after the checkpoint, plus late ones that were announced
+        (by an append's notification) or found by the lookback scan."""
+        late, self._late = self._late, set()
+        keys = {k for k in late if k not in self.checkpoint.recent}
+        if not self._caught_up:
+            # Listing is the slow path (SeaweedFS: ~1 ms a key); when caught up,
+            # the keys announced by appends are all there is to publish.
+            listed = await self._list_after(self.checkpoint.position)
+            self._caught_up = len(listed) < self.settings.event_publisher_batch_size
+            keys.update(listed)
+        return await self._publish_keys(sorted(keys))
 
-    async def _list(self, after: str | None, skip_known: bool = False) -> list[str]:
-        keys = []
-        async for key in self.store.list_positions(after, limit=self.settings.event_publisher_batch_size):
-            if skip_known and key in self.checkpoint.recent:
-                continue
-            keys.append(key)
-        return keys
+    async def _list_after(self, after: str | None) -> list[str]:
+        return [key async for key in self.store.list_positions(
+            after, limit=self.settings.event_publisher_batch_size)]
+
+    async def _lookback_loop(self) -> None:
+        """Every poll interval, re-list the lookback window for batches that landed behind
+        the checkpoint (a slow PUT, a lost notification). Runs beside the publishing loop
+        so a long listing never delays fresh events."""
+        interval = max(self.settings.event_publisher_poll_interval,
+                       self.settings.event_publisher_lookback_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            horizon = position_at(time.time() - self.settings.event_publisher_lookback_seconds)
+            horizon = max(horizon, self.checkpoint.floor or "")
+            position = self.checkpoint.position
+            if position is None or position <= horizon:
+                continue  # the fast path itself is still inside the window
+            missing = [key async for key in self.store.list_positions(horizon)
+                       if key <= position and key not in self.checkpoint.recent]
+            if missing:
+                log.warning("lookback found %d late batches", len(missing))
+                self._late.update(missing)
+                self._wake.set()
+            self.checkpoint.prune(horizon)
 
     async def _publish_keys(self, keys: list[str]) -> int:
+        """Read the batches concurrently, send every envelope, wait for all of Kafka's
+        acknowledgements, and only then move the checkpoint."""
         assert self._producer is not None
-        sent = 0
-        for key in keys:
-            if key in self.checkpoint.recent:
-                continue
-            futures = []
-            for line in (await self._read_raw(key)).splitlines():
+        keys = [k for k in keys if k not in self.checkpoint.recent]
+        if not keys:
+            return 0
+        bodies = await asyncio.gather(*[self._read_raw(key) for key in keys])
+        futures = []
+        for body in bodies:
+            for line in body.splitlines():
                 if not line.strip():
                     continue
-                body = json.loads(line)
-                topic = await self._routable(body["metadata"].get("kafka_topic"))
+                envelope = json.loads(line)
+                topic = await self._routable(envelope["metadata"].get("kafka_topic"))
                 futures.append(await self._producer.send(
-                    topic, line, key=body["aggregate_id"].encode()))
-            # Kafka's acknowledgement first; only then may the checkpoint move.
-            await asyncio.gather(*futures)
+                    topic, line, key=envelope["aggregate_id"].encode()))
+        await asyncio.gather(*futures)
+        for key in keys:
             self.checkpoint.recent.add(key)
             if self.checkpoint.position is None or key > self.checkpoint.position:
                 self.checkpoint.position = key
-            self._dirty = True
-            sent += len(futures)
-            self.stats.batches += 1
-            self.stats.events += len(futures)
-            self.stats.last_publish_at = time.time()
-        return sent
+        self._dirty = True
+        self.stats.batches += len(keys)
+        self.stats.events += len(futures)
+        self.stats.last_publish_at = time.time()
+        return len(futures)
 
     async def _routable(self, topic: str | None) -> str:
         """An envelope naming a topic that does not exist goes to the publisher's DLQ
@@ -200,23 +234,32 @@ class Publisher:
         self._known_topics = set(metadata.topics())
 
     async def _read_raw(self, key: str) -> bytes:
+        cached = self.store.raw_cached(key)
+        if cached is not None:  # written by this very process a moment ago
+            return cached
         response = await self.store.s3.get_object(Bucket=self.store.bucket, Key=key)
         async with response["Body"] as stream:
             return bytes(await stream.read())
 
-    async def _maybe_save(self, force: bool) -> None:
-        # Saving less often than publishing only means more duplicates after a crash.
-        if self._dirty and (force or time.monotonic() - self._last_save > 0.5):
-            await self.checkpoints.save(self.checkpoint)
-            self._dirty = False
-            self._last_save = time.monotonic()
+    async def _save_loop(self) -> None:
+        """Save the checkpoint twice a second when it moved, off the publishing path.
+        It only ever holds acknowledged batches; saving late means more duplicates
+        after a crash, never a gap."""
+        while True:
+            await asyncio.sleep(0.5)
+            if self._dirty:
+                self._dirty = False
+                await self.checkpoints.save(self.checkpoint)
 
 
 async def publisher_lag(pool: asyncpg.Pool, checkpoint: Checkpoint) -> dict[str, float | int]:
     """Events stored but not yet published, and the age of the oldest of them."""
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
-            "SELECT count(*) AS events, extract(epoch FROM now() - min(created_at)) AS age "
-            "FROM event_index WHERE stored AND batch_key > $1 AND NOT batch_key = ANY($2)",
+            "SELECT count(*) AS events, min(batch_key) AS oldest FROM event_index "
+            "WHERE batch_key > $1 AND NOT batch_key = ANY($2)",
             checkpoint.position or "", list(checkpoint.recent))
-    return {"events": int(row["events"]), "oldest_age_seconds": float(row["age"] or 0.0)}
+    oldest = row["oldest"]
+    # The key carries its write time in microseconds (see batch_key()).
+    age = time.time() - int(oldest.rsplit("/", 1)[1].split("-")[0]) / 1e6 if oldest else 0.0
+    return {"events": int(row["events"]), "oldest_age_seconds": round(max(age, 0.0), 3)}

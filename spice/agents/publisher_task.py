@@ -18,7 +18,7 @@ async def run_publisher() -> None:
     runtime = app.runtime
     publisher = Publisher(runtime.event_store, app.settings)
     # In-process appends wake it at once; other processes wake it through NOTIFY.
-    runtime.event_store.on_stored = lambda _key: publisher.wake()  # type: ignore[union-attr]
+    runtime.event_store.on_stored = publisher.wake
     await publisher.run()
 
 

@@ -18,15 +18,18 @@ class Checkpoint:
     # published inside the lookback window so the scan does not publish them again.
     position: str | None = None
     recent: set[str] = field(default_factory=set)
+    # Where this checkpoint began: nothing before it was ever promised, so the
+    # lookback never reaches behind it.
+    floor: str | None = None
 
     def to_json(self) -> bytes:
         return json.dumps({"position": self.position, "recent": sorted(self.recent),
-                           "saved_at": time.time()}).encode()
+                           "floor": self.floor, "saved_at": time.time()}).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Checkpoint:
         body = json.loads(raw)
-        return cls(body.get("position"), set(body.get("recent", [])))
+        return cls(body.get("position"), set(body.get("recent", [])), body.get("floor"))
 
     def prune(self, horizon: str) -> None:
         self.recent = {key for key in self.recent if key >= horizon}

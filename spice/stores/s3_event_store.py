@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 BATCH_PREFIX = "events/"
 NOTIFY_CHANNEL = "spice_event_store"
 PENDING_GRACE_SECONDS = 60.0
+# One round trip: mark the batch's rows stored and wake publishers in other processes.
+MARK_STORED = "WITH done AS (DELETE FROM pending_batches WHERE batch_key = $1) SELECT pg_notify($2, $1)"
+STORED = "NOT EXISTS (SELECT 1 FROM pending_batches p WHERE p.batch_key = e.batch_key)"
 
 
 def batch_key(writer_id: str, counter: int, at: float | None = None) -> str:
@@ -70,13 +73,14 @@ class _Request:
 
 class S3EventStore:
     def __init__(self, s3: Any, pool: asyncpg.Pool, bucket: str, *,
-                 max_batch: int = 500, linger_ms: float = 2.0,
-                 on_stored: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+                 max_batch: int = 500, linger_ms: float = 2.0, max_in_flight: int = 2,
+                 on_stored: Callable[[str], None] | None = None) -> None:
         self.s3 = s3
         self.pool = pool
         self.bucket = bucket
         self.max_batch = max_batch
         self.linger = linger_ms / 1000
+        self.max_in_flight = max_in_flight
         self.on_stored = on_stored
         self.writer_id = f"{os.getpid():x}{uuid.uuid4().hex[:6]}"
         self._counter = itertools.count(1)
@@ -84,6 +88,7 @@ class S3EventStore:
         self._wakeup = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         self._cache: OrderedDict[str, list[Envelope]] = OrderedDict()
+        self._raw: dict[str, bytes] = {}
 
     # ---- append -------------------------------------------------------------
 
@@ -102,6 +107,7 @@ class S3EventStore:
             await asyncio.gather(self._committer, return_exceptions=True)
 
     async def _commit_loop(self) -> None:
+        in_flight: set[asyncio.Task[None]] = set()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -109,14 +115,23 @@ class S3EventStore:
                 # A short linger lets concurrent appends share the PUT.
                 await asyncio.sleep(self.linger)
             while self._queue:
+                # Several commits in flight hide the PUT's latency; order within an
+                # aggregate still follows the sequence numbers (see docs/event-store.md).
+                while len(in_flight) >= self.max_in_flight:
+                    _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 requests, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
-                try:
-                    await self._commit(requests)
-                except Exception as error:  # noqa: BLE001 - every caller must hear back
-                    failure = _as_store_error(error)
-                    for request in requests:
-                        if not request.future.done():
-                            request.future.set_exception(failure)
+                task = asyncio.create_task(self._commit_guarded(requests))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+
+    async def _commit_guarded(self, requests: list[_Request]) -> None:
+        try:
+            await self._commit(requests)
+        except Exception as error:  # noqa: BLE001 - every caller must hear back
+            failure = _as_store_error(error)
+            for request in requests:
+                if not request.future.done():
+                    request.future.set_exception(failure)
 
     async def _commit(self, requests: list[_Request]) -> None:
         key = batch_key(self.writer_id, next(self._counter))
@@ -125,99 +140,73 @@ class S3EventStore:
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
             raise StoreUnavailable("postgres", str(error) or type(error).__name__) from error
         if to_store:
-            await self._put(key, to_store, rollbacks)
-            try:
-                async with self.pool.acquire() as conn:
-                    await conn.execute("UPDATE event_index SET stored = true WHERE batch_key = $1", key)
-                    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, key)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                # The batch is in S3, so the events exist; resolve_pending() marks the
-                # rows later and the publisher finds the batch by listing.
-                log.warning("batch %s stored but its index rows stay pending", key)
-            self._remember(key, [r.envelope for r in to_store])
+            body = encode_batch([r.envelope for r in to_store])
+            await self._put(key, body, rollbacks)
+            self._remember(key, [r.envelope for r in to_store], body)
+            # Stored in S3 is what the caller waits for; marking the index rows and
+            # waking publishers happens after the answer.
             for request in to_store:
                 request.future.set_result(request.envelope)
             if self.on_stored is not None:
-                result = self.on_stored(key)
-                if asyncio.iscoroutine(result):
-                    await result
+                self.on_stored(key)
+            await self._mark_stored(key)
         for request in duplicates:
             asyncio.create_task(self._settle_duplicate(request))
 
+    async def _mark_stored(self, key: str) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute(MARK_STORED, key, NOTIFY_CHANNEL)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            # The batch is in S3, so its events exist; resolve_pending() marks the rows
+            # later, and the publisher finds the batch by listing, not by the index.
+            log.warning("batch %s stored but its index rows stay pending", key)
+
     async def _reserve(self, requests: list[_Request], key: str
                        ) -> tuple[list[_Request], list[_Request], dict[str, tuple[int, int]]]:
-        """Phase 1, one transaction: dedup against the index, allocate sequences, insert
-        pending index rows. Returns (to store, duplicates, {aggregate: (before, after)})."""
-        ids = list({r.envelope.event_id for r in requests})
-        async with self.pool.acquire() as conn, conn.transaction():
-            existing = {row["event_id"]: row for row in await conn.fetch(
-                "SELECT event_id, content_hash FROM event_index WHERE event_id = ANY($1)", ids)}
-            fresh: list[_Request] = []
-            duplicates: list[_Request] = []
-            first_seen: set[str] = set()
-            for request in requests:
-                event_id = request.envelope.event_id
-                row = existing.get(event_id)
-                if row is not None and row["content_hash"] != request.hash:
-                    request.future.set_exception(EventIdConflict(event_id))
-                elif row is not None or event_id in first_seen:
-                    duplicates.append(request)
-                else:
-                    first_seen.add(event_id)
-                    fresh.append(request)
-            rollbacks = await self._allocate(conn, fresh)
-            to_store = [r for r in fresh if not r.future.done()]
-            if to_store:
-                await conn.execute(
-                    """INSERT INTO event_index (event_id, aggregate_type, aggregate_id,
-                           sequence_number, content_hash, batch_key)
-                       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],
-                                            $5::text[], $6::text[])""",
-                    [r.envelope.event_id for r in to_store],
-                    [r.envelope.aggregate_type for r in to_store],
-                    [r.envelope.aggregate_id for r in to_store],
-                    [r.envelope.sequence_number for r in to_store],
-                    [r.hash for r in to_store],
-                    [key] * len(to_store),
-                )
+        """Phase 1, one round trip (the spice_reserve function): dedup against the index,
+        allocate sequences, insert pending index rows.
+        Returns (to store, duplicates, {aggregate: (last before, last after)})."""
+        # Repeats of one event id inside the batch: the first goes in, the others wait for it.
+        first: dict[str, _Request] = {}
+        duplicates: list[_Request] = []
+        for request in requests:
+            if request.envelope.event_id in first:
+                duplicates.append(request)
+            else:
+                first[request.envelope.event_id] = request
+        requests = list(first.values())
+        envelopes = [r.envelope for r in requests]
+        allocated = [e.aggregate_id for e, r in zip(envelopes, requests, strict=True) if r.allocate]
+        function = "spice_reserve_distinct" if len(set(allocated)) == len(allocated) else "spice_reserve"
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT idx, outcome, seq FROM {function}($1, $2, $3, $4, $5, $6, $7, $8)",
+                [e.event_id for e in envelopes], [e.aggregate_type for e in envelopes],
+                [e.aggregate_id for e in envelopes], [e.sequence_number for e in envelopes],
+                [r.hash for r in requests], [r.allocate for r in requests],
+                [r.expected_seq for r in requests], key)
+        to_store: list[_Request] = []
+        rollbacks: dict[str, tuple[int, int]] = {}
+        for row in rows:
+            request = requests[row["idx"]]
+            outcome, seq = row["outcome"], row["seq"]
+            if outcome == "reserved":
+                if request.allocate:
+                    request.envelope = request.envelope.model_copy(update={"sequence_number": seq})
+                    before, _ = rollbacks.get(request.envelope.aggregate_id, (seq - 1, seq))
+                    rollbacks[request.envelope.aggregate_id] = (before, seq)
+                to_store.append(request)
+            elif outcome == "duplicate":
+                duplicates.append(request)
+            elif outcome == "conflict":
+                request.future.set_exception(EventIdConflict(request.envelope.event_id))
+            else:
+                request.future.set_exception(SequenceConflict(
+                    request.envelope.aggregate_id, request.expected_seq or 0, seq))
         return to_store, duplicates, rollbacks
 
-    async def _allocate(self, conn: asyncpg.Connection, requests: list[_Request]
-                        ) -> dict[str, tuple[int, int]]:
-        allocating = [r for r in requests if r.allocate]
-        if not allocating:
-            return {}
-        aggregates = sorted({r.envelope.aggregate_id for r in allocating})
-        await conn.execute(
-            "INSERT INTO aggregate_sequences SELECT unnest($1::text[]), 0 ON CONFLICT DO NOTHING",
-            aggregates)
-        # Locking in a fixed order keeps two committers from deadlocking.
-        rows = await conn.fetch(
-            "SELECT aggregate_id, last_seq FROM aggregate_sequences WHERE aggregate_id = ANY($1) "
-            "ORDER BY aggregate_id FOR UPDATE", aggregates)
-        last = {row["aggregate_id"]: row["last_seq"] for row in rows}
-        before = dict(last)
-        for request in allocating:
-            aggregate = request.envelope.aggregate_id
-            if request.expected_seq is not None and request.expected_seq != last[aggregate]:
-                request.future.set_exception(
-                    SequenceConflict(aggregate, request.expected_seq, last[aggregate]))
-                continue
-            last[aggregate] += 1
-            request.envelope = request.envelope.model_copy(
-                update={"sequence_number": last[aggregate]})
-        changed = {a: (before[a], last[a]) for a in aggregates if last[a] != before[a]}
-        if changed:
-            await conn.execute(
-                "UPDATE aggregate_sequences s SET last_seq = v.seq FROM "
-                "unnest($1::text[], $2::bigint[]) AS v(aggregate_id, seq) "
-                "WHERE s.aggregate_id = v.aggregate_id",
-                list(changed), [after for _, after in changed.values()])
-        return changed
-
-    async def _put(self, key: str, requests: list[_Request],
-                   rollbacks: dict[str, tuple[int, int]]) -> None:
-        body = encode_batch([r.envelope for r in requests])
+    async def _put(self, key: str, body: bytes, rollbacks: dict[str, tuple[int, int]]) -> None:
         try:
             await self.s3.put_object(Bucket=self.bucket, Key=key, Body=body,
                                      IfNoneMatch="*", ContentType="application/x-ndjson")
@@ -240,7 +229,8 @@ class S3EventStore:
 
     async def _undo(self, key: str, rollbacks: dict[str, tuple[int, int]]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM event_index WHERE batch_key = $1 AND NOT stored", key)
+            await conn.execute("DELETE FROM event_index WHERE batch_key = $1", key)
+            await conn.execute("DELETE FROM pending_batches WHERE batch_key = $1", key)
             # Give the numbers back unless someone allocated after us; a hole left
             # behind is bridged by the workers' gap timeout.
             for aggregate, (before, after) in rollbacks.items():
@@ -270,8 +260,8 @@ class S3EventStore:
         exists in S3, removed if it does not. Returns how many batches were settled."""
         async with self.pool.acquire() as conn:
             keys = [r["batch_key"] for r in await conn.fetch(
-                "SELECT DISTINCT batch_key FROM event_index WHERE NOT stored "
-                "AND created_at < now() - make_interval(secs => $1)", older_than)]
+                "SELECT batch_key FROM pending_batches "
+                "WHERE created_at < now() - make_interval(secs => $1)", older_than)]
         for key in keys:
             try:
                 await self.s3.head_object(Bucket=self.bucket, Key=key)
@@ -280,19 +270,24 @@ class S3EventStore:
                 if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
                     raise
                 exists = False
-            async with self.pool.acquire() as conn:
-                if exists:
-                    await conn.execute("UPDATE event_index SET stored = true WHERE batch_key = $1", key)
-                else:
-                    await conn.execute("DELETE FROM event_index WHERE batch_key = $1 AND NOT stored", key)
+            if exists:
+                await self._mark_stored(key)
+            else:
+                await self._undo(key, {})
         return len(keys)
 
     # ---- read ---------------------------------------------------------------
 
-    def _remember(self, key: str, envelopes: list[Envelope]) -> None:
+    def _remember(self, key: str, envelopes: list[Envelope], raw: bytes | None = None) -> None:
         self._cache[key] = envelopes
+        if raw is not None:
+            self._raw[key] = raw
         while len(self._cache) > 256:
-            self._cache.popitem(last=False)
+            dropped, _ = self._cache.popitem(last=False)
+            self._raw.pop(dropped, None)
+
+    def raw_cached(self, key: str) -> bytes | None:
+        return self._raw.get(key)
 
     async def read_batch(self, key: str) -> list[Envelope]:
         cached = self._cache.get(key)
@@ -308,12 +303,18 @@ class S3EventStore:
         self._remember(key, envelopes)
         return envelopes
 
+    def _visible(self, key: str, stored: bool) -> bool:
+        # Rows are marked stored just after the caller hears back; batches this
+        # process wrote (cached only after their PUT succeeded) are visible at once.
+        return stored or key in self._cache
+
     async def get(self, event_id: str) -> Envelope | None:
         async with self.pool.acquire() as conn:
-            key = await conn.fetchval(
-                "SELECT batch_key FROM event_index WHERE event_id = $1 AND stored", event_id)
-        if key is None:
+            row = await conn.fetchrow(
+                f"SELECT batch_key, {STORED} AS stored FROM event_index e WHERE event_id = $1", event_id)
+        if row is None or not self._visible(row["batch_key"], row["stored"]):
             return None
+        key = row["batch_key"]
         return next((e for e in await self.read_batch(key) if e.event_id == event_id), None)
 
     async def read_aggregate(self, aggregate_id: str, after_seq: int = 0) -> AsyncIterator[Envelope]:
@@ -321,13 +322,15 @@ class S3EventStore:
         while True:
             async with self.pool.acquire() as conn:
                 rows = await conn.fetch(
-                    "SELECT event_id, batch_key, sequence_number FROM event_index "
-                    "WHERE aggregate_id = $1 AND stored "
+                    f"SELECT event_id, batch_key, sequence_number, {STORED} AS stored "
+                    "FROM event_index e WHERE aggregate_id = $1 "
                     "AND (sequence_number > $2 OR (sequence_number = $2 AND event_id > $3)) "
                     "ORDER BY sequence_number, event_id LIMIT 500", aggregate_id, *cursor)
             if not rows:
                 return
             for row in rows:
+                if not self._visible(row["batch_key"], row["stored"]):
+                    continue
                 batch = await self.read_batch(row["batch_key"])
                 yield next(e for e in batch if e.event_id == row["event_id"])
             cursor = (rows[-1]["sequence_number"], rows[-1]["event_id"])

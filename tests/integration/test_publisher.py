@@ -59,11 +59,13 @@ async def test_publishes_every_appended_event_keyed_by_aggregate(runtime, topic,
         await asyncio.gather(task, return_exceptions=True)
 
 
-def start_publisher(checkpoint_key: str, start_after: str, log: Path) -> subprocess.Popen:
+def start_publisher(checkpoint_key: str, start_after: str, log: Path,
+                    batch_size: int = 200) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "spice.cli", "publish", "--checkpoint-key", checkpoint_key,
          "--start-after", start_after],
-        stdout=open(log, "ab"), stderr=subprocess.STDOUT, env={**os.environ})
+        stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+        env={**os.environ, "EVENT_PUBLISHER_BATCH_SIZE": str(batch_size)})
 
 
 async def test_publisher_sigkilled_mid_batch_skips_nothing(runtime, topic, settings, tmp_path):
@@ -73,7 +75,8 @@ async def test_publisher_sigkilled_mid_batch_skips_nothing(runtime, topic, setti
     stored = await append_many(store, 6400)
     expected = {e.event_id for e in stored}
     log = tmp_path / "publisher.log"
-    proc = start_publisher(checkpoint_key, start, log)
+    # Small passes, so that there is a "middle" to kill it in.
+    proc = start_publisher(checkpoint_key, start, log, batch_size=2)
     try:
         # Kill it while it is publishing: as soon as some, not all, events are out.
         partial = await collect(settings.kafka_bootstrap_servers, topic, expected, timeout=60,
