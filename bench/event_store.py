@@ -158,7 +158,8 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def main(events: int, rounds: int, only_latency: bool = False) -> None:
-    settings = Settings()
+    # A bucket of its own: benchmark events must not flow through the service's publisher.
+    settings = Settings(event_store_bucket="spice-bench")
     await create_topic(settings.kafka_bootstrap_servers, TOPIC, partitions=8)
     runtime = await Runtime.open(settings)
     try:

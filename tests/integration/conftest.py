@@ -21,6 +21,15 @@ async def runtime(local_stack):
 
 
 @pytest.fixture(scope="session")
+async def scratch(local_stack):
+    """A runtime on a bucket of its own: what store-level tests write there never
+    reaches the worker's publisher (which tails the service's bucket)."""
+    rt = await Runtime.open(local_stack.model_copy(update={"event_store_bucket": "spice-scratch"}))
+    yield rt
+    await rt.close()
+
+
+@pytest.fixture(scope="session")
 def worker(local_stack, tmp_path_factory):
     from tests.integration.worker import WorkerProcess
 

@@ -5,5 +5,5 @@ from tests.contracts.event_store import EventStoreContract
 
 class TestS3EventStore(EventStoreContract):
     @pytest.fixture
-    def store(self, runtime):
-        return runtime.event_store
+    def store(self, scratch):
+        return scratch.event_store

@@ -42,10 +42,10 @@ async def append_many(store, count: int, concurrency: int = 64) -> list[Envelope
     return stored
 
 
-async def test_publishes_every_appended_event_keyed_by_aggregate(runtime, topic, settings):
-    store = runtime.event_store
+async def test_publishes_every_appended_event_keyed_by_aggregate(scratch, topic, settings):
+    store = scratch.event_store
     start = store.position_before(time.time() - 1)
-    publisher = Publisher(store, settings, start_after=start,
+    publisher = Publisher(store, scratch.settings, start_after=start,
                           checkpoint_key=f"checkpoints/test-{uuid.uuid4().hex}.json")
     task = asyncio.create_task(publisher.run())
     try:
@@ -61,15 +61,17 @@ async def test_publishes_every_appended_event_keyed_by_aggregate(runtime, topic,
 
 def start_publisher(checkpoint_key: str, start_after: str, log: Path,
                     batch_size: int = 200) -> subprocess.Popen:
+    """`spice publish` in its own process, on the scratch bucket."""
     return subprocess.Popen(
         [sys.executable, "-m", "spice.cli", "publish", "--checkpoint-key", checkpoint_key,
          "--start-after", start_after],
         stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-        env={**os.environ, "EVENT_PUBLISHER_BATCH_SIZE": str(batch_size)})
+        env={**os.environ, "EVENT_PUBLISHER_BATCH_SIZE": str(batch_size),
+             "EVENT_STORE_BUCKET": "spice-scratch"})
 
 
-async def test_publisher_sigkilled_mid_batch_skips_nothing(runtime, topic, settings, tmp_path):
-    store = runtime.event_store
+async def test_publisher_sigkilled_mid_batch_skips_nothing(scratch, topic, settings, tmp_path):
+    store = scratch.event_store
     checkpoint_key = f"checkpoints/test-{uuid.uuid4().hex}.json"
     start = store.position_before(time.time() - 1)
     stored = await append_many(store, 6400)
@@ -92,8 +94,8 @@ async def test_publisher_sigkilled_mid_batch_skips_nothing(runtime, topic, setti
         proc.wait()
 
 
-async def test_two_publishers_only_one_publishes_at_a_time(runtime, topic, settings, tmp_path):
-    store = runtime.event_store
+async def test_two_publishers_only_one_publishes_at_a_time(scratch, topic, settings, tmp_path):
+    store = scratch.event_store
     checkpoint_key = f"checkpoints/test-{uuid.uuid4().hex}.json"
     start = store.position_before(time.time() - 1)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
