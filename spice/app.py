@@ -59,6 +59,9 @@ def create_app(settings: Settings | None = None) -> SpiceApp:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         stream_wait_empty=False,
+        # A worker that dies is noticed in seconds, not the default minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
     )
     app.settings = settings
     return app

@@ -63,6 +63,29 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from spice import dlq
+    from spice.settings import get_settings
+
+    settings = get_settings()
+    if args.action == "list":
+        topics = (args.topic,) if args.topic else dlq.DLQ_TOPICS
+        letters = asyncio.run(dlq.read(settings, topics, limit=args.limit))
+        for letter in letters:
+            print(json.dumps(letter.summary(), ensure_ascii=False))
+        print(f"{len(letters)} dead letters", file=sys.stderr)
+    elif args.action == "show":
+        letters = asyncio.run(dlq.read(settings, (args.topic,), offset=args.offset))
+        if not letters:
+            raise RuntimeError(f"no dead letter at {args.topic}@{args.offset}")
+        print(json.dumps(letters[0].body, indent=2, ensure_ascii=False))
+    else:
+        print(json.dumps(asyncio.run(dlq.retry(settings, args.topic, args.offset))))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the worker (agents, publisher, HTTP API) in the foreground")
     run.add_argument("--log-level", default="info")
     run.set_defaults(run=_run)
+    dead = sub.add_parser("dlq", help="inspect dead letters and submit them again")
+    dead.add_argument("action", choices=["list", "show", "retry"])
+    dead.add_argument("topic", nargs="?", help="a DLQ topic, e.g. ontology_commands_dlq")
+    dead.add_argument("offset", nargs="?", type=int, help="the dead letter's offset (show, retry)")
+    dead.add_argument("--limit", type=int, default=100, help="list: the latest N per topic")
+    dead.set_defaults(run=_dlq)
     publish = sub.add_parser("publish", help="run the event-store publisher in this process")
     publish.add_argument("--start-after", help="position to start from when no checkpoint exists")
     publish.add_argument("--checkpoint-key", help="S3 key of the checkpoint (default from settings)")
@@ -80,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "dlq" and args.action in ("show", "retry") and (
+            args.topic is None or args.offset is None):
+        parser.error(f"dlq {args.action} needs TOPIC and OFFSET")
     try:
         return int(args.run(args) or 0)
     except RuntimeError as error:

@@ -65,8 +65,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
 
     # Workers
-    command_max_attempts: int = 5
-    command_retry_base_seconds: float = 0.2
+    command_max_attempts: int = 8
+    command_retry_base_seconds: float = 0.5
     registry_lease_seconds: float = 30.0
 
     @property

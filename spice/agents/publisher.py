@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
 
+from spice.faults import crash_point
 from spice.settings import Settings
 from spice.stores.checkpoint import Checkpoint, CheckpointStore
 from spice.stores.errors import StoreUnavailable
@@ -205,6 +206,7 @@ class Publisher:
                 futures.append(await self._producer.send(
                     topic, line, key=envelope["aggregate_id"].encode()))
         await asyncio.gather(*futures)
+        crash_point("publisher_after_send")
         for key in keys:
             self.checkpoint.recent.add(key)
             if self.checkpoint.position is None or key > self.checkpoint.position:

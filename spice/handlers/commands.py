@@ -29,6 +29,7 @@ from spice.domain.messages import (
     instance_aggregate,
     stamp,
 )
+from spice.faults import crash_point
 from spice.handlers import state
 from spice.stores.errors import TRANSIENT_ERRORS, EventIdConflict
 from spice.stores.event_store import EventStore
@@ -141,12 +142,25 @@ class CommandHandler:
                 error={"code": "sequence_mismatch", "message":
                        f"aggregate is at {claim.last_sequence}, command has {envelope.sequence_number}"})
             return
+        crash_point("after_claim")
+        beat = asyncio.create_task(self._heartbeat(envelope.event_id))
         try:
             await self._catch_up(envelope, claim.last_sequence)
             await self._apply(envelope, claim.attempt)
         except TRANSIENT as error:
             await self._quietly(self.registry.mark_failed(HANDLER, envelope.event_id, str(error)))
             raise
+        finally:
+            beat.cancel()
+
+    async def _heartbeat(self, event_id: str) -> None:
+        """Keep the lease while a long command (a bulk create) is still working."""
+        while True:
+            await asyncio.sleep(max(0.5, self.registry.lease_seconds / 3))
+            try:
+                await self.registry.heartbeat(HANDLER, event_id)
+            except TRANSIENT as error:
+                log.warning("heartbeat for %s failed: %s", event_id, error)
 
     async def _ensure_stored(self, envelope: Envelope) -> Envelope:
         """A command produced straight to the topic is recorded before anything else."""
@@ -196,10 +210,13 @@ class CommandHandler:
                 if not events:
                     events, result = await self._decide(envelope, command)
                     events = await self._append_events(events)
+                    crash_point("after_event_append")
                 await self._apply_to_graph(events)
+                crash_point("after_graph_write")
         except DomainError as error:
             await self._reject(envelope, error)
             return
+        crash_point("before_mark_done")
         await self.registry.mark_done(HANDLER, envelope.event_id, envelope.aggregate_id,
                                       envelope.sequence_number)
         await self.status.update(

@@ -49,10 +49,25 @@ class CommandStatusView(ApiView):
     async def from_table(self, request: Request, command_id: str, **_: str) -> Response:
         doc = tables.read_status(command_id)
         if doc is None:
-            raise HttpError(404, f"command '{command_id}' is unknown (or older than the status TTL)",
-                            field="command_id")
+            stored = await stored_command(self, command_id)
+            if stored is None:
+                raise HttpError(404, f"command '{command_id}' is unknown (or older than the status TTL)",
+                                field="command_id")
+            return self.json({**status_body(stored), "source": "event_store"})
         return self.json({**status_body(doc), "source": "table", "worker": app.conf.canonical_url.host
                           if hasattr(app.conf.canonical_url, "host") else None})
+
+
+async def stored_command(view: ApiView, command_id: str) -> dict[str, Any] | None:
+    """A command in the event store that no status records yet (produced straight to a
+    topic by another service, or its status expired): it is accepted, so PENDING."""
+    envelope = await view.runtime.event_store.get(command_id)
+    if envelope is None or envelope.kind != "command":
+        return None
+    at = envelope.occurred_at.timestamp()
+    return {"command_id": command_id, "status": "PENDING", "created_at": at, "updated_at": at,
+            "command_type": envelope.metadata.get("command_type"),
+            "history": [{"status": "PENDING", "timestamp": at, "message": "stored"}]}
 
 
 class CommandWaitView(ApiView):
@@ -65,6 +80,8 @@ class CommandWaitView(ApiView):
             known = await self.runtime.status.get(command_id)
         except (RedisError, OSError):
             known = tables.read_status(command_id)
+        if known is None:
+            known = await stored_command(self, command_id)
         if known is None:
             raise HttpError(404, f"command '{command_id}' is unknown", field="command_id")
         return await wait_for_outcome(self, command_id, timeout, started,
