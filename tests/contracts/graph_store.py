@@ -1,0 +1,89 @@
+"""The GraphStore contract: the PostgreSQL and TerminusDB adapters pass these same tests."""
+import uuid
+
+from spice.domain.envelope import Envelope, now
+from spice.domain.messages import AggregateType, EventType
+
+
+def event(kind: EventType, data: dict, seq: int, aggregate: AggregateType) -> Envelope:
+    event_id = str(uuid.uuid4())
+    return Envelope(event_id=event_id, event_type=kind.value, aggregate_type=aggregate.value,
+                    aggregate_id=f"a-{event_id}", occurred_at=now(), data=data,
+                    metadata={"kind": "domain", "command_id": str(uuid.uuid4()),
+                              "kafka_topic": "x"}, sequence_number=seq)
+
+
+def db_name() -> str:
+    return f"g{uuid.uuid4().hex[:12]}"
+
+
+PERSON = {"id": "Person", "label": {"en": "Person", "ko": "사람"},
+          "properties": [{"name": "name", "type": "string", "required": True},
+                         {"name": "age", "type": "integer"}],
+          "relationships": [{"predicate": "knows", "target": "Person", "cardinality": "n:m"}]}
+
+
+class GraphStoreContract:
+    async def _db(self, graph) -> str:
+        name = db_name()
+        await graph.apply(event(EventType.DATABASE_CREATED, {"name": name}, 1, AggregateType.DATABASE))
+        return name
+
+    async def test_databases(self, graph):
+        name = await self._db(graph)
+        assert await graph.database_exists(name)
+        assert name in [d["name"] for d in await graph.list_databases()]
+        await graph.apply(event(EventType.DATABASE_DELETED, {"name": name}, 2, AggregateType.DATABASE))
+        assert not await graph.database_exists(name)
+
+    async def test_classes_round_trip(self, graph):
+        db = await self._db(graph)
+        await graph.apply(event(EventType.ONTOLOGY_CLASS_CREATED,
+                                {"db": db, "class_id": "Person", "class": PERSON}, 1,
+                                AggregateType.ONTOLOGY_CLASS))
+        assert (await graph.get_class(db, "Person"))["label"] == PERSON["label"]
+        schema = await graph.schema(db)
+        assert [p.name for p in schema.classes["Person"].properties] == ["name", "age"]
+        updated = {**PERSON, "label": "P2"}
+        await graph.apply(event(EventType.ONTOLOGY_CLASS_UPDATED,
+                                {"db": db, "class_id": "Person", "class": updated}, 2,
+                                AggregateType.ONTOLOGY_CLASS))
+        assert (await graph.get_class(db, "Person"))["label"] == "P2"
+        assert [c["id"] for c in await graph.list_classes(db)] == ["Person"]
+        await graph.apply(event(EventType.ONTOLOGY_CLASS_DELETED,
+                                {"db": db, "class_id": "Person"}, 3, AggregateType.ONTOLOGY_CLASS))
+        assert await graph.get_class(db, "Person") is None
+
+    async def test_instances_round_trip_and_paging(self, graph):
+        db = await self._db(graph)
+        await graph.apply(event(EventType.ONTOLOGY_CLASS_CREATED,
+                                {"db": db, "class_id": "Person", "class": PERSON}, 1,
+                                AggregateType.ONTOLOGY_CLASS))
+        for i in range(5):
+            await graph.apply(event(EventType.INSTANCE_CREATED, {
+                "db": db, "class_id": "Person", "instance_id": f"p{i}",
+                "data": {"name": f"n{i}", "age": i, "knows": ["p0"]}}, 1, AggregateType.INSTANCE))
+        assert await graph.get_instance(db, "Person", "p3") == {"name": "n3", "age": 3, "knows": ["p0"]}
+        assert await graph.instance_counts(db) == {"Person": 5}
+        assert await graph.existing_instances(db, "Person", ["p1", "zz"]) == {"p1"}
+        first = await graph.list_instances(db, "Person", limit=2)
+        rest = await graph.list_instances(db, "Person", limit=10, after=first[-1]["instance_id"])
+        assert [i["instance_id"] for i in first + rest] == [f"p{i}" for i in range(5)]
+        await graph.apply(event(EventType.INSTANCE_UPDATED, {
+            "db": db, "class_id": "Person", "instance_id": "p1", "data": {"name": "new"}}, 2,
+            AggregateType.INSTANCE))
+        assert await graph.get_instance(db, "Person", "p1") == {"name": "new"}
+        await graph.apply(event(EventType.INSTANCE_DELETED, {
+            "db": db, "class_id": "Person", "instance_id": "p1"}, 3, AggregateType.INSTANCE))
+        assert await graph.get_instance(db, "Person", "p1") is None
+
+    async def test_reapplying_an_event_changes_nothing(self, graph):
+        db = await self._db(graph)
+        created = event(EventType.ONTOLOGY_CLASS_CREATED,
+                        {"db": db, "class_id": "Person", "class": PERSON}, 1, AggregateType.ONTOLOGY_CLASS)
+        updated = event(EventType.ONTOLOGY_CLASS_UPDATED,
+                        {"db": db, "class_id": "Person", "class": {**PERSON, "label": "v2"}}, 2,
+                        AggregateType.ONTOLOGY_CLASS)
+        for e in (created, updated, created, updated):
+            await graph.apply(e)
+        assert (await graph.get_class(db, "Person"))["label"] == "v2"
