@@ -32,6 +32,7 @@ from spice.settings import Settings
 from spice.stores.checkpoint import Checkpoint, CheckpointStore
 from spice.stores.errors import StoreUnavailable
 from spice.topics import PUBLISHER_DLQ
+from spice.stores.s3 import error_code
 from spice.stores.s3_event_store import NOTIFY_CHANNEL, S3EventStore, position_at
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ class Publisher:
         self._wake.set()
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self.wake(payload)
+        bucket, _, key = payload.partition("/")
+        if bucket == self.store.bucket:
+            self.wake(key)
 
     async def run(self) -> None:
         """Run until cancelled: wait for leadership, then publish."""
@@ -196,6 +199,12 @@ class Publisher:
         if not keys:
             return 0
         bodies = await asyncio.gather(*[self._read_raw(key) for key in keys])
+        missing = [k for k, body in zip(keys, bodies, strict=True) if body is None]
+        if missing:
+            # Only an announcement can name a key that is not there; listing cannot.
+            log.warning("announced batches not found, ignored: %s", missing[:5])
+        keys = [k for k, body in zip(keys, bodies, strict=True) if body is not None]
+        bodies = [body for body in bodies if body is not None]
         futures = []
         for body in bodies:
             for line in body.splitlines():
@@ -235,11 +244,16 @@ class Publisher:
         metadata = await self._producer.client.fetch_all_metadata()
         self._known_topics = set(metadata.topics())
 
-    async def _read_raw(self, key: str) -> bytes:
+    async def _read_raw(self, key: str) -> bytes | None:
         cached = self.store.raw_cached(key)
         if cached is not None:  # written by this very process a moment ago
             return cached
-        response = await self.store.s3.get_object(Bucket=self.store.bucket, Key=key)
+        try:
+            response = await self.store.s3.get_object(Bucket=self.store.bucket, Key=key)
+        except ClientError as error:
+            if error_code(error) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
         async with response["Body"] as stream:
             return bytes(await stream.read())
 

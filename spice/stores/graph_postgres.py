@@ -15,11 +15,15 @@ from spice.domain.schema import Schema
 class PostgresGraphStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        # db -> (fingerprint, schema): parsing every class for every instance command
+        # would dominate the worker; the fingerprint changes with any class write.
+        self._schemas: dict[str, tuple[tuple[int, int, int], Schema]] = {}
 
     async def apply(self, event: Envelope) -> None:
         kind = EventType(event.event_type)
         data, version = event.data, event.sequence_number or 0
-        async with self.pool.acquire() as conn, conn.transaction():
+        # One statement each (one round trip), except a database's deletion.
+        async with self.pool.acquire() as conn:
             if kind is EventType.DATABASE_CREATED:
                 await conn.execute(
                     "INSERT INTO graph_databases VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE "
@@ -27,12 +31,13 @@ class PostgresGraphStore:
                     "WHERE graph_databases.version < EXCLUDED.version",
                     data["name"], json.dumps(data), version)
             elif kind is EventType.DATABASE_DELETED:
-                deleted = await conn.execute(
-                    "DELETE FROM graph_databases WHERE name = $1 AND version <= $2",
-                    data["name"], version)
-                if deleted.endswith(" 1"):
-                    await conn.execute("DELETE FROM graph_classes WHERE db = $1", data["name"])
-                    await conn.execute("DELETE FROM graph_instances WHERE db = $1", data["name"])
+                async with conn.transaction():
+                    deleted = await conn.execute(
+                        "DELETE FROM graph_databases WHERE name = $1 AND version <= $2",
+                        data["name"], version)
+                    if deleted.endswith(" 1"):
+                        await conn.execute("DELETE FROM graph_classes WHERE db = $1", data["name"])
+                        await conn.execute("DELETE FROM graph_instances WHERE db = $1", data["name"])
             elif kind in (EventType.ONTOLOGY_CLASS_CREATED, EventType.ONTOLOGY_CLASS_UPDATED):
                 await self._upsert_class(conn, data["db"], data["class"], version)
             elif kind is EventType.ONTOLOGY_CLASS_DELETED:
@@ -99,8 +104,18 @@ class PostgresGraphStore:
         return [json.loads(r["doc"]) for r in rows]
 
     async def schema(self, db: str) -> Schema:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT count(*) AS n, coalesce(sum(version), 0) AS v, "
+                "coalesce(sum(hashtext(doc::text)), 0) AS h FROM graph_classes WHERE db = $1", db)
+        fingerprint = (row["n"], row["v"], row["h"])
+        cached = self._schemas.get(db)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
         classes = [OntologyClass.model_validate(doc) for doc in await self.list_classes(db)]
-        return Schema({c.id: c for c in classes})
+        schema = Schema({c.id: c for c in classes})
+        self._schemas[db] = (fingerprint, schema)
+        return schema
 
     async def get_class(self, db: str, class_id: str) -> dict[str, Any] | None:
         async with self.pool.acquire() as conn:

@@ -184,10 +184,15 @@ async def migrate(conn: asyncpg.Connection) -> int:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pooled connections carry no session state (no SET, LISTEN or session locks), so
+    the default reset query, one more round trip on every release, is skipped."""
+
+
 async def create_pool(settings: Settings, *, migrate_schema: bool = True) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         settings.postgres_dsn, min_size=2, max_size=settings.postgres_pool_max,
-        command_timeout=30)
+        command_timeout=30, reset=_keep_session)
     if migrate_schema:
         async with pool.acquire() as conn:
             await migrate(conn)

@@ -26,16 +26,34 @@ class Claim:
     last_sequence: int = 0
 
 
+# One statement, one round trip: the claim, the aggregate's last done sequence, and
+# (when the claim was refused) the status that refused it, read from the snapshot
+# the statement started with.
 CLAIM_SQL = """
-INSERT INTO processed_events (handler, event_id, aggregate_id, sequence_number, status,
-                              owner, lease_until, attempt_count)
-VALUES ($1, $2, $3, $4, 'processing', $5, now() + make_interval(secs => $6), 1)
-ON CONFLICT (handler, event_id) DO UPDATE
-   SET status = 'processing', owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until,
-       attempt_count = processed_events.attempt_count + 1, updated_at = now()
- WHERE processed_events.status = 'failed'
-    OR (processed_events.status = 'processing' AND processed_events.lease_until < now())
-RETURNING attempt_count
+WITH claimed AS (
+    INSERT INTO processed_events (handler, event_id, aggregate_id, sequence_number, status,
+                                  owner, lease_until, attempt_count)
+    VALUES ($1, $2, $3, $4, 'processing', $5, now() + make_interval(secs => $6), 1)
+    ON CONFLICT (handler, event_id) DO UPDATE
+       SET status = 'processing', owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until,
+           attempt_count = processed_events.attempt_count + 1, updated_at = now()
+     WHERE processed_events.status = 'failed'
+        OR (processed_events.status = 'processing' AND processed_events.lease_until < now())
+    RETURNING attempt_count)
+SELECT (SELECT attempt_count FROM claimed) AS attempt,
+       coalesce((SELECT last_sequence FROM aggregate_versions
+                  WHERE handler = $1 AND aggregate_id = $3), 0) AS last,
+       (SELECT status FROM processed_events WHERE handler = $1 AND event_id = $2) AS status
+"""
+MARK_DONE_SQL = """
+WITH done AS (
+    UPDATE processed_events SET status = 'done', owner = NULL, lease_until = NULL,
+           last_error = $5, updated_at = now()
+     WHERE handler = $1 AND event_id = $2)
+INSERT INTO aggregate_versions
+SELECT $1, $3, $4 WHERE $4::bigint IS NOT NULL
+ON CONFLICT (handler, aggregate_id) DO UPDATE
+   SET last_sequence = GREATEST(aggregate_versions.last_sequence, EXCLUDED.last_sequence)
 """
 
 
@@ -47,16 +65,16 @@ class PostgresRegistry:
 
     async def claim(self, handler: str, event_id: str, aggregate_id: str,
                     sequence: int | None) -> Claim:
-        async with self.pool.acquire() as conn, conn.transaction():
-            last = await conn.fetchval(
-                "SELECT last_sequence FROM aggregate_versions WHERE handler = $1 AND aggregate_id = $2",
-                handler, aggregate_id) or 0
-            attempt = await conn.fetchval(CLAIM_SQL, handler, event_id, aggregate_id, sequence,
-                                          self.owner, self.lease_seconds)
-            if attempt is None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(CLAIM_SQL, handler, event_id, aggregate_id, sequence,
+                                      self.owner, self.lease_seconds)
+            attempt, last, status = row["attempt"], row["last"], row["status"]
+            if attempt is None and status is None:
+                # A concurrent claim inserted the row after this statement's snapshot.
                 status = await conn.fetchval(
                     "SELECT status FROM processed_events WHERE handler = $1 AND event_id = $2",
                     handler, event_id)
+            if attempt is None:
                 if status == "processing":
                     return Claim(ClaimOutcome.IN_PROGRESS, last_sequence=last)
                 return Claim(ClaimOutcome.DONE, last_sequence=last)
@@ -79,17 +97,8 @@ class PostgresRegistry:
     async def mark_done(self, handler: str, event_id: str, aggregate_id: str,
                         sequence: int | None, error: str | None = None) -> None:
         """Processing is over (successfully, or with a final domain failure recorded in error)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE processed_events SET status = 'done', owner = NULL, lease_until = NULL, "
-                "last_error = $3, updated_at = now() WHERE handler = $1 AND event_id = $2",
-                handler, event_id, error)
-            if sequence is not None:
-                await conn.execute(
-                    "INSERT INTO aggregate_versions VALUES ($1, $2, $3) "
-                    "ON CONFLICT (handler, aggregate_id) DO UPDATE SET last_sequence = "
-                    "GREATEST(aggregate_versions.last_sequence, EXCLUDED.last_sequence)",
-                    handler, aggregate_id, sequence)
+        async with self.pool.acquire() as conn:
+            await conn.execute(MARK_DONE_SQL, handler, event_id, aggregate_id, sequence, error)
 
     async def mark_failed(self, handler: str, event_id: str, error: str) -> None:
         """This attempt failed; the event may be claimed again (by a retry or a DLQ replay)."""

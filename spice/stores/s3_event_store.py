@@ -33,7 +33,8 @@ BATCH_PREFIX = "events/"
 NOTIFY_CHANNEL = "spice_event_store"
 PENDING_GRACE_SECONDS = 60.0
 # One round trip: mark the batch's rows stored and wake publishers in other processes.
-MARK_STORED = "WITH done AS (DELETE FROM pending_batches WHERE batch_key = $1) SELECT pg_notify($2, $1)"
+# The payload names the bucket: several stores (tests, benchmarks) may share one database.
+MARK_STORED = "WITH done AS (DELETE FROM pending_batches WHERE batch_key = $1) SELECT pg_notify($2, $3)"
 STORED = "NOT EXISTS (SELECT 1 FROM pending_batches p WHERE p.batch_key = e.batch_key)"
 
 
@@ -156,7 +157,7 @@ class S3EventStore:
     async def _mark_stored(self, key: str) -> None:
         try:
             async with self.pool.acquire() as conn:
-                await conn.execute(MARK_STORED, key, NOTIFY_CHANNEL)
+                await conn.execute(MARK_STORED, key, NOTIFY_CHANNEL, f"{self.bucket}/{key}")
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             # The batch is in S3, so its events exist; resolve_pending() marks the rows
             # later, and the publisher finds the batch by listing, not by the index.

@@ -1,0 +1,136 @@
+"""HTTP API and command worker figures against real workers on the local stack.
+
+    python -m bench.api [--commands N]
+
+Prints: accepted commands/s on the async endpoint with 64 concurrent clients;
+commands fully applied per second with one worker and with two; sync create
+latency p50/p99.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from bench.common import machine
+from spice.runtime import Runtime
+from spice.settings import Settings
+from tests.integration.worker import WorkerProcess
+
+V1 = "/api/v1"
+LOGS = Path(".run/bench")
+
+
+async def setup_db(session: aiohttp.ClientSession, url: str) -> str:
+    db = f"bench{uuid.uuid4().hex[:8]}"
+    async with session.post(f"{url}{V1}/database/create", json={"name": db}) as r:
+        command_id = (await r.json())["command_id"]
+    async with session.get(f"{url}{V1}/commands/{command_id}/wait?timeout=60") as r:
+        assert r.status == 200, await r.text()
+    async with session.post(f"{url}{V1}/ontology/{db}/sync/create?timeout=60", json={
+            "id": "Item", "properties": [{"name": "n", "type": "integer"}]}) as r:
+        assert r.status == 200, await r.text()
+    return db
+
+
+async def submit(session: aiohttp.ClientSession, urls: list[str], db: str, total: int,
+                 clients: int = 64) -> tuple[list[str], float]:
+    ids: list[str] = []
+    counter = iter(range(total))
+
+    async def client(i: int) -> None:
+        url = urls[i % len(urls)]
+        for n in counter:
+            async with session.post(f"{url}{V1}/instances/{db}/async/Item/create",
+                                    json={"instance_id": f"i{n}", "data": {"n": n}}) as r:
+                if r.status != 202:
+                    raise RuntimeError(f"{r.status}: {await r.text()}")
+                ids.append((await r.json())["command_id"])
+
+    started = time.perf_counter()
+    await asyncio.gather(*[client(i) for i in range(clients)])
+    return ids, time.perf_counter() - started
+
+
+async def wait_applied(runtime: Runtime, ids: list[str], timeout: float = 600) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with runtime.pool.acquire() as conn:
+            done = await conn.fetchval(
+                "SELECT count(*) FROM processed_events WHERE handler = 'command-worker' "
+                "AND status = 'done' AND event_id = ANY($1)", ids)
+        if done == len(ids):
+            return time.perf_counter()
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"only {done} of {len(ids)} commands applied in {timeout}s")
+
+
+async def applied_rate(runtime: Runtime, session: aiohttp.ClientSession, urls: list[str],
+                       total: int) -> tuple[float, float]:
+    db = await setup_db(session, urls[0])
+    started = time.perf_counter()
+    ids, submit_seconds = await submit(session, urls, db, total)
+    finished = await wait_applied(runtime, ids)
+    return total / submit_seconds, total / (finished - started)
+
+
+async def sync_latency(session: aiohttp.ClientSession, url: str, samples: int) -> list[float]:
+    db = await setup_db(session, url)
+    latencies = []
+    for n in range(samples):
+        started = time.perf_counter()
+        async with session.post(f"{url}{V1}/instances/{db}/sync/Item/create",
+                                json={"instance_id": f"s{n}", "data": {"n": n}}) as r:
+            assert r.status == 200, await r.text()
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
+async def main(total: int) -> None:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    runtime = await Runtime.open(Settings())
+    first = WorkerProcess(16266, LOGS / "worker-1.log").start()
+    second = None
+    try:
+        connector = aiohttp.TCPConnector(limit=256)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            print(f"# API and worker benchmark ({machine()}), {total} commands a run")
+            accepted, applied = [], []
+            for _ in range(3):
+                a, b = await applied_rate(runtime, session, [first.url], total)
+                accepted.append(a)
+                applied.append(b)
+            print(f"async create accepted/s, 64 clients, 1 worker: {statistics.median(accepted):,.0f} "
+                  f"(runs: {', '.join(f'{x:,.0f}' for x in accepted)})")
+            print(f"commands applied/s end to end, 1 worker: {statistics.median(applied):,.0f} "
+                  f"(runs: {', '.join(f'{x:,.0f}' for x in applied)})")
+            lat = await sync_latency(session, first.url, 200)
+            print(f"sync create latency, 1 worker, sequential: p50 {pct(lat, 50):.1f} ms, "
+                  f"p99 {pct(lat, 99):.1f} ms")
+            second = WorkerProcess(16267, LOGS / "worker-2.log").start()
+            await asyncio.sleep(15)  # let the group rebalance across both workers
+            applied2 = [(await applied_rate(runtime, session, [first.url, second.url], total))[1]
+                        for _ in range(3)]
+            print(f"commands applied/s end to end, 2 workers: {statistics.median(applied2):,.0f} "
+                  f"(runs: {', '.join(f'{x:,.0f}' for x in applied2)})")
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()
+        await runtime.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--commands", type=int, default=3000)
+    asyncio.run(main(parser.parse_args().commands))
