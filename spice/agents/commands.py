@@ -53,7 +53,9 @@ def command_agent(topic_name: str) -> None:
                 await poison(topic_name, message, error)
                 await manual.ack(event)
                 continue
-            origin = Origin(message.topic, message.partition, message.offset)
+            headers = dict(message.headers or [])
+            origin = Origin(message.topic, message.partition, message.offset,
+                            from_store=headers.get("spice-stored") == b"1")
 
             async def work(envelope: Envelope = envelope, event: Any = event,
                            origin: Origin = origin) -> None:

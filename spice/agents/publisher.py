@@ -36,6 +36,8 @@ from spice.stores.s3 import error_code
 from spice.stores.s3_event_store import NOTIFY_CHANNEL, S3EventStore, position_at
 
 log = logging.getLogger(__name__)
+# Tells consumers the envelope came out of the event store, so they need not check.
+STORED_HEADER = [("spice-stored", b"1")]
 
 
 def leader_lock_id(checkpoint_key: str) -> int:
@@ -213,7 +215,7 @@ class Publisher:
                 envelope = json.loads(line)
                 topic = await self._routable(envelope["metadata"].get("kafka_topic"))
                 futures.append(await self._producer.send(
-                    topic, line, key=envelope["aggregate_id"].encode()))
+                    topic, line, key=envelope["aggregate_id"].encode(), headers=STORED_HEADER))
         await asyncio.gather(*futures)
         crash_point("publisher_after_send")
         for key in keys:

@@ -58,6 +58,8 @@ class Origin:
     topic: str
     partition: int | None = None
     offset: int | None = None
+    # Published by our publisher (a Kafka header): already in the event store.
+    from_store: bool = False
 
 
 DeadLetter = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -83,7 +85,7 @@ class CommandHandler:
     async def process(self, envelope: Envelope, origin: Origin) -> None:
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await self.handle(envelope)
+                await self.handle(envelope, known_stored=origin.from_store)
                 return
             except TRANSIENT + (Transient,) as error:
                 if attempt == self.max_attempts:
@@ -125,8 +127,9 @@ class CommandHandler:
 
     # ---- one attempt --------------------------------------------------------
 
-    async def handle(self, envelope: Envelope) -> None:
-        envelope = await self._ensure_stored(envelope)
+    async def handle(self, envelope: Envelope, known_stored: bool = False) -> None:
+        if not known_stored:
+            envelope = await self._ensure_stored(envelope)
         claim = await self.registry.claim(HANDLER, envelope.event_id, envelope.aggregate_id,
                                           envelope.sequence_number)
         while claim.outcome is ClaimOutcome.IN_PROGRESS:
@@ -181,7 +184,7 @@ class CommandHandler:
                 if earlier.sequence_number is None or earlier.sequence_number >= seq:
                     break
                 if earlier.kind == "command":
-                    await self.handle(earlier)
+                    await self.handle(earlier, known_stored=True)
             last = await self.registry.last_sequence(HANDLER, envelope.aggregate_id)
             if last + 1 >= seq or time.monotonic() > deadline:
                 if last + 1 < seq:

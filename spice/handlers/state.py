@@ -14,17 +14,24 @@ async def database_state(graph: GraphStore, name: str) -> DatabaseState:
     return DatabaseState(name, await graph.database_exists(name))
 
 
-async def ontology_state(graph: GraphStore, db: str, command: CommandType) -> OntologyState:
+async def _schema_of(graph: GraphStore, db: str) -> tuple[bool, Schema]:
+    combined = getattr(graph, "schema_if_exists", None)
+    if combined is not None:  # one round trip instead of two
+        schema = await combined(db)
+        return schema is not None, schema or Schema({})
     exists = await graph.database_exists(db)
-    schema = await graph.schema(db) if exists else Schema({})
+    return exists, (await graph.schema(db) if exists else Schema({}))
+
+
+async def ontology_state(graph: GraphStore, db: str, command: CommandType) -> OntologyState:
+    exists, schema = await _schema_of(graph, db)
     counts = await graph.instance_counts(db) if command is CommandType.DELETE_ONTOLOGY_CLASS else {}
     return OntologyState(db, exists, schema, counts)
 
 
 async def instance_state(graph: GraphStore, db: str, data: dict[str, Any],
                          command: CommandType) -> InstanceState:
-    exists = await graph.database_exists(db)
-    schema = await graph.schema(db) if exists else Schema({})
+    exists, schema = await _schema_of(graph, db)
     current = None
     if exists and command is not CommandType.BULK_CREATE_INSTANCES:
         current = await graph.get_instance(db, str(data.get("class_id")), str(data.get("instance_id")))

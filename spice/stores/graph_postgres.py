@@ -104,10 +104,18 @@ class PostgresGraphStore:
         return [json.loads(r["doc"]) for r in rows]
 
     async def schema(self, db: str) -> Schema:
+        return (await self.schema_if_exists(db)) or Schema({})
+
+    async def schema_if_exists(self, db: str) -> Schema | None:
+        """The database's schema, or None if the database does not exist: one round trip
+        when the cached schema is still current."""
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
-                "SELECT count(*) AS n, coalesce(sum(version), 0) AS v, "
+                "SELECT EXISTS (SELECT 1 FROM graph_databases WHERE name = $1) AS db, "
+                "count(*) AS n, coalesce(sum(version), 0) AS v, "
                 "coalesce(sum(hashtext(doc::text)), 0) AS h FROM graph_classes WHERE db = $1", db)
+        if not row["db"]:
+            return None
         fingerprint = (row["n"], row["v"], row["h"])
         cached = self._schemas.get(db)
         if cached is not None and cached[0] == fingerprint:
