@@ -59,6 +59,11 @@ def create_app(settings: Settings | None = None) -> SpiceApp:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         stream_wait_empty=False,
+        # Table changelogs: with no linger every write is its own batch and aiokafka
+        # keeps one batch in flight per partition, so writes queue up behind acks and
+        # Faust pauses every agent while its producer buffer is full.
+        producer_linger=0.005,
+        producer_max_batch_size=1 << 20,
         # A worker that dies is noticed in seconds, not the default minute.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,

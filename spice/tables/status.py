@@ -3,6 +3,7 @@ it survives a Redis flush) and counts by state and command type."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from spice.app import app
@@ -35,26 +36,51 @@ def merge(doc: dict[str, Any] | None, change: dict[str, Any]) -> dict[str, Any]:
     for field in ("command_type", "db", "aggregate_id", "progress", "error", "projected", "result"):
         if field in change:
             doc[field] = change[field]
+    # The table keeps the latest steps; Redis (and the event store) keep the rest.
     doc["history"] = [*doc.get("history", []), {"status": status, "timestamp": change["timestamp"],
-                                                 "message": change.get("message", "")}]
+                                                 "message": change.get("message", "")}][-50:]
     return doc
 
 
 @app.agent(status_topic, name="spice.agents.command_status")
 async def status_agent(stream: Any) -> None:
-    async for event in stream.events():
-        change = json.loads(event.value)
-        key = change["command_id"].encode()
-        before = command_status.get(key)
-        after = merge(before, change)
-        command_status[key] = after
-        previous, current = (before or {}).get("status"), after.get("status")
-        if previous != current:
-            kind = after.get("command_type", "UNKNOWN")
-            partition = event.message.partition
-            if previous:
-                command_counts[f"{partition}|{previous}|{kind}".encode()] -= 1
-            command_counts[f"{partition}|{current}|{kind}".encode()] += 1
+    # Changes are taken in batches and merged per command before the table is written:
+    # every table write is a changelog message, and Faust pauses *all* agents while
+    # its changelog buffer is full, so one write per change would starve the workers.
+    async for events in stream.take_events(1000, within=0.05):
+        docs: dict[bytes, dict[str, Any]] = {}
+        previous: dict[bytes, str | None] = {}
+        partitions: dict[bytes, int] = {}
+        for event in events:
+            change = json.loads(event.value)
+            key = change["command_id"].encode()
+            if key not in docs:
+                before = command_status.get(key)
+                previous[key] = (before or {}).get("status")
+                docs[key] = before or {}
+                partitions[key] = event.message.partition
+            docs[key] = merge(docs[key] or None, change)
+        deltas: Counter[bytes] = Counter()
+        for key, doc in docs.items():
+            put(command_status, partitions[key], key, doc)
+            was, now = previous[key], doc.get("status")
+            if was != now:
+                kind = doc.get("command_type", "UNKNOWN")
+                if was:
+                    deltas[f"{partitions[key]}|{was}|{kind}".encode()] -= 1
+                deltas[f"{partitions[key]}|{now}|{kind}".encode()] += 1
+        for key, delta in deltas.items():
+            if delta:
+                partition = int(key.split(b"|", 1)[0])
+                put(command_counts, partition, key, command_counts.get(key, 0) + delta)
+
+
+def put(table: Any, partition: int, key: bytes, value: Any) -> None:
+    """A table write from a batch: Faust's `table[key] = value` needs the current event to
+    find the changelog partition, and a batch has none, so name it (it is the source
+    event's partition, as Faust would pick)."""
+    table.data[key] = value
+    table.send_changelog(partition, key, value)
 
 
 def read_status(command_id: str) -> dict[str, Any] | None:
