@@ -54,8 +54,7 @@ class CommandStatusView(ApiView):
                 raise HttpError(404, f"command '{command_id}' is unknown (or older than the status TTL)",
                                 field="command_id")
             return self.json({**status_body(stored), "source": "event_store"})
-        return self.json({**status_body(doc), "source": "table", "worker": app.conf.canonical_url.host
-                          if hasattr(app.conf.canonical_url, "host") else None})
+        return self.json({**status_body(doc), "source": "table", "worker": str(app.conf.canonical_url)})
 
 
 async def stored_command(view: ApiView, command_id: str) -> dict[str, Any] | None:

@@ -1,0 +1,37 @@
+"""Status table routing across two workers: whichever worker is asked, the answer
+comes from the worker that owns the command's partition."""
+import asyncio
+from pathlib import Path
+
+from tests.integration.test_api_end_to_end import create_db, unique_db
+from tests.integration.worker import WorkerProcess
+
+V1 = "/api/v1"
+
+
+async def test_status_from_the_table_is_routed_to_the_owner(worker, runtime, http):
+    second = WorkerProcess(16168, Path("test-artifacts") / "worker-2.log").start()
+    try:
+        await asyncio.sleep(12)  # the group rebalances the partitions across both workers
+        commands = []
+        for _ in range(8):  # enough commands that both workers own some of them
+            commands.append(await create_db(http, worker, unique_db()))
+        await asyncio.sleep(2)
+        workers_seen = set()
+        for command_id in commands:
+            await runtime.redis.delete(f"command:{command_id}:status", f"command:{command_id}:result")
+            answers = []
+            for node in (worker, second):
+                for _ in range(50):
+                    async with http.get(f"{node.url}{V1}/commands/{command_id}/status") as r:
+                        body = await r.json()
+                    if r.status == 200 and body.get("status") == "COMPLETED":
+                        break
+                    await asyncio.sleep(0.2)
+                assert r.status == 200 and body["source"] == "table", body
+                answers.append(body)
+            assert answers[0]["worker"] == answers[1]["worker"]  # both came from the owner
+            workers_seen.add(answers[0]["worker"])
+        assert len(workers_seen) == 2, "expected the two workers to own some commands each"
+    finally:
+        second.stop()
