@@ -86,6 +86,27 @@ def _dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def _projections(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from spice.handlers import rebuild
+    from spice.runtime import Runtime
+    from spice.settings import get_settings
+
+    async def run() -> dict[str, object]:
+        runtime = await Runtime.open(get_settings())
+        try:
+            if args.action == "rebuild":
+                return await rebuild.rebuild(runtime, args.db)
+            return await rebuild.verify(runtime, args.db)
+        finally:
+            await runtime.close()
+
+    report = asyncio.run(run())
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 1 if report.get("drift_count") else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("offset", nargs="?", type=int, help="the dead letter's offset (show, retry)")
     dead.add_argument("--limit", type=int, default=100, help="list: the latest N per topic")
     dead.set_defaults(run=_dlq)
+    projections = sub.add_parser("projections", help="rebuild or verify the search read model")
+    projections.add_argument("action", choices=["rebuild", "verify"])
+    projections.add_argument("--db", help="only this database")
+    projections.set_defaults(run=_projections)
     publish = sub.add_parser("publish", help="run the event-store publisher in this process")
     publish.add_argument("--start-after", help="position to start from when no checkpoint exists")
     publish.add_argument("--checkpoint-key", help="S3 key of the checkpoint (default from settings)")

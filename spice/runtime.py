@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from spice.handlers.commands import CommandHandler
+from spice.handlers.projections import ProjectionHandler
 from spice.settings import Settings
 from spice.stores.breaker import CircuitBreaker, Guarded
 from spice.stores.graph import GraphStore
@@ -20,6 +21,7 @@ from spice.stores.postgres import create_pool
 from spice.stores.registry import PostgresRegistry
 from spice.stores.s3 import ensure_bucket, open_s3_client
 from spice.stores.s3_event_store import S3EventStore
+from spice.stores.search import PostgresSearchIndex, SearchIndex
 from spice.stores.status import StatusTracker
 from spice.topics import STATUS_TOPIC
 
@@ -37,6 +39,13 @@ def make_graph_store(settings: Settings, pool: asyncpg.Pool) -> GraphStore:
     return PostgresGraphStore(pool)
 
 
+def make_search_index(settings: Settings, pool: asyncpg.Pool) -> SearchIndex:
+    if settings.search_backend == "elasticsearch":
+        raise RuntimeError("SEARCH_BACKEND=elasticsearch: the Elasticsearch adapter is not "
+                           "written yet; use the default PostgreSQL read model")
+    return PostgresSearchIndex(pool)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -49,6 +58,8 @@ class Runtime:
     registry: PostgresRegistry
     status: StatusTracker
     handler: CommandHandler
+    search: SearchIndex
+    projector: ProjectionHandler
     breakers: dict[str, CircuitBreaker]
     owner: str
     _stack: AsyncExitStack = field(repr=False, default_factory=AsyncExitStack)
@@ -100,8 +111,12 @@ class Runtime:
             Guarded(event_store, breakers["event_store"]), registry,  # type: ignore[arg-type]
             Guarded(graph, breakers["graph"]), status, dead_letter,  # type: ignore[arg-type]
             max_attempts=settings.command_max_attempts, retry_base=settings.command_retry_base_seconds)
+        search = make_search_index(settings, pool)
+        projector = ProjectionHandler(registry, search, status, dead_letter,
+                                      max_attempts=settings.command_max_attempts,
+                                      retry_base=settings.command_retry_base_seconds)
         return cls(settings, pool, s3, redis, producer, event_store, graph, registry, status,
-                   handler, breakers, owner, stack)
+                   handler, search, projector, breakers, owner, stack)
 
     async def close(self) -> None:
         await self._stack.aclose()

@@ -1,4 +1,4 @@
-"""Command agents: decode, hand to the CommandHandler, ack when done.
+"""Command and projection agents: decode, hand to a handler, ack when done.
 
 Acks are manual: Faust commits a partition's offset only up to the first
 message not yet acked, so concurrent lanes never commit past unfinished work.
@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,7 +17,7 @@ from spice.agents.lanes import KeyedLanes
 from spice.app import app
 from spice.domain.envelope import Envelope
 from spice.handlers.commands import Origin
-from spice.topics import COMMAND_TOPICS
+from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 64
@@ -27,18 +28,21 @@ def raw_topic(name: str) -> Any:
                      value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-async def poison(topic: str, message: Any, error: Exception) -> None:
+async def poison(dlq: str, topic: str, message: Any, error: Exception) -> None:
     """An undecodable message: to the DLQ with its raw bytes; the agent keeps going."""
     raw = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
     payload = {"raw": raw.decode("utf-8", errors="backslashreplace"), "error": str(error)[:2000],
                "topic": topic, "partition": message.partition, "offset": message.offset,
                "failed_at": time.time(), "attempts": 0}
-    await app.runtime.producer.send_and_wait(f"{topic}_dlq", json.dumps(payload).encode())
+    await app.runtime.producer.send_and_wait(dlq, json.dumps(payload).encode())
     log.warning("poison message %s[%s]@%s to the DLQ: %s", topic, message.partition,
                 message.offset, error)
 
 
-def command_agent(topic_name: str) -> None:
+def envelope_agent(topic_name: str, kind: str, process: Callable[[], Any],
+                   dlq: str | None = None) -> None:
+    """An agent that hands each envelope of `kind` to `process()` (resolved per message,
+    once the worker's stores are open), in per-aggregate lanes, acking when done."""
     @app.agent(raw_topic(topic_name), name=f"spice.agents.{topic_name}")
     async def worker(stream: Any) -> None:
         lanes = KeyedLanes(MAX_IN_FLIGHT)
@@ -47,10 +51,11 @@ def command_agent(topic_name: str) -> None:
             message = event.message
             try:
                 envelope = Envelope.from_json(event.value)
-                if envelope.kind != "command" or "command_type" not in envelope.metadata:
-                    raise ValueError("not a command envelope (metadata.kind/command_type)")
+                if envelope.kind != kind or (kind == "command"
+                                             and "command_type" not in envelope.metadata):
+                    raise ValueError(f"not a {kind} envelope (metadata.kind/command_type)")
             except (ValidationError, ValueError, UnicodeDecodeError) as error:
-                await poison(topic_name, message, error)
+                await poison(dlq or f"{topic_name}_dlq", topic_name, message, error)
                 await manual.ack(event)
                 continue
             headers = dict(message.headers or [])
@@ -60,7 +65,7 @@ def command_agent(topic_name: str) -> None:
             async def work(envelope: Envelope = envelope, event: Any = event,
                            origin: Origin = origin) -> None:
                 try:
-                    await app.runtime.handler.process(envelope, origin)
+                    await process()(envelope, origin)
                 finally:
                     await manual.ack(event)
 
@@ -68,4 +73,6 @@ def command_agent(topic_name: str) -> None:
 
 
 for _name in COMMAND_TOPICS:
-    command_agent(_name)
+    envelope_agent(_name, "command", lambda: app.runtime.handler.process)
+for _name in EVENT_TOPICS:
+    envelope_agent(_name, "domain", lambda: app.runtime.projector.process, "projection_failures_dlq")

@@ -166,6 +166,24 @@ MIGRATIONS: list[str] = [
          WHERE (SELECT count(*) FROM bumped) >= 0;
     END $$;
     """,
+    # 5: the default search read model (Elasticsearch in production)
+    """
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    CREATE TABLE search_docs (
+        db text NOT NULL,
+        kind text NOT NULL CHECK (kind IN ('class', 'instance')),
+        doc_id text NOT NULL,
+        class_id text,
+        version bigint NOT NULL,
+        deleted boolean NOT NULL DEFAULT false,
+        labels text NOT NULL DEFAULT '',
+        body jsonb NOT NULL DEFAULT '{}',
+        tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', labels)) STORED,
+        PRIMARY KEY (db, kind, doc_id)
+    );
+    CREATE INDEX search_docs_tsv ON search_docs USING gin (tsv);
+    CREATE INDEX search_docs_trgm ON search_docs USING gin (labels gin_trgm_ops);
+    """,
 ]
 
 

@@ -1,0 +1,75 @@
+"""Project one domain event into the search read model, exactly once in effect."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+from spice.domain.envelope import Envelope
+from spice.handlers.commands import DeadLetter, Origin
+from spice.stores.errors import TRANSIENT_ERRORS
+from spice.stores.registry import ClaimOutcome, PostgresRegistry
+from spice.stores.search import SearchIndex
+from spice.stores.status import StatusTracker
+
+log = logging.getLogger(__name__)
+HANDLER = "projection"
+DLQ = "projection_failures_dlq"
+
+
+class ProjectionHandler:
+    def __init__(self, registry: PostgresRegistry, index: SearchIndex, status: StatusTracker,
+                 dead_letter: DeadLetter, *, max_attempts: int = 8, retry_base: float = 0.5) -> None:
+        self.registry, self.index, self.status = registry, index, status
+        self.dead_letter = dead_letter
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
+
+    async def process(self, envelope: Envelope, origin: Origin) -> None:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self.handle(envelope)
+                return
+            except TRANSIENT_ERRORS as error:
+                if attempt == self.max_attempts:
+                    await self._give_up(envelope, origin, error, attempt)
+                    return
+                delay = min(10.0, self.retry_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                log.warning("projection of %s failed (%s); retrying in %.1fs", envelope.event_id,
+                            error, delay)
+                await asyncio.sleep(delay)
+            except Exception as error:  # noqa: BLE001 - a bad event must not stop the agent
+                log.exception("projection of %s failed", envelope.event_id)
+                await self._give_up(envelope, origin, error, attempt)
+                return
+
+    async def _give_up(self, envelope: Envelope, origin: Origin, error: BaseException,
+                       attempts: int) -> None:
+        payload: dict[str, Any] = {
+            "envelope": envelope.model_dump(mode="json"), "error": f"{type(error).__name__}: {error}",
+            "attempts": attempts, "topic": origin.topic, "partition": origin.partition,
+            "offset": origin.offset, "failed_at": time.time()}
+        await self.dead_letter(DLQ, payload)
+        try:
+            await self.registry.mark_failed(HANDLER, envelope.event_id, payload["error"])
+        except TRANSIENT_ERRORS:
+            pass
+
+    async def handle(self, envelope: Envelope) -> None:
+        while True:
+            claim = await self.registry.claim(HANDLER, envelope.event_id, envelope.aggregate_id,
+                                              envelope.sequence_number)
+            if claim.outcome is not ClaimOutcome.IN_PROGRESS:
+                break
+            await asyncio.sleep(0.5)
+        if claim.outcome is ClaimOutcome.CLAIMED:
+            await self.index.apply(envelope)
+            await self.registry.mark_done(HANDLER, envelope.event_id, envelope.aggregate_id,
+                                          envelope.sequence_number)
+        if claim.outcome is not ClaimOutcome.DONE:
+            # Stale events change nothing (a newer version is in), but the write they
+            # stand for is as searchable as it will get.
+            await self.status.update(envelope.command_id, "PROJECTED", "read model caught up",
+                                     projected=True)

@@ -1,0 +1,149 @@
+"""Rebuild the search read model from the event store, and verify it against the graph.
+
+Rebuild: replay every stored batch into a fresh table while live projections keep
+writing the old one; catch up; then, holding an exclusive lock on the live table
+(live writers wait), catch up once more and swap the tables in one transaction.
+Writes that were waiting on the lock are replayed after the swap (the version rule
+makes every replay harmless). A second rebuild while one runs is refused.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any, TextIO
+
+from spice.domain.envelope import Envelope
+from spice.runtime import Runtime
+from spice.stores.s3_event_store import position_at
+from spice.stores.search import LIVE_TABLE, PostgresSearchIndex
+
+REBUILD_LOCK = 0x5E1CE_5EA
+NEXT_TABLE = "search_docs_next"
+PREFETCH = 16
+
+
+class Progress:
+    def __init__(self, total: int, out: TextIO) -> None:
+        self.total, self.out = max(total, 1), out
+        self.done = 0
+        self.started = self.shown = time.monotonic()
+
+    def add(self, count: int, force: bool = False) -> None:
+        self.done += count
+        now = time.monotonic()
+        if force or now - self.shown >= 0.5:
+            self.shown = now
+            rate = self.done / max(now - self.started, 1e-6)
+            left = max(self.total - self.done, 0) / rate if rate else 0
+            width = 30
+            filled = min(width, int(width * self.done / self.total))
+            self.out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done:,} envelopes "
+                           f"{rate:,.0f}/s ETA {left:,.0f}s ")
+            self.out.flush()
+
+    @property
+    def rate(self) -> float:
+        return self.done / max(time.monotonic() - self.started, 1e-6)
+
+
+def wanted(envelope: Envelope, db: str | None) -> bool:
+    if envelope.kind != "domain":
+        return False
+    return db is None or envelope.data.get("db", envelope.data.get("name")) == db
+
+
+async def replay_into(runtime: Runtime, index: PostgresSearchIndex, after: str | None,
+                      db: str | None, progress: Progress) -> str | None:
+    """Apply every batch after `after` to `index`; returns the last position seen."""
+    store = runtime.event_store
+    keys = [key async for key in store.list_positions(after)]
+    position = after
+    for start in range(0, len(keys), PREFETCH):
+        chunk = keys[start:start + PREFETCH]
+        batches = await asyncio.gather(*[store.read_batch(key) for key in chunk])
+        events = [e for batch in batches for e in batch if wanted(e, db)]
+        if events:
+            await index.apply_many(events)
+        progress.add(sum(len(b) for b in batches))
+        position = chunk[-1]
+    return position
+
+
+async def rebuild(runtime: Runtime, db: str | None = None, out: TextIO = sys.stderr) -> dict[str, Any]:
+    pool = runtime.pool
+    async with pool.acquire() as lock:
+        if not await lock.fetchval("SELECT pg_try_advisory_lock($1)", REBUILD_LOCK):
+            raise RuntimeError("another rebuild is running; try again when it has finished")
+        try:
+            return await _rebuild(runtime, db, out)
+        finally:
+            await lock.fetchval("SELECT pg_advisory_unlock($1)", REBUILD_LOCK)
+
+
+async def _rebuild(runtime: Runtime, db: str | None, out: TextIO) -> dict[str, Any]:
+    pool = runtime.pool
+    async with pool.acquire() as conn:
+        await conn.execute(f"DROP TABLE IF EXISTS {NEXT_TABLE}")
+        await conn.execute(f"CREATE TABLE {NEXT_TABLE} (LIKE {LIVE_TABLE} INCLUDING ALL)")
+        total = await conn.fetchval("SELECT count(*) FROM event_index")
+    index = PostgresSearchIndex(pool, NEXT_TABLE)
+    progress = Progress(total, out)
+    started = time.time()
+    position = await replay_into(runtime, index, None, db, progress)
+    position = await replay_into(runtime, index, position, db, progress)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"LOCK TABLE {LIVE_TABLE} IN EXCLUSIVE MODE")
+        position = await replay_into(runtime, index, position, db, progress)
+        if db is None:
+            await conn.execute(f"ALTER TABLE {LIVE_TABLE} RENAME TO search_docs_old")
+            await conn.execute(f"ALTER TABLE {NEXT_TABLE} RENAME TO {LIVE_TABLE}")
+            await conn.execute("DROP TABLE search_docs_old")
+        else:
+            columns = "db, kind, doc_id, class_id, version, deleted, labels, body"
+            await conn.execute(f"DELETE FROM {LIVE_TABLE} WHERE db = $1", db)
+            await conn.execute(f"INSERT INTO {LIVE_TABLE} ({columns}) SELECT {columns} "
+                               f"FROM {NEXT_TABLE} WHERE db = $1", db)
+            await conn.execute(f"DROP TABLE {NEXT_TABLE}")
+    # Live writes that waited on the lock went to the old table: replay the recent past
+    # into the live one (late writers included, hence the lookback).
+    live = PostgresSearchIndex(pool, LIVE_TABLE)
+    recent = position_at(min(started, time.time()) - runtime.settings.event_publisher_lookback_seconds)
+    await replay_into(runtime, live, min(recent, position or recent), db, progress)
+    progress.add(0, force=True)
+    out.write("\n")
+    return {"envelopes_replayed": progress.done, "rate_per_second": round(progress.rate),
+            "db": db or "all", "position": position}
+
+
+async def verify(runtime: Runtime, db: str | None = None) -> dict[str, Any]:
+    """Compare the read model with the graph store; every difference is listed."""
+    graph = runtime.graph
+    names = [db] if db else [d["name"] for d in await graph.list_databases()]
+    drift: list[dict[str, Any]] = []
+    async with runtime.pool.acquire() as conn:
+        for name in names:
+            rows = await conn.fetch(f"SELECT kind, doc_id, body FROM {LIVE_TABLE} "
+                                    "WHERE db = $1 AND NOT deleted", name)
+            indexed = {(r["kind"], r["doc_id"]): r["body"] for r in rows}
+            expected: dict[tuple[str, str], Any] = {}
+            for cls in await graph.list_classes(name):
+                expected[("class", cls["id"])] = cls
+                after = None
+                while True:
+                    page = await graph.list_instances(name, cls["id"], limit=1000, after=after)
+                    for item in page:
+                        expected[("instance", f"{cls['id']}/{item['instance_id']}")] = item["data"]
+                    if len(page) < 1000:
+                        break
+                    after = page[-1]["instance_id"]
+            import json
+
+            for key in expected.keys() - indexed.keys():
+                drift.append({"db": name, "kind": key[0], "id": key[1], "problem": "missing from index"})
+            for key in indexed.keys() - expected.keys():
+                drift.append({"db": name, "kind": key[0], "id": key[1], "problem": "not in graph"})
+            for key in expected.keys() & indexed.keys():
+                if json.loads(indexed[key]) != expected[key]:
+                    drift.append({"db": name, "kind": key[0], "id": key[1], "problem": "differs"})
+    return {"databases": len(names), "drift": drift[:1000], "drift_count": len(drift)}

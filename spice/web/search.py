@@ -1,0 +1,50 @@
+"""Search over the read model: instances by text, class and property values; classes."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from faust.web import Request, Response
+
+from spice.domain import ids
+from spice.web.http import ApiView, HttpError, query_number
+
+RESERVED = {"q", "class_id", "limit", "cursor"}
+
+
+def property_filters(request: Request) -> dict[str, Any]:
+    """Every other query parameter is a property filter; values are JSON where they parse
+    (`age=3`, `active=true`), text otherwise (`name=Ann`)."""
+    filters: dict[str, Any] = {}
+    for name, raw in request.query.items():
+        if name in RESERVED:
+            continue
+        try:
+            filters[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            filters[name] = raw
+    return filters
+
+
+class SearchView(ApiView):
+    async def get(self, request: Request, db: str) -> Response:
+        ids.check_database_name(db)
+        class_id = request.query.get("class_id")
+        if class_id is not None:
+            ids.check_class_id(class_id)
+        limit = int(query_number(request, "limit", 20, 1, 200))
+        try:
+            result = await self.runtime.search.search(
+                db, request.query.get("q", ""), class_id=class_id,
+                filters=property_filters(request), limit=limit, cursor=request.query.get("cursor"))
+        except ValueError as error:
+            raise HttpError(400, str(error), field="cursor") from None
+        return self.json({"db": db, **result})
+
+
+class ClassSearchView(ApiView):
+    async def get(self, request: Request, db: str) -> Response:
+        ids.check_database_name(db)
+        limit = int(query_number(request, "limit", 50, 1, 200))
+        result = await self.runtime.search.search_classes(db, request.query.get("q", ""), limit)
+        return self.json({"db": db, **result})

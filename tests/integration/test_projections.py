@@ -1,0 +1,152 @@
+"""Projections on the real stack: the search read model follows the domain events."""
+import asyncio
+import io
+import uuid
+
+from spice.domain.envelope import Envelope, now
+from spice.handlers import rebuild
+from spice.stores.search import PostgresSearchIndex
+from tests.integration.kafka_helpers import wait_for
+from tests.integration.test_api_end_to_end import create_db, unique_db
+
+V1 = "/api/v1"
+
+
+async def search(http, worker, db, **params):
+    async with http.get(f"{worker.url}{V1}/search/{db}", params=params) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def sync(http, method, url, body=None):
+    async with http.request(method, f"{url}{'&' if '?' in url else '?'}wait=projected&timeout=30",
+                            json=body) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def test_create_update_delete_are_searchable_changed_and_gone(worker, http):
+    db = unique_db()
+    await create_db(http, worker, db)
+    await sync(http, "POST", f"{worker.url}{V1}/ontology/{db}/sync/create", {
+        "id": "Person", "label": {"en": "Person", "ko": "사람"},
+        "properties": [{"name": "name", "type": "string"}, {"name": "city", "type": "string"}]})
+    await sync(http, "POST", f"{worker.url}{V1}/instances/{db}/sync/Person/create",
+               {"instance_id": "p1", "data": {"name": "Ann Lovelace", "city": "London"}})
+    found = await search(http, worker, db, q="lovelace")
+    assert found["total"] == 1 and found["hits"][0]["id"] == "Person/p1"
+    assert (await search(http, worker, db, q="lovel"))["total"] == 1  # prefix
+    assert (await search(http, worker, db, city="London"))["total"] == 1  # property filter
+    assert (await search(http, worker, db, city="Paris"))["total"] == 0
+    async with http.post(f"{worker.url}{V1}/instances/{db}/async/Person/p1/update",
+                         json={"data": {"name": "Ada", "city": "Paris"}}) as r:
+        command_id = (await r.json())["command_id"]
+    async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=30&wait=projected") as r:
+        assert r.status == 200
+    assert (await search(http, worker, db, q="lovelace"))["total"] == 0
+    assert (await search(http, worker, db, q="ada"))["hits"][0]["document"]["city"] == "Paris"
+    async with http.post(f"{worker.url}{V1}/instances/{db}/async/Person/p1/delete") as r:
+        command_id = (await r.json())["command_id"]
+    async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=30&wait=projected") as r:
+        assert r.status == 200
+    assert (await search(http, worker, db, q="ada"))["total"] == 0
+
+
+async def test_multilingual_class_labels_are_found(worker, http):
+    db = unique_db()
+    await create_db(http, worker, db)
+    for class_id, label in (("Person", {"en": "Person", "ko": "사람"}),
+                            ("Company", {"en": "Company", "ko": "회사"})):
+        await sync(http, "POST", f"{worker.url}{V1}/ontology/{db}/sync/create",
+                   {"id": class_id, "label": label})
+    async with http.get(f"{worker.url}{V1}/search/{db}/classes", params={"q": "회사"}) as r:
+        hits = (await r.json())["hits"]
+    assert [h["id"] for h in hits] == ["Company"]
+    async with http.get(f"{worker.url}{V1}/search/{db}/classes", params={"q": "persn"}) as r:
+        assert [h["id"] for h in (await r.json())["hits"]] == ["Person"]  # a typo still finds it
+
+
+async def test_paging_with_cursor_and_total(worker, http):
+    db = unique_db()
+    await create_db(http, worker, db)
+    await sync(http, "POST", f"{worker.url}{V1}/ontology/{db}/sync/create", {
+        "id": "Item", "properties": [{"name": "name", "type": "string"}]})
+    items = [{"instance_id": f"i{i:02d}", "data": {"name": f"widget {i}"}} for i in range(25)]
+    async with http.post(f"{worker.url}{V1}/instances/{db}/async/Item/bulk-create",
+                         json={"items": items}) as r:
+        command_id = (await r.json())["command_id"]
+    async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=60") as r:
+        assert r.status == 200
+    await wait_for(lambda: _total(http, worker, db), timeout=30)
+    seen, cursor = [], None
+    while True:
+        page = await search(http, worker, db, q="widget", limit=10, **({"cursor": cursor} if cursor else {}))
+        assert page["total"] == 25
+        seen += [h["id"] for h in page["hits"]]
+        cursor = page["cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(f"Item/i{i:02d}" for i in range(25))
+
+
+async def _total(http, worker, db):
+    return (await search(http, worker, db, q="widget"))["total"] == 25
+
+
+def event(kind, data, seq):
+    return Envelope(event_id=str(uuid.uuid4()), event_type=kind, aggregate_type="Instance",
+                    aggregate_id="a", occurred_at=now(), data=data,
+                    metadata={"kind": "domain", "command_id": str(uuid.uuid4()), "kafka_topic": "x"},
+                    sequence_number=seq)
+
+
+async def test_duplicate_and_out_of_order_events_never_regress(runtime):
+    index = PostgresSearchIndex(runtime.pool)
+    db = unique_db()
+    key = {"db": db, "class_id": "P", "instance_id": "x"}
+    v1 = event("INSTANCE_CREATED", {**key, "data": {"name": "one"}}, 1)
+    v2 = event("INSTANCE_UPDATED", {**key, "data": {"name": "two"}}, 2)
+    gone = event("INSTANCE_DELETED", key, 3)
+    for e in (v2, v1, v2, v1):
+        await index.apply(e)
+    assert (await index.search(db, "two"))["total"] == 1
+    assert (await index.search(db, "one"))["total"] == 0
+    for e in (gone, v2, v1):
+        await index.apply(e)
+    assert (await index.search(db, ""))["total"] == 0
+
+
+async def test_rebuild_gives_the_same_results_as_the_live_index(worker, runtime, http):
+    db = unique_db()
+    await create_db(http, worker, db)
+    await sync(http, "POST", f"{worker.url}{V1}/ontology/{db}/sync/create", {
+        "id": "Book", "label": {"en": "Book", "ko": "책"}, "properties": [{"name": "title", "type": "string"}]})
+    for i in range(20):
+        await sync(http, "POST", f"{worker.url}{V1}/instances/{db}/sync/Book/create",
+                   {"instance_id": f"b{i}", "data": {"title": f"volume {i}"}})
+    async with http.post(f"{worker.url}{V1}/instances/{db}/async/Book/b3/delete") as r:
+        command_id = (await r.json())["command_id"]
+    async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=30&wait=projected") as r:
+        assert r.status == 200
+    before = await search(http, worker, db, q="volume", limit=50)
+    out = io.StringIO()
+    report = await rebuild.rebuild(runtime, db, out=out)
+    assert report["envelopes_replayed"] > 0 and "ETA" in out.getvalue()
+    after = await search(http, worker, db, q="volume", limit=50)
+    assert after["total"] == before["total"] == 19
+    assert sorted(h["id"] for h in after["hits"]) == sorted(h["id"] for h in before["hits"])
+    assert (await rebuild.verify(runtime, db))["drift_count"] == 0
+
+
+async def test_a_second_concurrent_rebuild_is_refused(runtime):
+    async with runtime.pool.acquire() as conn:
+        await conn.fetchval("SELECT pg_advisory_lock($1)", rebuild.REBUILD_LOCK)
+        try:
+            try:
+                await rebuild.rebuild(runtime, "nodb", out=io.StringIO())
+                raise AssertionError("a concurrent rebuild was not refused")
+            except RuntimeError as error:
+                assert "another rebuild" in str(error)
+        finally:
+            await conn.fetchval("SELECT pg_advisory_unlock($1)", rebuild.REBUILD_LOCK)
+    await asyncio.sleep(0)
