@@ -33,7 +33,8 @@ async def status_of(runtime, command_id):
 async def test_duplicate_delivery_gives_one_effect_and_one_event(worker, runtime, http, settings):
     db = unique_db()
     await create_db(http, worker, db)
-    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create", json={"id": "Dup"}) as r:
+    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create?wait=projected",
+                         json={"id": "Dup"}) as r:
         command_id = (await r.json())["data"]["command_id"]
     stored = await runtime.event_store.get(command_id)
     before = await status_of(runtime, command_id)
