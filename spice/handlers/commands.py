@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from spice.domain.messages import (
 )
 from spice.faults import crash_point
 from spice.handlers import state
+from spice.handlers.retry import RETRYABLE, with_retries
 from spice.stores.errors import TRANSIENT_ERRORS, EventIdConflict
 from spice.stores.event_store import EventStore
 from spice.stores.graph import GraphStore
@@ -65,15 +65,10 @@ class Origin:
 DeadLetter = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
-class Transient(Exception):
-    """Worth another attempt: a store was unavailable or timed out."""
-
-
 class CommandHandler:
     def __init__(self, store: EventStore, registry: PostgresRegistry, graph: GraphStore,
                  status: StatusTracker, dead_letter: DeadLetter, *, max_attempts: int = 5,
-                 retry_base: float = 0.2, gap_wait: float = 5.0,
-                 on_breaker: Callable[[str, bool], None] | None = None) -> None:
+                 retry_base: float = 0.2, gap_wait: float = 5.0) -> None:
         self.store, self.registry, self.graph, self.status = store, registry, graph, status
         self.dead_letter = dead_letter
         self.max_attempts = max_attempts
@@ -83,30 +78,22 @@ class CommandHandler:
     # ---- the retry envelope around one command ------------------------------
 
     async def process(self, envelope: Envelope, origin: Origin) -> None:
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                await self.handle(envelope, known_stored=origin.from_store)
-                return
-            except TRANSIENT + (Transient,) as error:
-                if attempt == self.max_attempts:
-                    await self._give_up(envelope, origin, error, attempt)
-                    return
-                delay = min(10.0, self.retry_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-                log.warning("command %s attempt %d failed (%s); retrying in %.2fs",
-                            envelope.command_id, attempt, error, delay)
-                await self._quietly(self.status.update(
-                    envelope.command_id, CommandStatus.RETRYING,
-                    f"attempt {attempt} failed: {error}; retrying in {delay:.1f}s"))
-                await asyncio.sleep(delay)
-            except Exception as error:  # noqa: BLE001 - a bug must not stop the agent
-                log.exception("command %s failed unexpectedly", envelope.command_id)
-                await self._give_up(envelope, origin, error, attempt)
-                return
+        async def retrying(attempt: int, error: BaseException, delay: float) -> None:
+            await self._quietly(self.status.update(
+                envelope.command_id, CommandStatus.RETRYING,
+                f"attempt {attempt} failed: {error}; retrying in {delay:.1f}s"))
+
+        async def give_up(error: BaseException, attempts: int) -> None:
+            await self._give_up(envelope, origin, error, attempts)
+
+        await with_retries(lambda: self.handle(envelope, known_stored=origin.from_store),
+                           what=f"command {envelope.command_id}", max_attempts=self.max_attempts,
+                           base=self.retry_base, give_up=give_up, on_retry=retrying)
 
     async def _give_up(self, envelope: Envelope, origin: Origin, error: BaseException,
                        attempts: int) -> None:
         reason = f"{type(error).__name__}: {error}"
-        failure = {"code": "exhausted" if isinstance(error, TRANSIENT + (Transient,)) else "internal",
+        failure = {"code": "exhausted" if isinstance(error, RETRYABLE) else "internal",
                    "message": reason}
         await self._quietly(self.store.append(command_failed(envelope, failure)))
         await self.dead_letter(f"{origin.topic}_dlq", {

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import Any
 
 from spice.domain.envelope import Envelope
 from spice.handlers.commands import DeadLetter, Origin
+from spice.handlers.retry import with_retries
 from spice.stores.errors import TRANSIENT_ERRORS
 from spice.stores.registry import ClaimOutcome, PostgresRegistry
 from spice.stores.search import SearchIndex
@@ -28,22 +28,11 @@ class ProjectionHandler:
         self.retry_base = retry_base
 
     async def process(self, envelope: Envelope, origin: Origin) -> None:
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                await self.handle(envelope)
-                return
-            except TRANSIENT_ERRORS as error:
-                if attempt == self.max_attempts:
-                    await self._give_up(envelope, origin, error, attempt)
-                    return
-                delay = min(10.0, self.retry_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-                log.warning("projection of %s failed (%s); retrying in %.1fs", envelope.event_id,
-                            error, delay)
-                await asyncio.sleep(delay)
-            except Exception as error:  # noqa: BLE001 - a bad event must not stop the agent
-                log.exception("projection of %s failed", envelope.event_id)
-                await self._give_up(envelope, origin, error, attempt)
-                return
+        async def give_up(error: BaseException, attempts: int) -> None:
+            await self._give_up(envelope, origin, error, attempts)
+
+        await with_retries(lambda: self.handle(envelope), what=f"projection of {envelope.event_id}",
+                           max_attempts=self.max_attempts, base=self.retry_base, give_up=give_up)
 
     async def _give_up(self, envelope: Envelope, origin: Origin, error: BaseException,
                        attempts: int) -> None:
