@@ -5,6 +5,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 
+$BIN/ruff check spice tests bench || exit 1
+$BIN/mypy spice || exit 1
+
 was_up=0
 $BIN/spice stack status >/dev/null 2>&1 && was_up=1
 if [ "$was_up" = 0 ]; then

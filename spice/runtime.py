@@ -102,8 +102,9 @@ class Runtime:
                                 key=change["command_id"].encode())
 
         async def dead_letter(topic: str, payload: dict[str, Any]) -> None:
+            aggregate = str(payload.get("envelope", {}).get("aggregate_id", ""))
             await producer.send_and_wait(topic, json.dumps(payload, default=str).encode(),
-                                         key=str(payload.get("envelope", {}).get("aggregate_id", "")).encode())
+                                         key=aggregate.encode())
 
         status = StatusTracker(redis, settings.command_status_ttl_seconds, emit=emit_status)
         registry = PostgresRegistry(pool, owner, settings.registry_lease_seconds)

@@ -31,9 +31,9 @@ from spice.faults import crash_point
 from spice.settings import Settings
 from spice.stores.checkpoint import Checkpoint, CheckpointStore
 from spice.stores.errors import StoreUnavailable
-from spice.topics import PUBLISHER_DLQ
 from spice.stores.s3 import error_code
 from spice.stores.s3_event_store import NOTIFY_CHANNEL, S3EventStore, position_at
+from spice.topics import PUBLISHER_DLQ
 
 log = logging.getLogger(__name__)
 # Tells consumers the envelope came out of the event store, so they need not check.
@@ -205,10 +205,10 @@ class Publisher:
         if missing:
             # Only an announcement can name a key that is not there; listing cannot.
             log.warning("announced batches not found, ignored: %s", missing[:5])
-        keys = [k for k, body in zip(keys, bodies, strict=True) if body is not None]
-        bodies = [body for body in bodies if body is not None]
+        found = [(k, body) for k, body in zip(keys, bodies, strict=True) if body is not None]
+        keys = [k for k, _ in found]
         futures = []
-        for body in bodies:
+        for _, body in found:
             for line in body.splitlines():
                 if not line.strip():
                     continue

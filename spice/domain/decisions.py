@@ -127,7 +127,8 @@ def decide_class(command: CommandType, data: dict[str, Any], state: OntologyStat
 
 def _class_event(event: EventType, db: str, cls: OntologyClass, seq: int | None) -> EventDraft:
     return EventDraft(event, AggregateType.ONTOLOGY_CLASS, class_aggregate(db, cls.id),
-                      {"db": db, "class_id": cls.id, "class": cls.model_dump(mode="json", exclude_defaults=True)}, seq)
+                      {"db": db, "class_id": cls.id,
+                       "class": cls.model_dump(mode="json", exclude_defaults=True)}, seq)
 
 
 def decide_instance(command: CommandType, data: dict[str, Any], state: InstanceState,

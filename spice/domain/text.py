@@ -1,9 +1,7 @@
 """Multilingual text: a plain string or a map of language to text, stored as given."""
 from __future__ import annotations
 
-from typing import Union
-
-MultiText = Union[str, dict[str, str]]
+MultiText = str | dict[str, str]
 FALLBACK_LANGUAGES = ("en", "ko")
 
 

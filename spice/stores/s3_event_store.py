@@ -212,7 +212,7 @@ class S3EventStore:
             await self.s3.put_object(Bucket=self.bucket, Key=key, Body=body,
                                      IfNoneMatch="*", ContentType="application/x-ndjson")
             return
-        except (ClientError, BotoCoreError, OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, ClientError, BotoCoreError, OSError) as error:
             failure = error
         # The PUT may have landed even though we saw an error: ask before undoing.
         try:
@@ -221,7 +221,7 @@ class S3EventStore:
         except ClientError as error:
             if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
                 raise _as_store_error(failure) from failure
-        except (BotoCoreError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, BotoCoreError, OSError):
             # S3 is unreachable: leave the index rows pending; resolve_pending()
             # settles them once S3 answers again.
             raise _as_store_error(failure) from failure

@@ -43,9 +43,10 @@ class CommandStatusView(ApiView):
             doc = None
         if doc is not None:
             return self.json({**status_body(doc), "source": "redis"})
-        return await self.from_table(request, command_id=command_id)
+        return await self.from_table(request, command_id=command_id)  # type: ignore[call-arg]
 
-    @app.table_route(table=tables.command_status, match_info="command_id")
+    @app.table_route(table=tables.command_status,  # type: ignore[arg-type,has-type]
+                     match_info="command_id")
     async def from_table(self, request: Request, command_id: str, **_: str) -> Response:
         doc = tables.read_status(command_id)
         if doc is None:

@@ -1,7 +1,6 @@
 """Read what reached Kafka, for assertions."""
 import asyncio
 import time
-import uuid
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic

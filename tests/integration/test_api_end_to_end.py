@@ -69,7 +69,8 @@ async def test_class_and_instance_lifecycle(worker, http):
     async with http.get(f"{worker.url}{V1}/ontology/{db}/Person") as r:
         assert (await r.json())["label"]["ko"] == "사람"
     async with http.post(f"{worker.url}{V1}/instances/{db}/sync/Person/create",
-                         json={"instance_id": "p1", "data": {"name": "Ann", "phone": "+44 20 7946 0958"}}) as r:
+                         json={"instance_id": "p1",
+                               "data": {"name": "Ann", "phone": "+44 20 7946 0958"}}) as r:
         assert r.status == 200, await r.text()
     async with http.get(f"{worker.url}{V1}/instances/{db}/Person/p1") as r:
         assert (await r.json())["data"] == {"name": "Ann", "phone": "+442079460958"}

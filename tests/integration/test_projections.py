@@ -120,7 +120,8 @@ async def test_rebuild_gives_the_same_results_as_the_live_index(worker, runtime,
     db = unique_db()
     await create_db(http, worker, db)
     await sync(http, "POST", f"{worker.url}{V1}/ontology/{db}/sync/create", {
-        "id": "Book", "label": {"en": "Book", "ko": "책"}, "properties": [{"name": "title", "type": "string"}]})
+        "id": "Book", "label": {"en": "Book", "ko": "책"},
+        "properties": [{"name": "title", "type": "string"}]})
     for i in range(20):
         await sync(http, "POST", f"{worker.url}{V1}/instances/{db}/sync/Book/create",
                    {"instance_id": f"b{i}", "data": {"title": f"volume {i}"}})
