@@ -86,28 +86,29 @@ async def delete_class(request: Request, match: dict[str, str]) -> Write:
                  {"db": db, "class_id": class_id}, db, _expected_seq(request))
 
 
-async def create_instance(request: Request, match: dict[str, str]) -> Write:
-    db, class_id = ids.check_database_name(match["db"]), ids.check_class_id(match["class_id"])
-    body = await json_body(request, allowed={"instance_id", "data", "expected_seq"})
+async def _instance_write(command: CommandType, request: Request, db: str, class_id: str,
+                          instance_id: str | None) -> Write:
+    """Create (instance id in the body) and update (in the path) take the same body."""
+    allowed = {"data", "expected_seq"} | ({"instance_id"} if instance_id is None else set())
+    body = await json_body(request, allowed=allowed)
     expected = _expected_seq(request, body)
-    instance_id = ids.check_instance_id(body.get("instance_id"))
+    instance_id = ids.check_instance_id(body.get("instance_id") if instance_id is None else instance_id)
     if not isinstance(body.get("data"), dict):
         raise ValidationFailed(FieldError("data", "must be an object of property values"))
-    return Write(CommandType.CREATE_INSTANCE, instance_aggregate(db, class_id, instance_id),
+    return Write(command, instance_aggregate(db, class_id, instance_id),
                  {"db": db, "class_id": class_id, "instance_id": instance_id, "data": body["data"]},
                  db, expected)
+
+
+async def create_instance(request: Request, match: dict[str, str]) -> Write:
+    db, class_id = ids.check_database_name(match["db"]), ids.check_class_id(match["class_id"])
+    return await _instance_write(CommandType.CREATE_INSTANCE, request, db, class_id, None)
 
 
 async def update_instance(request: Request, match: dict[str, str]) -> Write:
     db, class_id = ids.check_database_name(match["db"]), ids.check_class_id(match["class_id"])
     instance_id = ids.check_instance_id(match["instance_id"])
-    body = await json_body(request, allowed={"data", "expected_seq"})
-    expected = _expected_seq(request, body)
-    if not isinstance(body.get("data"), dict):
-        raise ValidationFailed(FieldError("data", "must be an object of property values"))
-    return Write(CommandType.UPDATE_INSTANCE, instance_aggregate(db, class_id, instance_id),
-                 {"db": db, "class_id": class_id, "instance_id": instance_id, "data": body["data"]},
-                 db, expected)
+    return await _instance_write(CommandType.UPDATE_INSTANCE, request, db, class_id, instance_id)
 
 
 async def delete_instance(request: Request, match: dict[str, str]) -> Write:
