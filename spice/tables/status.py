@@ -3,6 +3,7 @@ it survives a Redis flush) and counts by state and command type."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -10,6 +11,8 @@ from spice.app import app
 from spice.topics import STATUS_TOPIC
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+WINDOW_SECONDS = 10
+WINDOWS_KEPT = 60  # ten minutes of tumbling windows
 
 status_topic = app.topic(STATUS_TOPIC, partitions=app.settings.topic_partitions, key_type=bytes,
                          value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -22,6 +25,9 @@ command_status = app.Table("command-status", default=None, key_type=bytes,
 # like its source topic, so each partition keeps its own counters.
 command_counts = app.Table("command-counts", default=int, key_type=bytes,
                            partitions=app.settings.topic_partitions)
+# Tumbling windows of WINDOW_SECONDS, keyed "partition|window_start|command_type|outcome".
+command_rates = app.Table("command-rates", default=int, key_type=bytes,
+                          partitions=app.settings.topic_partitions)
 
 
 def merge(doc: dict[str, Any] | None, change: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +67,7 @@ async def status_agent(stream: Any) -> None:
                 partitions[key] = event.message.partition
             docs[key] = merge(docs[key] or None, change)
         deltas: Counter[bytes] = Counter()
+        finished: Counter[bytes] = Counter()
         for key, doc in docs.items():
             put(command_status, partitions[key], key, doc)
             was, now = previous[key], doc.get("status")
@@ -69,10 +76,41 @@ async def status_agent(stream: Any) -> None:
                 if was:
                     deltas[f"{partitions[key]}|{was}|{kind}".encode()] -= 1
                 deltas[f"{partitions[key]}|{now}|{kind}".encode()] += 1
+                if now in TERMINAL:
+                    window = int(doc["updated_at"] // WINDOW_SECONDS * WINDOW_SECONDS)
+                    finished[f"{partitions[key]}|{window}|{kind}|{now}".encode()] += 1
+        for key, count in finished.items():
+            partition = int(key.split(b"|", 1)[0])
+            put(command_rates, partition, key, command_rates.get(key, 0) + count)
+        expire_windows()
         for key, delta in deltas.items():
             if delta:
                 partition = int(key.split(b"|", 1)[0])
                 put(command_counts, partition, key, command_counts.get(key, 0) + delta)
+
+
+def expire_windows() -> None:
+    horizon = time.time() - WINDOW_SECONDS * WINDOWS_KEPT
+    for key in [k for k in command_rates.keys() if int(k.split(b"|")[1]) < horizon]:
+        partition = int(key.split(b"|", 1)[0])
+        del command_rates.data[key]
+        command_rates.send_changelog(partition, key, None)  # a tombstone compacts it away
+
+
+def rates() -> list[dict[str, Any]]:
+    """Commands finished per second in each tumbling window (newest first), by type and
+    outcome, summed over this worker's partitions."""
+    windows: dict[int, dict[str, Any]] = {}
+    for key, count in command_rates.items():
+        _, window, kind, outcome = key.decode().split("|")
+        entry = windows.setdefault(int(window), {"window_start": int(window), "finished": 0,
+                                                 "by_type": {}})
+        entry["finished"] += count
+        by_outcome = entry["by_type"].setdefault(kind, {})
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + count
+    for entry in windows.values():
+        entry["per_second"] = round(entry["finished"] / WINDOW_SECONDS, 2)
+    return sorted(windows.values(), key=lambda e: -e["window_start"])
 
 
 def put(table: Any, partition: int, key: bytes, value: Any) -> None:

@@ -92,7 +92,9 @@ class CommandCountsView(ApiView):
     async def get(self, request: Request) -> Response:
         from spice.web.ops import dlq_depth
 
-        return self.json({**tables.counts(), "dlq_depth": await dlq_depth(app.settings),
+        return self.json({**tables.counts(), "rates": tables.rates(),
+                          "window_seconds": tables.WINDOW_SECONDS,
+                          "dlq_depth": await dlq_depth(app.settings),
                           "worker": str(app.conf.canonical_url),
                           "partitions_here": sorted({tp.partition for tp in app.assignor.assigned_actives()
                                                      if tp.topic == tables.status_topic.get_topic_name()})})

@@ -208,3 +208,20 @@ async def test_empty_body_names_the_body(worker, http, path):
     async with http.post(f"{worker.url}{path}") as r:
         assert r.status in (400, 422)
         assert (await r.json())["detail"]["field"] in ("body", "db")
+
+
+async def test_status_views_count_states_and_rates(worker, http):
+    db = unique_db()
+    await create_db(http, worker, db)
+    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create", json={"id": "Rated"}) as r:
+        assert r.status == 200
+    for _ in range(50):
+        async with http.get(f"{worker.url}{V1}/status/commands") as r:
+            body = await r.json()
+        if body["rates"] and body["by_command_type"].get("CREATE_ONTOLOGY_CLASS", {}).get("COMPLETED"):
+            break
+        await asyncio.sleep(0.2)
+    assert body["by_state"]["COMPLETED"] >= 2
+    newest = body["rates"][0]
+    assert newest["finished"] >= 1 and newest["per_second"] == newest["finished"] / body["window_seconds"]
+    assert "ontology_commands_dlq" in body["dlq_depth"]
