@@ -9,6 +9,7 @@ from faust.web import Request, Response
 from spice.app import app
 from spice.web import reads, search, writes
 from spice.web.http import ApiView
+from spice.web.metrics import MetricsView
 from spice.web.ops import HealthView
 from spice.web.status import CommandCountsView, CommandStatusView, CommandWaitView
 
@@ -66,6 +67,7 @@ ROUTES: list[tuple[str, type[ApiView], dict[str, str]]] = [
     (f"{V1}/commands/{{command_id}}/status", CommandStatusView, {"get": "Status of any command"}),
     (f"{V1}/commands/{{command_id}}/wait", CommandWaitView, {"get": "Wait for any command"}),
     (f"{V1}/status/commands", CommandCountsView, {"get": "Counts by state and type, DLQ depth"}),
+    ("/metrics", MetricsView, {"get": "Prometheus metrics: commands, publisher and consumer lag, DLQ"}),
     (f"{V1}/search/{{db}}/classes", search.ClassSearchView, {"get": "Search classes by label"}),
     (f"{V1}/search/{{db}}", search.SearchView,
      {"get": "Search instances: q, class_id, property filters, limit, cursor"}),

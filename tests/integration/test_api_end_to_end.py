@@ -225,3 +225,16 @@ async def test_status_views_count_states_and_rates(worker, http):
     newest = body["rates"][0]
     assert newest["finished"] >= 1 and newest["per_second"] == newest["finished"] / body["window_seconds"]
     assert "ontology_commands_dlq" in body["dlq_depth"]
+
+
+async def test_metrics_expose_lag_dlq_and_commands(worker, http):
+    db = unique_db()
+    await create_db(http, worker, db)
+    async with http.get(f"{worker.url}/metrics") as r:
+        assert r.status == 200
+        text = await r.text()
+    assert 'spice_commands{command_type="CREATE_DATABASE",status="COMPLETED"}' in text
+    assert "spice_publisher_lag_events" in text or "spice_publisher_is_leader 0" in text
+    assert 'spice_consumer_lag{topic="database_commands"' in text
+    assert 'spice_dlq_depth{topic="ontology_commands_dlq"}' in text
+    assert 'spice_circuit_open{store="graph"} 0' in text

@@ -1,0 +1,77 @@
+"""`GET /metrics` in Prometheus text format (hand-written: a handful of gauges does
+not need a client library)."""
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from faust.web import Request, Response
+
+from spice.agents import publisher_task
+from spice.agents.publisher import publisher_lag
+from spice.app import app
+from spice.tables import status as tables
+from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
+from spice.web.http import ApiView
+from spice.web.ops import dlq_depth
+
+
+def line(name: str, value: float, **labels: Any) -> str:
+    if labels:
+        rendered = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        return f"{name}{{{rendered}}} {value}"
+    return f"{name} {value}"
+
+
+async def consumer_lag() -> dict[tuple[str, int], int]:
+    """End offset minus the group's committed offset, per topic and partition."""
+    bootstrap = app.settings.kafka_bootstrap_servers
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(app.conf.id)
+        wanted = [tp for tp in committed if tp.topic in COMMAND_TOPICS + EVENT_TOPICS]
+        ends = await consumer.end_offsets(wanted) if wanted else {}
+        return {(tp.topic, tp.partition): max(0, ends[tp] - committed[tp].offset) for tp in wanted}
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def render() -> str:
+    out = ["# TYPE spice_commands gauge"]
+    counts = tables.counts()
+    for kind, states in counts["by_command_type"].items():
+        for state, value in states.items():
+            out.append(line("spice_commands", value, command_type=kind, status=state))
+    publisher = publisher_task.publisher
+    if publisher is not None:
+        out.append("# TYPE spice_publisher_is_leader gauge")
+        out.append(line("spice_publisher_is_leader", int(publisher.stats.is_leader)))
+        out.append("# TYPE spice_publisher_events_total counter")
+        out.append(line("spice_publisher_events_total", publisher.stats.events))
+        if publisher.stats.is_leader:
+            lag = await publisher_lag(app.runtime.pool, publisher.checkpoint)
+            out.append("# TYPE spice_publisher_lag_events gauge")
+            out.append(line("spice_publisher_lag_events", lag["events"]))
+            out.append("# TYPE spice_publisher_oldest_unpublished_seconds gauge")
+            out.append(line("spice_publisher_oldest_unpublished_seconds", lag["oldest_age_seconds"]))
+    out.append("# TYPE spice_consumer_lag gauge")
+    for (topic, partition), behind in sorted((await consumer_lag()).items()):
+        kind = "projection" if topic in EVENT_TOPICS else "command"
+        out.append(line("spice_consumer_lag", behind, topic=topic, partition=partition, consumer=kind))
+    out.append("# TYPE spice_dlq_depth gauge")
+    for topic, depth in (await dlq_depth(app.settings)).items():
+        out.append(line("spice_dlq_depth", depth, topic=topic))
+    out.append("# TYPE spice_circuit_open gauge")
+    for name, breaker in app.runtime.breakers.items():
+        out.append(line("spice_circuit_open", int(breaker.state != "closed"), store=name))
+    return "\n".join(out) + "\n"
+
+
+class MetricsView(ApiView):
+    async def get(self, request: Request) -> Response:
+        return self.text(await render(), content_type="text/plain; version=0.0.4")
