@@ -7,6 +7,7 @@ an EventIdConflict (409). It survives restarts because it lives in S3.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -17,6 +18,7 @@ from spice.stores.event_store import EventStore
 from spice.stores.status import CommandStatus, StatusTracker
 
 log = logging.getLogger(__name__)
+_background: set[asyncio.Task[None]] = set()
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0d5a3a8e-2f49-4c1e-9a77-52b1f3c6f0aa")
 
 
@@ -38,10 +40,17 @@ class CommandSubmitter:
                                metadata={**(metadata or {}), **({"db": db} if db else {})})
         stored = await self.store.append(envelope, allocate=True, expected_seq=expected_seq)
         if stored.occurred_at == envelope.occurred_at:  # new, not a repeat of an earlier request
-            try:
-                await self.status.update(
-                    stored.command_id, CommandStatus.PENDING, "accepted and stored",
-                    command_type=command.value, db=db, aggregate_id=aggregate_id)
-            except Exception as error:  # noqa: BLE001 - stored is what 202 promises
-                log.warning("command %s stored, status not recorded: %s", stored.command_id, error)
+            # Not awaited: the 202 promises "stored", and until PENDING lands the status
+            # API answers PENDING from the event store itself.
+            task = asyncio.create_task(self._pending(stored.command_id, command, db, aggregate_id))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
         return stored
+
+    async def _pending(self, command_id: str, command: CommandType, db: str | None,
+                       aggregate_id: str) -> None:
+        try:
+            await self.status.update(command_id, CommandStatus.PENDING, "accepted and stored",
+                                     command_type=command.value, db=db, aggregate_id=aggregate_id)
+        except Exception as error:  # noqa: BLE001 - stored is what 202 promises
+            log.warning("command %s stored, status not recorded: %s", command_id, error)

@@ -41,6 +41,19 @@ if current then
   if terminal[doc.status] and not terminal[change.status] and change.status ~= 'PROJECTED' then
     return current
   end
+  if change.status == 'PENDING' and doc.status and doc.status ~= 'PENDING' then
+    -- The API records PENDING without waiting; a fast worker may have been first.
+    table.insert(doc.history, 1, {status = 'PENDING', timestamp = change.timestamp,
+                                  message = change.message})
+    doc.created_at = change.timestamp
+    for _, field in ipairs({'command_type', 'db', 'aggregate_id'}) do
+      if change[field] ~= nil and doc[field] == nil then doc[field] = change[field] end
+    end
+    local late = cjson.encode(doc)
+    redis.call('SET', key, late, 'EX', ttl)
+    redis.call('PUBLISH', KEYS[3], late)
+    return late
+  end
 else
   doc = {command_id = change.command_id, created_at = change.timestamp, history = {}}
 end

@@ -36,6 +36,14 @@ def merge(doc: dict[str, Any] | None, change: dict[str, Any]) -> dict[str, Any]:
     status = change["status"]
     if doc.get("status") in TERMINAL and status not in TERMINAL and status != "PROJECTED":
         return doc
+    if status == "PENDING" and doc.get("status") not in (None, "PENDING"):
+        # recorded by the API without waiting: a fast worker may have been first
+        doc["created_at"] = change["timestamp"]
+        for field in ("command_type", "db", "aggregate_id"):
+            doc.setdefault(field, change.get(field))
+        doc["history"] = [{"status": status, "timestamp": change["timestamp"],
+                           "message": change.get("message", "")}, *doc.get("history", [])][-50:]
+        return doc
     if status != "PROJECTED":
         doc["status"] = status
     doc["updated_at"] = change["timestamp"]
