@@ -1,6 +1,7 @@
 """PostgreSQL 15 from Debian's packages, run as the `postgres` system user."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -20,6 +21,18 @@ class PostgresServer(Server):
         super().__init__(settings)
         # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients to leave.
         self.process.stop_signal = signal.SIGINT
+        if os.geteuid() == 0 and not self._reachable_by_postgres(self.home.parent):
+            # The server runs as `postgres`, which must be able to reach its data
+            # directory; a checkout under a private folder (mode 700) is out of reach.
+            digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
+            self.home = Path(f"/var/tmp/spice-postgres-{digest}")
+
+    @staticmethod
+    def _reachable_by_postgres(directory: Path) -> bool:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = subprocess.run(["test", "-x", str(directory)], user="postgres", group="postgres",
+                               extra_groups=[], capture_output=True)
+        return probe.returncode == 0
 
     @property
     def port(self) -> int:
