@@ -38,6 +38,8 @@ from spice.topics import PUBLISHER_DLQ
 log = logging.getLogger(__name__)
 # Tells consumers the envelope came out of the event store, so they need not check.
 STORED_HEADER = [("spice-stored", b"1")]
+# Concurrent GETs while catching up; hundreds at once make the S3 client fail.
+READ_CONCURRENCY = 16
 
 
 def leader_lock_id(checkpoint_key: str) -> int:
@@ -200,7 +202,13 @@ class Publisher:
         keys = [k for k in keys if k not in self.checkpoint.recent]
         if not keys:
             return 0
-        bodies = await asyncio.gather(*[self._read_raw(key) for key in keys])
+        reads = asyncio.Semaphore(READ_CONCURRENCY)
+
+        async def read(key: str) -> bytes | None:
+            async with reads:
+                return await self._read_raw(key)
+
+        bodies = await asyncio.gather(*[read(key) for key in keys])
         missing = [k for k, body in zip(keys, bodies, strict=True) if body is None]
         if missing:
             # Only an announcement can name a key that is not there; listing cannot.

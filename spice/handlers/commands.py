@@ -283,6 +283,26 @@ class CommandHandler:
         return [stamp(envelope, d) for d in drafts], {
             "db": db, "class_id": data["class_id"], "instance_id": data["instance_id"]}
 
+    async def _check_bulk_references(self, decided: decisions.BulkDecision,
+                                     items: list[dict[str, Any]], db: str, class_id: str,
+                                     inst: decisions.InstanceState) -> decisions.BulkDecision:
+        """Relationship values must name existing instances, or instances this same
+        batch creates; an item that names neither fails on its own."""
+        if not inst.schema.effective_relationships(class_id):
+            return decided
+        index = {str(item.get("instance_id")): i for i, item in enumerate(items)}
+        batch = {(class_id, str(d.data["instance_id"])) for d in decided.events}
+        kept, errors = [], list(decided.item_errors)
+        for draft in decided.events:
+            i = index[str(draft.data["instance_id"])]
+            try:
+                await state.check_references(self.graph, db, inst.schema, class_id,
+                                             draft.data["data"], f"items[{i}].data", batch)
+                kept.append(draft)
+            except DomainError as error:
+                errors.append({"index": i, "instance_id": draft.data["instance_id"], **error.to_dict()})
+        return decisions.BulkDecision(kept, sorted(errors, key=lambda e: e["index"]))
+
     async def _run_bulk(self, envelope: Envelope) -> tuple[list[Envelope], dict[str, Any]]:
         data = envelope.data
         items: list[dict[str, Any]] = data.get("items", [])
@@ -294,7 +314,8 @@ class CommandHandler:
         existing = await self.graph.existing_instances(db, class_id, ids)
         # An instance this command created in a crashed attempt is not "already existing".
         existing -= {e.data["instance_id"] for e in recorded.values()}
-        decided = decisions.decide_bulk(items, db, class_id, inst, existing)
+        decided = await self._check_bulk_references(
+            decisions.decide_bulk(items, db, class_id, inst, existing), items, db, class_id, inst)
         events: list[Envelope] = []
         total = max(1, len(decided.events))
         for start in range(0, len(decided.events), BULK_CHUNK):

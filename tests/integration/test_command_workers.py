@@ -188,3 +188,21 @@ async def test_postgres_down_commands_retry_then_complete(worker, runtime, http,
 async def _has_retrying(runtime, command_id):
     doc = await runtime.status.get(command_id)
     return doc and any(h["status"] == "RETRYING" for h in doc["history"])
+
+
+async def test_bulk_create_checks_relationship_targets_per_item(worker, http):
+    db = unique_db()
+    await create_db(http, worker, db)
+    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create", json={
+            "id": "Node", "relationships": [{"predicate": "next", "target": "Node"}]}) as r:
+        assert r.status == 200
+    items = [{"instance_id": "a", "data": {"next": "b"}},       # b comes in the same batch
+             {"instance_id": "b", "data": {}},
+             {"instance_id": "c", "data": {"next": "nowhere"}}]
+    async with http.post(f"{worker.url}{V1}/instances/{db}/async/Node/bulk-create",
+                         json={"items": items}) as r:
+        command_id = (await r.json())["command_id"]
+    status, body = await wait(http, worker, command_id)
+    result = body["data"]["result"]
+    assert status == 200 and result["created"] == 2 and result["failed"] == 1
+    assert result["errors"][0]["index"] == 2 and result["errors"][0]["field"] == "items[2].data.next"
