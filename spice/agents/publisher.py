@@ -5,9 +5,11 @@ holding a PostgreSQL advisory lock publishes (the lock dies with its connection,
 so a crashed publisher is replaced within a poll interval).
 
 Late writers: a batch key carries the writer's clock at PUT time, so a slow PUT
-can land *behind* the checkpoint. The fast path lists after the checkpoint; every
-poll interval a lookback scan re-lists the last EVENT_PUBLISHER_LOOKBACK_SECONDS
-and publishes what it has not published yet (remembered in the checkpoint). The
+can land *behind* the checkpoint. Appends announce their keys (in-process or by
+NOTIFY), so a late batch is normally published when announced; besides, a
+background scan re-lists the last EVENT_PUBLISHER_LOOKBACK_SECONDS (every third of
+that window, at least every poll interval) and publishes what it has not
+published yet (remembered in the checkpoint). The
 S3 client's read timeout (10 s) bounds a PUT well inside the 30 s window.
 A high-water mark was the alternative; it would hold every event back by the
 longest possible PUT, and the p50 latency target rules that out.
@@ -74,6 +76,7 @@ class Publisher:
         self._caught_up = False
         self._dirty = False
         self._known_topics: set[str] = set()
+        self._topics_fetched_at = 0.0
 
     def wake(self, key: str | None = None) -> None:
         """A batch was stored (its key, when known): publish without waiting for a poll."""
@@ -242,7 +245,8 @@ class Publisher:
         assert self._producer is not None
         if topic and topic in self._known_topics:
             return topic
-        if topic:
+        # One metadata fetch per interval, not one per envelope of an unknown topic.
+        if topic and time.monotonic() - self._topics_fetched_at > 5.0:
             await self._refresh_topics()
             if topic in self._known_topics:
                 return topic
@@ -253,6 +257,7 @@ class Publisher:
         assert self._producer is not None
         metadata = await self._producer.client.fetch_all_metadata()
         self._known_topics = set(metadata.topics())
+        self._topics_fetched_at = time.monotonic()
 
     async def _read_raw(self, key: str) -> bytes | None:
         cached = self.store.raw_cached(key)

@@ -51,6 +51,17 @@ COMMAND_AGGREGATE = {
     CommandType.DELETE_INSTANCE: AggregateType.INSTANCE,
     CommandType.BULK_CREATE_INSTANCES: AggregateType.INSTANCE_BATCH,
 }
+# The event a command produces when it succeeds (else COMMAND_FAILED).
+SUCCESS_EVENTS = {
+    CommandType.CREATE_DATABASE: EventType.DATABASE_CREATED,
+    CommandType.DELETE_DATABASE: EventType.DATABASE_DELETED,
+    CommandType.CREATE_ONTOLOGY_CLASS: EventType.ONTOLOGY_CLASS_CREATED,
+    CommandType.UPDATE_ONTOLOGY_CLASS: EventType.ONTOLOGY_CLASS_UPDATED,
+    CommandType.DELETE_ONTOLOGY_CLASS: EventType.ONTOLOGY_CLASS_DELETED,
+    CommandType.CREATE_INSTANCE: EventType.INSTANCE_CREATED,
+    CommandType.UPDATE_INSTANCE: EventType.INSTANCE_UPDATED,
+    CommandType.DELETE_INSTANCE: EventType.INSTANCE_DELETED,
+}
 COMMAND_TOPIC = {
     AggregateType.DATABASE: "database_commands",
     AggregateType.ONTOLOGY_CLASS: "ontology_commands",

@@ -20,6 +20,7 @@ from spice.domain import decisions
 from spice.domain.envelope import Envelope, domain_event_id
 from spice.domain.errors import DomainError
 from spice.domain.messages import (
+    SUCCESS_EVENTS,
     AggregateType,
     CommandType,
     EventType,
@@ -39,18 +40,7 @@ from spice.stores.status import CommandStatus, StatusTracker
 
 log = logging.getLogger(__name__)
 HANDLER = "command-worker"
-SUCCESS_EVENTS = {
-    CommandType.CREATE_DATABASE: EventType.DATABASE_CREATED,
-    CommandType.DELETE_DATABASE: EventType.DATABASE_DELETED,
-    CommandType.CREATE_ONTOLOGY_CLASS: EventType.ONTOLOGY_CLASS_CREATED,
-    CommandType.UPDATE_ONTOLOGY_CLASS: EventType.ONTOLOGY_CLASS_UPDATED,
-    CommandType.DELETE_ONTOLOGY_CLASS: EventType.ONTOLOGY_CLASS_DELETED,
-    CommandType.CREATE_INSTANCE: EventType.INSTANCE_CREATED,
-    CommandType.UPDATE_INSTANCE: EventType.INSTANCE_UPDATED,
-    CommandType.DELETE_INSTANCE: EventType.INSTANCE_DELETED,
-}
 BULK_CHUNK = 200
-TRANSIENT = TRANSIENT_ERRORS
 
 
 @dataclass(frozen=True)
@@ -117,13 +107,8 @@ class CommandHandler:
     async def handle(self, envelope: Envelope, known_stored: bool = False) -> None:
         if not known_stored:
             envelope = await self._ensure_stored(envelope)
-        claim = await self.registry.claim(HANDLER, envelope.event_id, envelope.aggregate_id,
-                                          envelope.sequence_number)
-        while claim.outcome is ClaimOutcome.IN_PROGRESS:
-            # Another worker holds it (a rebalance): wait for it to finish or its lease to lapse.
-            await asyncio.sleep(0.5)
-            claim = await self.registry.claim(HANDLER, envelope.event_id, envelope.aggregate_id,
-                                              envelope.sequence_number)
+        claim = await self.registry.claim_when_free(HANDLER, envelope.event_id,
+                                                    envelope.aggregate_id, envelope.sequence_number)
         if claim.outcome is ClaimOutcome.DONE:
             return
         if claim.outcome is ClaimOutcome.STALE:
@@ -137,7 +122,7 @@ class CommandHandler:
         try:
             await self._catch_up(envelope, claim.last_sequence)
             await self._apply(envelope, claim.attempt)
-        except TRANSIENT as error:
+        except TRANSIENT_ERRORS as error:
             await self._quietly(self.registry.mark_failed(HANDLER, envelope.event_id, str(error)))
             raise
         finally:
@@ -149,7 +134,7 @@ class CommandHandler:
             await asyncio.sleep(max(0.5, self.registry.lease_seconds / 3))
             try:
                 await self.registry.heartbeat(HANDLER, event_id)
-            except TRANSIENT as error:
+            except TRANSIENT_ERRORS as error:
                 log.warning("heartbeat for %s failed: %s", event_id, error)
 
     async def _ensure_stored(self, envelope: Envelope) -> Envelope:

@@ -1,7 +1,6 @@
 """Project one domain event into the search read model, exactly once in effect."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -47,12 +46,8 @@ class ProjectionHandler:
             pass
 
     async def handle(self, envelope: Envelope) -> None:
-        while True:
-            claim = await self.registry.claim(HANDLER, envelope.event_id, envelope.aggregate_id,
-                                              envelope.sequence_number)
-            if claim.outcome is not ClaimOutcome.IN_PROGRESS:
-                break
-            await asyncio.sleep(0.5)
+        claim = await self.registry.claim_when_free(HANDLER, envelope.event_id,
+                                                    envelope.aggregate_id, envelope.sequence_number)
         if claim.outcome is ClaimOutcome.CLAIMED:
             await self.index.apply(envelope)
             await self.registry.mark_done(HANDLER, envelope.event_id, envelope.aggregate_id,

@@ -6,6 +6,7 @@ A sequence at or below the aggregate's last done sequence is skipped as stale.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -85,6 +86,16 @@ class PostgresRegistry:
                     handler, event_id)
                 return Claim(ClaimOutcome.STALE, attempt, last)
             return Claim(ClaimOutcome.CLAIMED, attempt, last)
+
+    async def claim_when_free(self, handler: str, event_id: str, aggregate_id: str,
+                              sequence: int | None, poll: float = 0.5) -> Claim:
+        """Claim, waiting while another owner holds a live lease (a rebalance): it either
+        finishes (DONE) or its lease lapses and the claim is ours."""
+        while True:
+            claim = await self.claim(handler, event_id, aggregate_id, sequence)
+            if claim.outcome is not ClaimOutcome.IN_PROGRESS:
+                return claim
+            await asyncio.sleep(poll)
 
     async def heartbeat(self, handler: str, event_id: str) -> bool:
         async with self.pool.acquire() as conn:

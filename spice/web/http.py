@@ -9,7 +9,7 @@ from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
 from spice.domain.errors import DomainError, FieldError, ValidationFailed
-from spice.stores.errors import TRANSIENT_ERRORS, EventIdConflict, SequenceConflict, StoreUnavailable
+from spice.stores.errors import TRANSIENT_ERRORS, EventIdConflict, SequenceConflict
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def error_response(error: BaseException) -> tuple[int, dict[str, Any], dict[str,
                                 "this Idempotency-Key was used with a different request"}}, {}
     if isinstance(error, aioweb.HTTPRequestEntityTooLarge):
         return 413, {"detail": {"message": "request body is too large", "field": "body"}}, {}
-    if isinstance(error, StoreUnavailable) or isinstance(error, TRANSIENT_ERRORS):
+    if isinstance(error, TRANSIENT_ERRORS):
         # Never a 202 for something not stored: say so, and when to come back.
         return 503, {"detail": {"code": "unavailable", "message": str(error)}}, {"Retry-After": "5"}
     log.exception("unhandled error", exc_info=error)

@@ -40,19 +40,13 @@ async def health() -> tuple[bool, dict[str, Any]]:
     checks = dict(await asyncio.gather(
         _check("kafka", _kafka()), _check("s3", _s3()), _check("postgres", _postgres()),
         _check("redis", runtime.redis.ping()), _check("graph", runtime.graph.ping()),
-        _check("search", _search_ping())))
+        _check("search", runtime.search.ping())))
     for name, breaker in runtime.breakers.items():
         checks.setdefault("circuit_breakers", {})[name] = breaker.state
     ready = all(v.get("status") == "ok" for k, v in checks.items() if k != "circuit_breakers")
     return ready, checks
 
 
-async def _search_ping() -> None:
-    search = getattr(app.runtime, "search", None)
-    if search is not None:
-        await search.ping()
-    else:
-        await _postgres()
 
 
 async def dlq_depth(settings: Settings) -> dict[str, int]:
