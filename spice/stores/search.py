@@ -27,6 +27,7 @@ class SearchIndex(Protocol):
                      filters: dict[str, Any] | None = None, limit: int = 20,
                      cursor: str | None = None) -> dict[str, Any]: ...
     async def search_classes(self, db: str, q: str = "", limit: int = 50) -> dict[str, Any]: ...
+    async def class_documents(self, db: str) -> list[dict[str, Any]]: ...
     async def ping(self) -> None: ...
 
 
@@ -147,6 +148,13 @@ class PostgresSearchIndex:
 
     async def search_classes(self, db: str, q: str = "", limit: int = 50) -> dict[str, Any]:
         return await self._query(db, "class", q.strip(), None, {}, limit, 0)
+
+    async def class_documents(self, db: str) -> list[dict[str, Any]]:
+        """Every live class of the database as projected: the source of the label index."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(f"SELECT body FROM {self.table} WHERE db = $1 AND kind = 'class' "
+                                    "AND NOT deleted ORDER BY doc_id", db)
+        return [json.loads(r["body"]) for r in rows]
 
     async def ping(self) -> None:
         async with self.pool.acquire() as conn:

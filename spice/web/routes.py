@@ -7,13 +7,14 @@ from typing import Any
 from faust.web import Request, Response
 
 from spice.app import app
-from spice.web import reads, search, writes
+from spice.web import bff, reads, search, writes
 from spice.web.http import ApiView
 from spice.web.metrics import MetricsView
 from spice.web.ops import HealthView
 from spice.web.status import CommandCountsView, CommandStatusView, CommandWaitView
 
 V1 = "/api/v1"
+B = f"{V1}/bff/{{db}}"
 W = writes
 
 DatabaseCreate = W.write_view("DatabaseCreate", post=W.create_database)
@@ -71,6 +72,18 @@ ROUTES: list[tuple[str, type[ApiView], dict[str, str]]] = [
     (f"{V1}/search/{{db}}/classes", search.ClassSearchView, {"get": "Search classes by label"}),
     (f"{V1}/search/{{db}}", search.SearchView,
      {"get": "Search instances: q, class_id, property filters, limit, cursor"}),
+    (f"{B}/labels", bff.LabelsView, {"get": "The label index: labels, languages, ids, ambiguities"}),
+    (f"{B}/classes", bff.ClassesView,
+     {"get": "Classes in the request's language", "post": "Create a class given by labels"}),
+    (f"{B}/classes/{{class_ref}}", bff.ClassView,
+     {"get": "A class by label or id", "put": "Replace a class given by labels",
+      "delete": "Delete a class by label or id"}),
+    (f"{B}/instances/{{class_ref}}", bff.InstancesView,
+     {"get": "Instances of a class, with property labels",
+      "post": "Create an instance whose data keys are property labels"}),
+    (f"{B}/instances/{{class_ref}}/{{instance_id}}", bff.InstanceView,
+     {"get": "An instance with property labels and related instances' labels"}),
+    (f"{B}/search", bff.SearchView, {"get": "Search by text, class label and property labels"}),
 ]
 
 QUERY = {
@@ -90,7 +103,7 @@ def openapi() -> dict[str, Any]:
             operation: dict[str, Any] = {
                 "summary": summary, "operationId": f"{method}_{view.__name__}_{len(paths)}",
                 "parameters": list(params), "responses": {"default": {"description": "JSON"}}}
-            if "/sync/" in path or path.endswith("/wait"):
+            if "/sync/" in path or path.endswith("/wait") or ("/bff/" in path and method != "get"):
                 operation["parameters"] += [
                     {"name": q, "in": "query", "required": False, "schema": QUERY[q]}
                     for q in ("timeout", "poll_interval")]

@@ -12,12 +12,12 @@ from spice.web.http import ApiView, HttpError, query_number
 RESERVED = {"q", "class_id", "limit", "cursor"}
 
 
-def property_filters(request: Request) -> dict[str, Any]:
+def property_filters(request: Request, reserved: set[str] = RESERVED) -> dict[str, Any]:
     """Every other query parameter is a property filter; values are JSON where they parse
     (`age=3`, `active=true`), text otherwise (`name=Ann`)."""
     filters: dict[str, Any] = {}
     for name, raw in request.query.items():
-        if name in RESERVED:
+        if name in reserved:
             continue
         try:
             filters[name] = json.loads(raw)

@@ -42,6 +42,11 @@ async def wait_for_outcome(view: Any, command_id: str, timeout: float, started: 
 
         raise HttpError(400, "'wait' must be 'applied' or 'projected'", field="wait")
     doc = await wait_status(view, command_id, timeout, wait)
+    return outcome_response(view, command_id, doc, timeout, started)
+
+
+def outcome_response(view: Any, command_id: str, doc: dict[str, Any] | None, timeout: float,
+                     started: float) -> Response:
     if doc is None:
         return view.json({"detail": {
             "message": f"Operation timed out after {timeout:g} seconds", "command_id": command_id,

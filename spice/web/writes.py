@@ -10,6 +10,7 @@ from typing import Any
 from faust.web import Request, Response
 
 from spice.domain import ids
+from spice.domain.envelope import Envelope
 from spice.domain.errors import FieldError, ValidationFailed
 from spice.domain.messages import (
     CommandType,
@@ -134,6 +135,15 @@ async def bulk_create(request: Request, match: dict[str, str]) -> Write:
                  {"db": db, "class_id": class_id, "items": items}, db)
 
 
+async def submit(view: ApiView, request: Request, write: Write) -> Envelope:
+    """Append the command and mark it PENDING: what a 202 promises."""
+    submitter = CommandSubmitter(view.runtime.event_store, view.runtime.status)
+    return await submitter.submit(
+        write.command, write.aggregate_id, write.data, actor=request.headers.get("X-Actor", "anonymous"),
+        db=write.db, expected_seq=write.expected_seq,
+        idempotency_key=request.headers.get("Idempotency-Key"))
+
+
 class WriteView(ApiView):
     builders: dict[str, Builder] = {}
     sync = False
@@ -144,11 +154,7 @@ class WriteView(ApiView):
         if self.sync:  # validate the wait parameters before anything is stored
             timeout = query_number(request, "timeout", 30.0, 0.1, 600.0)
             query_number(request, "poll_interval", 0.5, 0.05, 60.0)
-        submitter = CommandSubmitter(self.runtime.event_store, self.runtime.status)
-        stored = await submitter.submit(
-            write.command, write.aggregate_id, write.data, actor=request.headers.get("X-Actor", "anonymous"),
-            db=write.db, expected_seq=write.expected_seq,
-            idempotency_key=request.headers.get("Idempotency-Key"))
+        stored = await submit(self, request, write)
         if not self.sync:
             return self.json({"command_id": stored.command_id, "status": "PENDING",
                               "sequence_number": stored.sequence_number}, status=202)
