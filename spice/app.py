@@ -9,6 +9,8 @@ import logging
 
 import faust
 
+from spice import tracing
+from spice.observability import use_json_logs
 from spice.runtime import Runtime
 from spice.settings import Settings, get_settings
 from spice.topics import ensure_topics
@@ -33,6 +35,9 @@ class SpiceApp(faust.App):
         if created:
             log.info("created topics: %s", ", ".join(created))
         self._runtime = await Runtime.open(self.settings)
+        tracing.enable(self.settings.tracing_enabled)
+        if self.settings.log_format == "json":
+            use_json_logs()  # after Faust's own logging set-up, which this replaces
 
     async def on_stop(self) -> None:
         await super().on_stop()

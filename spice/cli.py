@@ -58,9 +58,22 @@ def _run(args: argparse.Namespace) -> int:
     print(f"spice: API on http://{settings.spice_web_host}:{settings.spice_web_port}/api/v1 "
           f"(health: /health, OpenAPI: /openapi.json); stack logs in {settings.spice_run_dir}/pids",
           file=sys.stderr, flush=True)
+    if settings.auth_enabled:
+        from spice.keys_cli import local_admin_key
+
+        key = local_admin_key(settings)
+        print(f"spice: authentication is on. Admin API key (also in {settings.spice_run_dir}/admin-key):\n"
+              f"  {key}\n  curl -H 'X-API-Key: {key}' ...   (more keys: spice keys create --help)",
+              file=sys.stderr, flush=True)
     os.execv(faust, [faust, "-A", "spice.app", "worker", "-l", args.log_level,
                      "--web-port", str(settings.spice_web_port)])
     return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from spice import keys_cli
+
+    return keys_cli.run(args)
 
 
 def _dlq(args: argparse.Namespace) -> int:
@@ -122,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("offset", nargs="?", type=int, help="the dead letter's offset (show, retry)")
     dead.add_argument("--limit", type=int, default=100, help="list: the latest N per topic")
     dead.set_defaults(run=_dlq)
+    keys = sub.add_parser("keys", help="API keys: create, revoke, list (only hashes are stored)")
+    keys.add_argument("action", choices=["create", "revoke", "list"])
+    keys.add_argument("key_id", nargs="?", help="revoke: the key's id")
+    keys.add_argument("--name", help="create: who or what the key is for (the actor of its writes)")
+    keys.add_argument("--grant", action="append", metavar="DB=ROLE",
+                      help="create: a role (viewer, editor, admin) on a database or '*'; repeatable "
+                           "(default '*=viewer')")
+    keys.add_argument("--rate", type=float, help="create: requests per second (default from settings)")
+    keys.set_defaults(run=_keys)
     projections = sub.add_parser("projections", help="rebuild or verify the search read model")
     projections.add_argument("action", choices=["rebuild", "verify"])
     projections.add_argument("--db", help="only this database")

@@ -17,7 +17,9 @@ from spice.handlers.projections import ProjectionHandler
 from spice.settings import Settings
 from spice.stores.breaker import CircuitBreaker, Guarded
 from spice.stores.graph import GraphStore
+from spice.stores.keys import KeyStore
 from spice.stores.postgres import create_pool
+from spice.stores.ratelimit import RateLimiter
 from spice.stores.registry import PostgresRegistry
 from spice.stores.s3 import ensure_bucket, open_s3_client
 from spice.stores.s3_event_store import S3EventStore
@@ -62,6 +64,8 @@ class Runtime:
     projector: ProjectionHandler
     breakers: dict[str, CircuitBreaker]
     owner: str
+    keys: KeyStore
+    rate_limiter: RateLimiter
     _stack: AsyncExitStack = field(repr=False, default_factory=AsyncExitStack)
 
     @classmethod
@@ -116,8 +120,11 @@ class Runtime:
         projector = ProjectionHandler(registry, search, status, dead_letter,
                                       max_attempts=settings.command_max_attempts,
                                       retry_base=settings.command_retry_base_seconds)
+        keys = KeyStore(pool)
+        if settings.auth_bootstrap_admin_key:
+            await keys.create("bootstrap-admin", {"*": "admin"}, key=settings.auth_bootstrap_admin_key)
         return cls(settings, pool, s3, redis, producer, event_store, graph, registry, status,
-                   handler, search, projector, breakers, owner, stack)
+                   handler, search, projector, breakers, owner, keys, RateLimiter(redis), stack)
 
     async def close(self) -> None:
         await self._stack.aclose()

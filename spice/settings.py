@@ -63,6 +63,20 @@ class Settings(BaseSettings):
     spice_data_dir: Path = PROJECT_ROOT / ".run" / "worker"
     spice_run_dir: Path = PROJECT_ROOT / ".run"
     max_body_bytes: int = 1_048_576
+    max_bulk_items: int = 10_000
+
+    # Security (docs/security.md)
+    auth_enabled: bool = True
+    auth_bootstrap_admin_key: str | None = None  # seeded (hashed) as an admin key at start
+    auth_jwt_algorithm: str = Field(default="HS256", pattern="^(HS256|RS256)$")
+    auth_jwt_secret: str | None = None  # HS256
+    auth_jwt_public_key: str | None = None  # RS256: PEM text, or a path to a PEM file
+    auth_jwt_audience: str | None = None
+    auth_jwt_issuer: str | None = None
+    rate_limit_per_second: float = 500.0
+    rate_limit_burst: int = 1000
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    tracing_enabled: bool = False
 
     # Workers
     command_max_attempts: int = 8

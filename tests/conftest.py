@@ -4,6 +4,12 @@ import pytest
 
 from spice.settings import Settings
 
+# Authentication stays on in the tests, as in every deployment: the workers the
+# tests start seed this admin key, and the `http` fixture sends it.
+TEST_ADMIN_KEY = "spk_7e5700000ad1_test-admin-key-not-a-secret"
+os.environ.setdefault("AUTH_BOOTSTRAP_ADMIN_KEY", TEST_ADMIN_KEY)
+os.environ.setdefault("AUTH_JWT_SECRET", "test-jwt-secret-for-hs256-at-least-32-bytes")
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:

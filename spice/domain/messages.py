@@ -151,6 +151,10 @@ def stamp(command: Envelope, draft: EventDraft) -> Envelope:
             "command_id": command.command_id,
             "command_type": command.metadata.get("command_type"),
             "kafka_topic": EVENT_TOPIC[draft.aggregate_type],
+            # The trace continues from the HTTP request through the worker to the
+            # projection; the same value on a retry keeps the envelope identical.
+            **({"traceparent": command.metadata["traceparent"]}
+               if "traceparent" in command.metadata else {}),
         },
         sequence_number=draft.sequence_number,
     )

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from spice import tracing
 from spice.domain import decisions
 from spice.domain.envelope import Envelope, domain_event_id
 from spice.domain.errors import DomainError
@@ -32,6 +33,7 @@ from spice.domain.messages import (
 from spice.faults import crash_point
 from spice.handlers import state
 from spice.handlers.retry import RETRYABLE, with_retries
+from spice.observability import COMMANDS, log_context
 from spice.stores.errors import TRANSIENT_ERRORS, EventIdConflict
 from spice.stores.event_store import EventStore
 from spice.stores.graph import GraphStore
@@ -39,6 +41,10 @@ from spice.stores.registry import ClaimOutcome, PostgresRegistry
 from spice.stores.status import CommandStatus, StatusTracker
 
 log = logging.getLogger(__name__)
+
+
+def _type_name(envelope: Envelope) -> str:
+    return str(envelope.metadata.get("command_type") or envelope.event_type)
 HANDLER = "command-worker"
 BULK_CHUNK = 200
 
@@ -76,9 +82,11 @@ class CommandHandler:
         async def give_up(error: BaseException, attempts: int) -> None:
             await self._give_up(envelope, origin, error, attempts)
 
-        await with_retries(lambda: self.handle(envelope, known_stored=origin.from_store),
-                           what=f"command {envelope.command_id}", max_attempts=self.max_attempts,
-                           base=self.retry_base, give_up=give_up, on_retry=retrying)
+        with log_context(envelope.command_id, envelope.event_id), tracing.span(
+                "command", envelope.metadata.get("traceparent"), command_id=envelope.command_id):
+            await with_retries(lambda: self.handle(envelope, known_stored=origin.from_store),
+                               what=f"command {envelope.command_id}", max_attempts=self.max_attempts,
+                               base=self.retry_base, give_up=give_up, on_retry=retrying)
 
     async def _give_up(self, envelope: Envelope, origin: Origin, error: BaseException,
                        attempts: int) -> None:
@@ -94,6 +102,7 @@ class CommandHandler:
         await self._quietly(self.status.update(
             envelope.command_id, CommandStatus.FAILED, f"gave up after {attempts} attempts",
             error=failure))
+        COMMANDS.inc(_type_name(envelope), "dead_lettered")
 
     @staticmethod
     async def _quietly(work: Awaitable[Any]) -> None:
@@ -112,6 +121,7 @@ class CommandHandler:
         if claim.outcome is ClaimOutcome.DONE:
             return
         if claim.outcome is ClaimOutcome.STALE:
+            COMMANDS.inc(_type_name(envelope), "stale")
             await self.status.update(
                 envelope.command_id, CommandStatus.FAILED, "stale sequence: the aggregate moved on",
                 error={"code": "sequence_mismatch", "message":
@@ -198,6 +208,7 @@ class CommandHandler:
             envelope.command_id, CommandStatus.COMPLETED, "completed", progress=100.0,
             result={**result, "event_ids": [e.event_id for e in events][:100],
                     "sequence_number": envelope.sequence_number})
+        COMMANDS.inc(_type_name(envelope), "completed")
 
     async def _append_events(self, events: list[Envelope]) -> list[Envelope]:
         return list(await asyncio.gather(*[self._append_one(e) for e in events]))
@@ -230,6 +241,7 @@ class CommandHandler:
                                       envelope.sequence_number, error=str(error.get("message")))
         await self.status.update(envelope.command_id, CommandStatus.FAILED,
                                  str(error.get("message")), error=error)
+        COMMANDS.inc(_type_name(envelope), "rejected")
 
     async def _recorded_events(self, envelope: Envelope, command: CommandType) -> list[Envelope]:
         if command is CommandType.BULK_CREATE_INSTANCES:

@@ -5,9 +5,11 @@ import logging
 import time
 from typing import Any
 
+from spice import tracing
 from spice.domain.envelope import Envelope
 from spice.handlers.commands import DeadLetter, Origin
 from spice.handlers.retry import with_retries
+from spice.observability import PROJECTED, log_context
 from spice.stores.errors import TRANSIENT_ERRORS
 from spice.stores.registry import ClaimOutcome, PostgresRegistry
 from spice.stores.search import SearchIndex
@@ -30,8 +32,10 @@ class ProjectionHandler:
         async def give_up(error: BaseException, attempts: int) -> None:
             await self._give_up(envelope, origin, error, attempts)
 
-        await with_retries(lambda: self.handle(envelope), what=f"projection of {envelope.event_id}",
-                           max_attempts=self.max_attempts, base=self.retry_base, give_up=give_up)
+        with log_context(envelope.command_id, envelope.event_id), tracing.span(
+                "projection", envelope.metadata.get("traceparent"), event_id=envelope.event_id):
+            await with_retries(lambda: self.handle(envelope), what=f"projection of {envelope.event_id}",
+                               max_attempts=self.max_attempts, base=self.retry_base, give_up=give_up)
 
     async def _give_up(self, envelope: Envelope, origin: Origin, error: BaseException,
                        attempts: int) -> None:
@@ -50,6 +54,7 @@ class ProjectionHandler:
                                                     envelope.aggregate_id, envelope.sequence_number)
         if claim.outcome is ClaimOutcome.CLAIMED:
             await self.index.apply(envelope)
+            PROJECTED.inc(envelope.event_type)
             await self.registry.mark_done(HANDLER, envelope.event_id, envelope.aggregate_id,
                                           envelope.sequence_number)
         if claim.outcome is not ClaimOutcome.DONE:

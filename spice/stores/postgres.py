@@ -184,6 +184,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX search_docs_tsv ON search_docs USING gin (tsv);
     CREATE INDEX search_docs_trgm ON search_docs USING gin (labels gin_trgm_ops);
     """,
+    # 6: API keys. Only a hash of each key is kept; grants map a database (or '*')
+    # to a role.
+    """
+    CREATE TABLE api_keys (
+        key_id text PRIMARY KEY,
+        name text NOT NULL,
+        key_hash text NOT NULL,
+        grants jsonb NOT NULL,
+        rate_per_second double precision,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        revoked_at timestamptz
+    );
+    """,
 ]
 
 

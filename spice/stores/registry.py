@@ -12,6 +12,8 @@ from enum import StrEnum
 
 import asyncpg
 
+from spice.observability import CLAIMS
+
 
 class ClaimOutcome(StrEnum):
     CLAIMED = "claimed"          # go ahead
@@ -66,6 +68,12 @@ class PostgresRegistry:
 
     async def claim(self, handler: str, event_id: str, aggregate_id: str,
                     sequence: int | None) -> Claim:
+        claim = await self._claim(handler, event_id, aggregate_id, sequence)
+        CLAIMS.inc(handler, claim.outcome.value)
+        return claim
+
+    async def _claim(self, handler: str, event_id: str, aggregate_id: str,
+                     sequence: int | None) -> Claim:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(CLAIM_SQL, handler, event_id, aggregate_id, sequence,
                                       self.owner, self.lease_seconds)

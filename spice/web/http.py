@@ -3,30 +3,27 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
 from spice.domain.errors import DomainError, FieldError, ValidationFailed
+from spice.observability import AUTH_FAILURES, HTTP_LATENCY, HTTP_REQUESTS, RATE_LIMITED
 from spice.stores.errors import TRANSIENT_ERRORS, EventIdConflict, SequenceConflict
+from spice.web.auth import ANONYMOUS, DEFAULT_ACCESS, Access, Principal, authenticate, authorize
+from spice.web.errors import HttpError
 
 log = logging.getLogger(__name__)
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, message: str, *, field: str | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
-        self.headers = headers or {}
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        detail: dict[str, Any] = {"message": self.message, **self.extra}
-        if self.field:
-            detail["field"] = self.field
-        return {"detail": detail}
+def _route_template(request: Any) -> str:
+    """The route's pattern (/api/v1/ontology/{db}/...): bounded label values."""
+    try:
+        return str(request.match_info.route.resource.canonical)
+    except AttributeError:
+        return "unmatched"
 
 
 def error_response(error: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -50,16 +47,61 @@ def error_response(error: BaseException) -> tuple[int, dict[str, Any], dict[str,
 
 
 class ApiView(View):
+    """Every view: authentication, authorisation and rate limit first (spice.web.auth),
+    then the handler; any error becomes a JSON answer; every request is counted."""
+
+    access: dict[str, Access] = DEFAULT_ACCESS
+
     async def dispatch(self, request: Any) -> Any:
+        started = time.perf_counter()
+        method = request.method.lower()
+        status = 500
         try:
-            return await super().dispatch(request)
+            await self.guard(request, method)
+            response = await super().dispatch(request)
+            status = response.status
+            return response
         except Exception as error:  # noqa: BLE001 - every error becomes a JSON answer
             status, body, headers = error_response(error)
             return self.json(body, status=status, headers=headers)
+        finally:
+            route = _route_template(request)
+            HTTP_REQUESTS.inc(route, method, status)
+            HTTP_LATENCY.observe(time.perf_counter() - started, route, method)
+            if status in (401, 403):
+                AUTH_FAILURES.inc(status)
+
+    async def guard(self, request: Any, method: str) -> None:
+        access = self.access.get(method, Access.WRITE)
+        settings = self.app.settings  # type: ignore[attr-defined]
+        if access is Access.PUBLIC:
+            return
+        if not settings.auth_enabled:
+            request["principal"] = ANONYMOUS
+            return
+        principal = await authenticate(request.headers, self.runtime.keys, settings)
+        authorize(principal, access, request.match_info.get("db"))
+        request["principal"] = principal
+        await self.rate_limit(principal, settings)
+
+    async def rate_limit(self, principal: Principal, settings: Any) -> None:
+        rate = principal.rate_per_second or settings.rate_limit_per_second
+        burst = max(1, int(settings.rate_limit_burst * rate / settings.rate_limit_per_second))
+        try:
+            decision = await self.runtime.rate_limiter.take(principal.name, rate, burst)
+        except TRANSIENT_ERRORS:
+            return  # Redis down: serve rather than refuse everyone (docs/security.md)
+        if not decision.allowed:
+            RATE_LIMITED.inc(principal.name)
+            raise HttpError(429, f"rate limit of {rate:g} requests/s exceeded for {principal.name}",
+                            code="rate_limited", headers={"Retry-After": str(decision.retry_after)})
 
     @property
     def runtime(self) -> Any:
         return self.app.runtime  # type: ignore[attr-defined]
+
+    def principal(self, request: Any) -> Principal:
+        return request.get("principal") or ANONYMOUS
 
     def ok(self, body: Any, status: int = 200) -> Response:
         return self.json(body, status=status)

@@ -11,8 +11,10 @@ from faust.web import Request, Response
 from spice.agents import publisher_task
 from spice.agents.publisher import publisher_lag
 from spice.app import app
+from spice.observability import render_all
 from spice.tables import status as tables
 from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
+from spice.web.auth import Access
 from spice.web.http import ApiView
 from spice.web.ops import dlq_depth
 
@@ -69,9 +71,12 @@ async def render() -> str:
     out.append("# TYPE spice_circuit_open gauge")
     for name, breaker in app.runtime.breakers.items():
         out.append(line("spice_circuit_open", int(breaker.state != "closed"), store=name))
+    out.extend(render_all())
     return "\n".join(out) + "\n"
 
 
 class MetricsView(ApiView):
+    access = {"get": Access.OPS}
+
     async def get(self, request: Request) -> Response:
         return self.text(await render(), content_type="text/plain; version=0.0.4")

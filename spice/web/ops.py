@@ -10,6 +10,7 @@ from faust.web import Request, Response
 from spice.app import app
 from spice.settings import Settings
 from spice.topics import DLQ_TOPICS
+from spice.web.auth import Access
 from spice.web.http import ApiView
 
 
@@ -62,6 +63,8 @@ async def dlq_depth(settings: Settings) -> dict[str, int]:
 
 
 class HealthView(ApiView):
+    access = {"get": Access.PUBLIC}  # probes carry no credentials
+
     async def get(self, request: Request) -> Response:
         ready, checks = await health()
         return self.json({"status": "ok" if ready else "degraded", "ready": ready,

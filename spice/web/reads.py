@@ -6,12 +6,18 @@ from faust.web import Request, Response
 from spice.domain import ids
 from spice.domain.ontology import OntologyClass
 from spice.domain.parsing import parse
+from spice.web.auth import Access
 from spice.web.http import ApiView, HttpError, json_body, query_number
 
 
 class DatabaseListView(ApiView):
+    access = {"get": Access.AUTHENTICATED}
+
     async def get(self, request: Request) -> Response:
-        return self.json({"databases": await self.runtime.graph.list_databases()})
+        principal = self.principal(request)
+        databases = [d for d in await self.runtime.graph.list_databases()
+                     if principal.can_see(d.get("name"))]
+        return self.json({"databases": databases})
 
 
 class DatabaseExistsView(ApiView):

@@ -8,6 +8,7 @@ from faust.web import Request, Response
 
 from spice.app import app
 from spice.web import bff, reads, search, writes
+from spice.web.auth import Access
 from spice.web.http import ApiView
 from spice.web.metrics import MetricsView
 from spice.web.ops import HealthView
@@ -17,8 +18,8 @@ V1 = "/api/v1"
 B = f"{V1}/bff/{{db}}"
 W = writes
 
-DatabaseCreate = W.write_view("DatabaseCreate", post=W.create_database)
-DatabaseDelete = W.write_view("DatabaseDelete", delete=W.delete_database)
+DatabaseCreate = W.write_view("DatabaseCreate", access=Access.ADMIN, post=W.create_database)
+DatabaseDelete = W.write_view("DatabaseDelete", access=Access.ADMIN, delete=W.delete_database)
 OntologyAsyncCreate = W.write_view("OntologyAsyncCreate", post=W.create_class)
 OntologyAsyncClass = W.write_view("OntologyAsyncClass", put=W.update_class, delete=W.delete_class)
 OntologySyncCreate = W.write_view("OntologySyncCreate", sync=True, post=W.create_class)
@@ -117,6 +118,8 @@ def openapi() -> dict[str, Any]:
 
 
 class OpenApiView(ApiView):
+    access = {"get": Access.PUBLIC}
+
     async def get(self, request: Request) -> Response:
         return self.json(openapi())
 

@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from spice.app import app
 from spice.tables import status as tables
+from spice.web.auth import Access
 from spice.web.http import ApiView, HttpError, query_number
 from spice.web.waiting import wait_for_outcome
 
@@ -34,7 +35,23 @@ def status_body(doc: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def unknown(command_id: str) -> HttpError:
+    return HttpError(404, f"command '{command_id}' is unknown (or older than the status TTL)",
+                     field="command_id")
+
+
+def visible(view: ApiView, request: Request, command_id: str,
+            doc: dict[str, Any] | None) -> dict[str, Any]:
+    """A command of a database the caller may not read is answered as unknown: its
+    existence is not the caller's business."""
+    if doc is None or not view.principal(request).can_see(doc.get("db")):
+        raise unknown(command_id)
+    return doc
+
+
 class CommandStatusView(ApiView):
+    access = {"get": Access.AUTHENTICATED}
+
     async def get(self, request: Request, command_id: str, **_: str) -> Response:
         command_id = check_command_id(command_id)
         try:
@@ -42,7 +59,7 @@ class CommandStatusView(ApiView):
         except (RedisError, OSError):
             doc = None
         if doc is not None:
-            return self.json({**status_body(doc), "source": "redis"})
+            return self.json({**status_body(visible(self, request, command_id, doc)), "source": "redis"})
         return await self.from_table(request, command_id=command_id)  # type: ignore[call-arg]
 
     @app.table_route(table=tables.command_status,  # type: ignore[arg-type,has-type]
@@ -50,12 +67,10 @@ class CommandStatusView(ApiView):
     async def from_table(self, request: Request, command_id: str, **_: str) -> Response:
         doc = tables.read_status(command_id)
         if doc is None:
-            stored = await stored_command(self, command_id)
-            if stored is None:
-                raise HttpError(404, f"command '{command_id}' is unknown (or older than the status TTL)",
-                                field="command_id")
+            stored = visible(self, request, command_id, await stored_command(self, command_id))
             return self.json({**status_body(stored), "source": "event_store"})
-        return self.json({**status_body(doc), "source": "table", "worker": str(app.conf.canonical_url)})
+        return self.json({**status_body(visible(self, request, command_id, doc)), "source": "table",
+                          "worker": str(app.conf.canonical_url)})
 
 
 async def stored_command(view: ApiView, command_id: str) -> dict[str, Any] | None:
@@ -66,11 +81,13 @@ async def stored_command(view: ApiView, command_id: str) -> dict[str, Any] | Non
         return None
     at = envelope.occurred_at.timestamp()
     return {"command_id": command_id, "status": "PENDING", "created_at": at, "updated_at": at,
-            "command_type": envelope.metadata.get("command_type"),
+            "command_type": envelope.metadata.get("command_type"), "db": envelope.metadata.get("db"),
             "history": [{"status": "PENDING", "timestamp": at, "message": "stored"}]}
 
 
 class CommandWaitView(ApiView):
+    access = {"get": Access.AUTHENTICATED}
+
     async def get(self, request: Request, command_id: str, **_: str) -> Response:
         command_id = check_command_id(command_id)
         started = time.monotonic()
@@ -82,13 +99,14 @@ class CommandWaitView(ApiView):
             known = tables.read_status(command_id)
         if known is None:
             known = await stored_command(self, command_id)
-        if known is None:
-            raise HttpError(404, f"command '{command_id}' is unknown", field="command_id")
+        visible(self, request, command_id, known)
         return await wait_for_outcome(self, command_id, timeout, started,
                                       request.query.get("wait", "applied"))
 
 
 class CommandCountsView(ApiView):
+    access = {"get": Access.OPS}
+
     async def get(self, request: Request) -> Response:
         from spice.web.ops import dlq_depth
 

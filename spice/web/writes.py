@@ -9,6 +9,7 @@ from typing import Any
 
 from faust.web import Request, Response
 
+from spice import tracing
 from spice.domain import ids
 from spice.domain.envelope import Envelope
 from spice.domain.errors import FieldError, ValidationFailed
@@ -21,6 +22,7 @@ from spice.domain.messages import (
 from spice.domain.ontology import Database, OntologyClass
 from spice.domain.parsing import parse
 from spice.handlers.submit import CommandSubmitter
+from spice.web.auth import ANONYMOUS, Access
 from spice.web.http import ApiView, HttpError, json_body, optional_int, query_number
 from spice.web.waiting import wait_for_outcome
 
@@ -135,13 +137,22 @@ async def bulk_create(request: Request, match: dict[str, str]) -> Write:
                  {"db": db, "class_id": class_id, "items": items}, db)
 
 
+def actor_of(view: ApiView, request: Request) -> str:
+    """The authenticated principal; with authentication off, X-Actor or 'anonymous'."""
+    principal = view.principal(request)
+    if principal is ANONYMOUS:
+        return request.headers.get("X-Actor", "anonymous")
+    return principal.name
+
+
 async def submit(view: ApiView, request: Request, write: Write) -> Envelope:
     """Append the command and mark it PENDING: what a 202 promises."""
     submitter = CommandSubmitter(view.runtime.event_store, view.runtime.status)
     return await submitter.submit(
-        write.command, write.aggregate_id, write.data, actor=request.headers.get("X-Actor", "anonymous"),
+        write.command, write.aggregate_id, write.data, actor=actor_of(view, request),
         db=write.db, expected_seq=write.expected_seq,
-        idempotency_key=request.headers.get("Idempotency-Key"))
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        metadata={"traceparent": tracing.from_headers(request.headers)})
 
 
 class WriteView(ApiView):
@@ -171,5 +182,7 @@ class WriteView(ApiView):
         return await self._write(request, match, "delete")
 
 
-def write_view(name: str, sync: bool = False, **builders: Builder) -> type[WriteView]:
-    return type(name, (WriteView,), {"builders": builders, "sync": sync})
+def write_view(name: str, sync: bool = False, access: Access = Access.WRITE,
+               **builders: Builder) -> type[WriteView]:
+    return type(name, (WriteView,), {"builders": builders, "sync": sync,
+                                     "access": {method: access for method in builders}})

@@ -4,6 +4,7 @@ import pytest
 
 from spice.devstack import stack
 from spice.runtime import Runtime
+from tests.conftest import TEST_ADMIN_KEY
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +43,15 @@ def worker(local_stack, tmp_path_factory):
 
 @pytest.fixture
 async def http():
+    """A client with the admin key; tests of authentication itself use `anonymous_http`."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(headers={"X-API-Key": TEST_ADMIN_KEY}) as session:
+        yield session
+
+
+@pytest.fixture
+async def anonymous_http():
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
