@@ -22,11 +22,10 @@ from spice.domain.messages import (
 from spice.domain.ontology import Database, OntologyClass
 from spice.domain.parsing import parse
 from spice.handlers.submit import CommandSubmitter
+from spice.settings import get_settings
 from spice.web.auth import ANONYMOUS, Access
 from spice.web.http import ApiView, HttpError, json_body, optional_int, query_number
 from spice.web.waiting import wait_for_outcome
-
-MAX_BULK_ITEMS = 10_000
 
 
 @dataclass(frozen=True)
@@ -128,8 +127,9 @@ async def bulk_create(request: Request, match: dict[str, str]) -> Write:
     items = body.get("items")
     if not isinstance(items, list) or not items:
         raise ValidationFailed(FieldError("items", "must be a non-empty list of {instance_id, data}"))
-    if len(items) > MAX_BULK_ITEMS:
-        raise HttpError(413, f"at most {MAX_BULK_ITEMS} items per request", field="items")
+    limit = get_settings().max_bulk_items
+    if len(items) > limit:
+        raise HttpError(413, f"at most {limit} items per request (MAX_BULK_ITEMS)", field="items")
     for index, item in enumerate(items):
         if not isinstance(item, dict) or set(item) - {"instance_id", "data"}:
             raise ValidationFailed(FieldError(f"items[{index}]", "must be {instance_id, data}"))
