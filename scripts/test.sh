@@ -14,6 +14,10 @@ if [ "$was_up" = 0 ]; then
   $BIN/spice stack up || { echo "stack failed to start"; $BIN/spice stack down; exit 1; }
 fi
 
+# The dashboard test drives a real headless Chromium (Debian packages).
+$BIN/python -m spice.devstack.browser || exit 1
+export SPICE_REQUIRE_BROWSER=1
+
 mkdir -p test-artifacts
 $BIN/pytest -m "unit or integration" -p no:cacheprovider "$@"
 status=$?

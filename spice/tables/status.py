@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from spice.app import app
 from spice.topics import STATUS_TOPIC
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+# The latest commands this worker's status agent saw (its partitions), newest last:
+# the dashboard's "recent commands" without scanning the table.
+RECENT: deque[bytes] = deque(maxlen=50)
 WINDOW_SECONDS = 10
 WINDOWS_KEPT = 60  # ten minutes of tumbling windows
 
@@ -78,6 +81,9 @@ async def status_agent(stream: Any) -> None:
         finished: Counter[bytes] = Counter()
         for key, doc in docs.items():
             put(command_status, partitions[key], key, doc)
+            if key in RECENT:
+                RECENT.remove(key)
+            RECENT.append(key)
             was, now = previous[key], doc.get("status")
             if was != now:
                 kind = doc.get("command_type", "UNKNOWN")
@@ -132,6 +138,18 @@ def put(table: Any, partition: int, key: bytes, value: Any) -> None:
 def read_status(command_id: str) -> dict[str, Any] | None:
     value = command_status.get(command_id.encode())
     return dict(value) if value else None
+
+
+def recent(limit: int = 20) -> list[dict[str, Any]]:
+    out = []
+    for key in reversed(RECENT):
+        doc = command_status.get(key)
+        if doc:
+            out.append({k: doc.get(k) for k in ("command_id", "status", "command_type", "db",
+                                                 "updated_at", "progress")})
+        if len(out) >= limit:
+            break
+    return out
 
 
 def counts() -> dict[str, Any]:

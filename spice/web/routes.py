@@ -7,7 +7,7 @@ from typing import Any
 from faust.web import Request, Response
 
 from spice.app import app
-from spice.web import bff, reads, search, writes
+from spice.web import bff, dashboard, reads, search, writes
 from spice.web.auth import Access
 from spice.web.http import ApiView
 from spice.web.metrics import MetricsView
@@ -85,6 +85,10 @@ ROUTES: list[tuple[str, type[ApiView], dict[str, str]]] = [
     (f"{B}/instances/{{class_ref}}/{{instance_id}}", bff.InstanceView,
      {"get": "An instance with property labels and related instances' labels"}),
     (f"{B}/search", bff.SearchView, {"get": "Search by text, class label and property labels"}),
+    ("/dashboard", dashboard.DashboardPage, {"get": "The operators' dashboard (HTML; polls the data below)"}),
+    (f"{V1}/dashboard/data", dashboard.DashboardData,
+     {"get": "Dashboard data merged over every worker, with lag and dead letters"}),
+    (f"{V1}/dashboard/local", dashboard.DashboardLocal, {"get": "What this worker's tables and tasks know"}),
 ]
 
 QUERY = {

@@ -33,5 +33,23 @@ async def test_status_from_the_table_is_routed_to_the_owner(worker, runtime, htt
             assert answers[0]["worker"] == answers[1]["worker"]  # both came from the owner
             workers_seen.add(answers[0]["worker"])
         assert len(workers_seen) == 2, "expected the two workers to own some commands each"
+
+        # The dashboard's data, asked of either worker, merges both workers' tables.
+        answers = {}
+        for node in (worker, second):
+            async with http.get(f"{node.url}{V1}/dashboard/data") as r:
+                assert r.status == 200
+                answers[node.url] = await r.json()
+        for url, data in answers.items():
+            assert data["answered_by"] == url
+            assert {w["worker"] for w in data["workers"]} == {worker.url, second.url}
+            assert all(w["error"] is None for w in data["workers"])
+        first_counts, second_counts = (a["by_state"] for a in answers.values())
+        assert first_counts == second_counts  # one merged view, whoever answers
+        local = []
+        for node in (worker, second):
+            async with http.get(f"{node.url}{V1}/dashboard/local") as r:
+                local.append((await r.json())["by_state"].get("COMPLETED", 0))
+        assert all(n > 0 for n in local) and sum(local) == first_counts["COMPLETED"]
     finally:
         second.stop()
