@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration stack-up stack-down stack-status bench lint clean
+.PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ run: install
 ## Install everything, start the stack, run the whole test suite, stop what was started.
 test: install
 	bash scripts/test.sh
+
+## The reliability suite (faults, crashes, bad input; books must balance): CI runs it too.
+test-reliability: install
+	MARKERS=reliability bash scripts/test.sh
 
 test-unit: install
 	$(BIN)/pytest -m unit -q

@@ -19,7 +19,7 @@ $BIN/python -m spice.devstack.browser || exit 1
 export SPICE_REQUIRE_BROWSER=1
 
 mkdir -p test-artifacts
-$BIN/pytest -m "unit or integration" -p no:cacheprovider "$@"
+$BIN/pytest -m "${MARKERS:-unit or integration}" -p no:cacheprovider "$@"
 status=$?
 
 if [ "$was_up" = 0 ]; then

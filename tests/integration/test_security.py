@@ -12,8 +12,10 @@ import pytest
 from tests.integration.test_api_end_to_end import create_db, unique_db
 
 V1 = "/api/v1"
-PUBLIC = {("/health", "get"), (f"{V1}/health", "get"), ("/openapi.json", "get")}
-OPS = {("/metrics", "get"), (f"{V1}/status/commands", "get")}
+# The dashboard page is static (no data); the JSON it polls is checked as OPS.
+PUBLIC = {("/health", "get"), (f"{V1}/health", "get"), ("/openapi.json", "get"), ("/dashboard", "get")}
+OPS = {("/metrics", "get"), (f"{V1}/status/commands", "get"), (f"{V1}/dashboard/data", "get"),
+       (f"{V1}/dashboard/local", "get")}
 
 
 def fill(path: str, db: str) -> str:

@@ -1,0 +1,101 @@
+"""Do the books balance? Every accepted command ended COMPLETED or FAILED exactly
+once, every domain event is in the event store exactly once, and the graph store
+and the search index equal what the stored events say."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spice.domain.messages import instance_aggregate
+from spice.handlers import rebuild
+
+TERMINAL = ("COMPLETED", "FAILED")
+REPORT = Path("test-artifacts") / "reliability-report.jsonl"
+
+
+@dataclass
+class Books:
+    scenario: str
+    accepted: int = 0
+    completed: int = 0
+    failed: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    recovery_seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def record(self) -> None:
+        REPORT.parent.mkdir(exist_ok=True)
+        with REPORT.open("a") as handle:
+            handle.write(json.dumps({**asdict(self), "problems": self.problems[:20]}) + "\n")
+
+    def assert_balanced(self) -> None:
+        self.record()
+        assert self.lost == 0 and self.duplicated == 0 and not self.problems, self
+
+
+async def wait_terminal(runtime: Any, command_ids: list[str], timeout: float) -> float:
+    """Seconds until every command is terminal (or the timeout)."""
+    started = time.monotonic()
+    pending = set(command_ids)
+    while pending and time.monotonic() - started < timeout:
+        for command_id in list(pending):
+            doc = await runtime.status.get(command_id)
+            if doc and doc.get("status") in TERMINAL:
+                pending.discard(command_id)
+        if pending:
+            await asyncio.sleep(0.5)
+    return time.monotonic() - started
+
+
+async def balance(runtime: Any, scenario: str, db: str, class_id: str,
+                  accepted: dict[str, tuple[str, dict[str, Any]]], recovery: float) -> Books:
+    """`accepted`: command id → (instance id, data) of create-instance commands."""
+    books = Books(scenario, accepted=len(accepted), recovery_seconds=round(recovery, 1))
+    aggregates = {instance_aggregate(db, class_id, iid): cid for cid, (iid, _) in accepted.items()}
+    async with runtime.pool.acquire() as conn:
+        per_aggregate = dict(await conn.fetch(
+            "SELECT aggregate_id, count(*) FROM event_index WHERE aggregate_id = ANY($1) "
+            "GROUP BY aggregate_id", list(aggregates)))
+        graph = {r["instance_id"]: json.loads(r["data"]) for r in await conn.fetch(
+            "SELECT instance_id, data FROM graph_instances WHERE db = $1 AND class_id = $2",
+            db, class_id)}
+    for command_id, (instance_id, data) in accepted.items():
+        doc = await runtime.status.get(command_id)
+        status = (doc or {}).get("status")
+        history = [h["status"] for h in (doc or {}).get("history", [])]
+        endings = sum(1 for s in history if s in TERMINAL)
+        if status == "COMPLETED":
+            books.completed += 1
+        elif status == "FAILED":
+            books.failed += 1
+        else:
+            books.lost += 1
+            books.problems.append(f"{command_id}: status {status}")
+            continue
+        if endings != 1:
+            books.duplicated += 1
+            books.problems.append(f"{command_id}: {endings} terminal transitions {history}")
+        stored = per_aggregate.get(instance_aggregate(db, class_id, instance_id), 0)
+        expected = 2 if status == "COMPLETED" else 3  # the command + its event(s)
+        if status == "COMPLETED" and stored != expected:
+            books.duplicated += stored > expected
+            books.problems.append(f"{command_id}: {stored} envelopes for its aggregate, want {expected}")
+        if status == "COMPLETED" and graph.get(instance_id) != data:
+            books.problems.append(f"{command_id}: graph has {graph.get(instance_id)}, want {data}")
+    extra = set(graph) - {iid for iid, _ in accepted.values()}
+    if extra:
+        books.problems.append(f"graph has instances no accepted command made: {sorted(extra)[:5]}")
+    deadline = time.monotonic() + 60  # the projections catch up after the commands
+    while True:
+        drift = await rebuild.verify(runtime, db)
+        if not drift.get("drift_count") or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1)
+    if drift.get("drift_count"):
+        books.problems.append(f"search index drifts from the graph: {drift['drift'][:3]}")
+    return books
