@@ -40,6 +40,9 @@ class SpiceApp(faust.App):
             use_json_logs()  # after Faust's own logging set-up, which this replaces
 
     async def on_stop(self) -> None:
+        from spice.agents import publisher_task
+
+        await publisher_task.stop()
         await super().on_stop()
         if self._runtime is not None:
             await self._runtime.close()

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # Redis
     redis_url: str = "redis://127.0.0.1:16379/0"
     command_status_ttl_seconds: int = 24 * 3600
+    # Finished commands stay this long in the Faust status table (memory); older ones
+    # are answered by Redis (TTL above) and then the event store.
+    status_table_retention_seconds: float = 300.0
 
     # Optional production backends
     graph_backend: str = Field(default="postgres", pattern="^(postgres|terminusdb)$")

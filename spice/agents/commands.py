@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from spice.agents.lanes import KeyedLanes
+from spice.agents.lanes import InOrderAcks, KeyedLanes
 from spice.app import app
 from spice.domain.envelope import Envelope
 from spice.handlers.commands import Origin
@@ -47,8 +47,10 @@ def envelope_agent(topic_name: str, kind: str, process: Callable[[], Any],
     async def worker(stream: Any) -> None:
         lanes = KeyedLanes(MAX_IN_FLIGHT)
         manual = stream.noack()
+        acks = InOrderAcks(manual.ack)
         async for event in manual.events():
             message = event.message
+            entry = acks.started(event)
             try:
                 envelope = Envelope.from_json(event.value)
                 if envelope.kind != kind or (kind == "command"
@@ -56,18 +58,18 @@ def envelope_agent(topic_name: str, kind: str, process: Callable[[], Any],
                     raise ValueError(f"not a {kind} envelope (metadata.kind/command_type)")
             except (ValidationError, ValueError, UnicodeDecodeError) as error:
                 await poison(dlq or f"{topic_name}_dlq", topic_name, message, error)
-                await manual.ack(event)
+                await acks.finished(entry)
                 continue
             headers = dict(message.headers or [])
             origin = Origin(message.topic, message.partition, message.offset,
                             from_store=headers.get("spice-stored") == b"1")
 
-            async def work(envelope: Envelope = envelope, event: Any = event,
+            async def work(envelope: Envelope = envelope, entry: list[Any] = entry,
                            origin: Origin = origin) -> None:
                 try:
                     await process()(envelope, origin)
                 finally:
-                    await manual.ack(event)
+                    await acks.finished(entry)
 
             await lanes.submit(envelope.aggregate_id, work)
 

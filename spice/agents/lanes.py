@@ -7,7 +7,9 @@ in parallel while each aggregate's commands keep their order.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 class KeyedLanes:
@@ -40,3 +42,36 @@ class KeyedLanes:
     async def drain(self) -> None:
         while self._tails:
             await asyncio.gather(*list(self._tails.values()), return_exceptions=True)
+
+
+class InOrderAcks:
+    """Acknowledge each partition's messages in offset order, whatever order they finish in.
+
+    Faust commits the highest run of acked offsets; when acks arrive out of order it can
+    commit past a message that is still being processed (faust-streaming issue #606:
+    one unacked offset at the head is taken for a compaction gap), and a crash then
+    loses that message. Lanes finish out of order by design, so completions are held
+    here until every earlier message of the partition is done.
+    """
+
+    def __init__(self, ack: Callable[[Any], Awaitable[None]]) -> None:
+        self._ack = ack
+        self._waiting: dict[tuple[str, int], deque[list[Any]]] = {}
+
+    def started(self, event: Any) -> list[Any]:
+        """Register a message as it is read (reads are in offset order per partition)."""
+        message = event.message
+        entry = [event, False]
+        self._waiting.setdefault((message.topic, message.partition), deque()).append(entry)
+        return entry
+
+    async def finished(self, entry: list[Any]) -> None:
+        entry[1] = True
+        message = entry[0].message
+        queue = self._waiting[(message.topic, message.partition)]
+        while queue and queue[0][1]:
+            await self._ack(queue.popleft()[0])
+
+    @property
+    def held(self) -> int:
+        return sum(len(q) for q in self._waiting.values())

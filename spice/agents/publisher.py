@@ -165,13 +165,19 @@ class Publisher:
         (by an append's notification) or found by the lookback scan."""
         late, self._late = self._late, set()
         keys = {k for k in late if k not in self.checkpoint.recent}
+        ceiling = None
         if not self._caught_up:
             # Listing is the slow path (SeaweedFS: ~1 ms a key); when caught up,
             # the keys announced by appends are all there is to publish.
             listed = await self._list_after(self.checkpoint.position)
             self._caught_up = len(listed) < self.settings.event_publisher_batch_size
             keys.update(listed)
-        return await self._publish_keys(sorted(keys))
+            if not self._caught_up:
+                # Behind a backlog, announced keys (fresh appends) are published at once
+                # but must not move the position past batches not listed yet: the
+                # listing would skip them, and the lookback only reaches back so far.
+                ceiling = listed[-1]
+        return await self._publish_keys(sorted(keys), ceiling)
 
     async def _list_after(self, after: str | None) -> list[str]:
         return [key async for key in self.store.list_positions(
@@ -198,9 +204,9 @@ class Publisher:
                 self._wake.set()
             self.checkpoint.prune(horizon)
 
-    async def _publish_keys(self, keys: list[str]) -> int:
+    async def _publish_keys(self, keys: list[str], ceiling: str | None = None) -> int:
         """Read the batches concurrently, send every envelope, wait for all of Kafka's
-        acknowledgements, and only then move the checkpoint."""
+        acknowledgements, and only then move the checkpoint (never beyond `ceiling`)."""
         assert self._producer is not None
         keys = [k for k in keys if k not in self.checkpoint.recent]
         if not keys:
@@ -231,6 +237,8 @@ class Publisher:
         crash_point("publisher_after_send")
         for key in keys:
             self.checkpoint.recent.add(key)
+            if ceiling is not None and key > ceiling:
+                continue  # published, remembered in `recent`, but not yet a position
             if self.checkpoint.position is None or key > self.checkpoint.position:
                 self.checkpoint.position = key
         self._dirty = True

@@ -10,11 +10,13 @@ from spice.app import app
 
 log = logging.getLogger(__name__)
 publisher: Publisher | None = None
+_task: asyncio.Task[None] | None = None
 
 
 @app.task
 async def run_publisher() -> None:
-    global publisher
+    global publisher, _task
+    _task = asyncio.current_task()
     runtime = app.runtime
     publisher = Publisher(runtime.event_store, app.settings)
     # In-process appends wake it at once; other processes wake it through NOTIFY.
@@ -31,3 +33,15 @@ async def resolve_pending_batches() -> None:
     except Exception as error:  # noqa: BLE001 - housekeeping retries on the next tick
         log.warning("resolve_pending failed: %s", error)
     await asyncio.sleep(0)
+
+
+async def stop() -> None:
+    """Stop publishing before the stores close: a publisher left running on a stopping
+    worker keeps taking the leadership with closed clients and publishes nothing."""
+    task = _task
+    if task is not None and not task.done():
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping anyway
+            pass

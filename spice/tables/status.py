@@ -3,12 +3,15 @@ it survives a Redis flush) and counts by state and command type."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter, deque
 from typing import Any
 
 from spice.app import app
 from spice.topics import STATUS_TOPIC
+
+log = logging.getLogger(__name__)
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 # The latest commands this worker's status agent saw (its partitions), newest last:
@@ -80,6 +83,7 @@ async def status_agent(stream: Any) -> None:
         deltas: Counter[bytes] = Counter()
         finished: Counter[bytes] = Counter()
         for key, doc in docs.items():
+            doc["_p"] = partitions[key]  # where its tombstone goes when it expires
             put(command_status, partitions[key], key, doc)
             if key in RECENT:
                 RECENT.remove(key)
@@ -101,6 +105,26 @@ async def status_agent(stream: Any) -> None:
             if delta:
                 partition = int(key.split(b"|", 1)[0])
                 put(command_counts, partition, key, command_counts.get(key, 0) + delta)
+
+
+@app.timer(interval=10.0)
+async def expire_statuses() -> None:
+    expired = expire_finished(time.time() - app.settings.status_table_retention_seconds)
+    if expired:
+        log.info("status table: %d finished commands past retention tombstoned", expired)
+
+
+def expire_finished(cutoff: float) -> int:
+    """Finished commands older than the retention leave the table (a tombstone, so the
+    changelog compacts them away too): the table holds recent history, Redis holds a
+    day, and the event store, which the status API falls back to, holds everything."""
+    stale = [(key, doc["_p"]) for key, doc in command_status.data.items()
+             if doc and doc.get("status") in TERMINAL and "_p" in doc
+             and (doc.get("updated_at") or 0) < cutoff]
+    for key, partition in stale:
+        del command_status.data[key]
+        command_status.send_changelog(partition, key, None)
+    return len(stale)
 
 
 def expire_windows() -> None:

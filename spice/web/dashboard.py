@@ -27,7 +27,7 @@ from spice.tables import status as tables
 from spice.topics import EVENT_TOPICS
 from spice.web.auth import Access
 from spice.web.http import ApiView
-from spice.web.metrics import consumer_lag
+from spice.web.metrics import consumer_lag, oldest_waiting
 from spice.web.ops import dlq_depth
 
 PAGE = Path(__file__).parent / "static" / "dashboard.html"
@@ -60,7 +60,7 @@ async def cluster_view() -> dict[str, Any]:
     if _cluster_cache and _cluster_cache[0] > time.monotonic():
         return _cluster_cache[1]
     lag, depth, letters = await asyncio.gather(
-        consumer_lag(), dlq_depth(app.settings), dlq.read(app.settings, limit=5))
+        consumer_lag(EVENT_TOPICS), dlq_depth(app.settings), dlq.read(app.settings, limit=5))
     consumers: dict[str, dict[str, int]] = {"command": {}, "projection": {}}
     for (topic, _partition), behind in lag.items():
         kind = "projection" if topic in EVENT_TOPICS else "command"
@@ -68,6 +68,7 @@ async def cluster_view() -> dict[str, Any]:
     latest = [{**letter.summary(), "failed_at": letter.body.get("failed_at")} for letter in letters]
     latest.sort(key=lambda s: s.get("failed_at") or 0, reverse=True)
     view = {"consumer_lag": consumers["command"], "projection_lag": consumers["projection"],
+            "projection_oldest_seconds": dict(oldest_waiting),
             "dlq_depth": depth, "dlq_latest": latest[:10]}
     _cluster_cache = (time.monotonic() + CLUSTER_CACHE_SECONDS, view)
     return view

@@ -2,6 +2,7 @@
 not need a client library)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -26,21 +27,38 @@ def line(name: str, value: float, **labels: Any) -> str:
     return f"{name} {value}"
 
 
-async def consumer_lag() -> dict[tuple[str, int], int]:
-    """End offset minus the group's committed offset, per topic and partition."""
+async def consumer_lag(oldest_of: tuple[str, ...] = ()) -> dict[tuple[str, int], int]:
+    """End offset minus the group's committed offset, per topic and partition. For the
+    topics in `oldest_of`, `oldest_waiting` is also filled: per topic, the age in seconds
+    of the oldest message not yet consumed (its Kafka timestamp)."""
     bootstrap = app.settings.kafka_bootstrap_servers
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:
         committed = await admin.list_consumer_group_offsets(app.conf.id)
         wanted = [tp for tp in committed if tp.topic in COMMAND_TOPICS + EVENT_TOPICS]
         ends = await consumer.end_offsets(wanted) if wanted else {}
-        return {(tp.topic, tp.partition): max(0, ends[tp] - committed[tp].offset) for tp in wanted}
+        lag = {(tp.topic, tp.partition): max(0, ends[tp] - committed[tp].offset) for tp in wanted}
+        behind = [tp for tp in wanted if tp.topic in oldest_of and lag[(tp.topic, tp.partition)]]
+        oldest_waiting.clear()
+        if behind:
+            consumer.assign(behind)
+            for tp in behind:
+                consumer.seek(tp, committed[tp].offset)
+            fetched = await consumer.getmany(*behind, timeout_ms=1000, max_records=1)
+            for tp, records in fetched.items():
+                if records:
+                    age = max(0.0, time.time() - records[0].timestamp / 1000)
+                    oldest_waiting[tp.topic] = max(oldest_waiting.get(tp.topic, 0.0), round(age, 3))
+        return lag
     finally:
         await consumer.stop()
         await admin.close()
+
+
+oldest_waiting: dict[str, float] = {}
 
 
 async def render() -> str:
@@ -62,9 +80,15 @@ async def render() -> str:
             out.append("# TYPE spice_publisher_oldest_unpublished_seconds gauge")
             out.append(line("spice_publisher_oldest_unpublished_seconds", lag["oldest_age_seconds"]))
     out.append("# TYPE spice_consumer_lag gauge")
-    for (topic, partition), behind in sorted((await consumer_lag()).items()):
+    for (topic, partition), behind in sorted((await consumer_lag(EVENT_TOPICS)).items()):
         kind = "projection" if topic in EVENT_TOPICS else "command"
         out.append(line("spice_consumer_lag", behind, topic=topic, partition=partition, consumer=kind))
+    out.append("# HELP spice_projection_oldest_unprojected_seconds Age of the oldest event not yet "
+               "consumed by the projection agents (0 when caught up)")
+    out.append("# TYPE spice_projection_oldest_unprojected_seconds gauge")
+    for topic in EVENT_TOPICS:
+        out.append(line("spice_projection_oldest_unprojected_seconds", oldest_waiting.get(topic, 0.0),
+                        topic=topic))
     out.append("# TYPE spice_dlq_depth gauge")
     for topic, depth in (await dlq_depth(app.settings)).items():
         out.append(line("spice_dlq_depth", depth, topic=topic))

@@ -9,10 +9,12 @@ from faust.web import Request, Response
 from redis.exceptions import RedisError
 
 from spice.app import app
+from spice.domain.envelope import domain_event_id
+from spice.domain.messages import SUCCESS_EVENTS, CommandType, EventType
 from spice.tables import status as tables
 from spice.web.auth import Access
 from spice.web.http import ApiView, HttpError, query_number
-from spice.web.waiting import wait_for_outcome
+from spice.web.waiting import outcome_response, wait_for_outcome
 
 
 def check_command_id(command_id: str) -> str:
@@ -74,15 +76,35 @@ class CommandStatusView(ApiView):
 
 
 async def stored_command(view: ApiView, command_id: str) -> dict[str, Any] | None:
-    """A command in the event store that no status records yet (produced straight to a
-    topic by another service, or its status expired): it is accepted, so PENDING."""
-    envelope = await view.runtime.event_store.get(command_id)
+    """What the event store, the source of truth, says of a command no status records
+    (its status expired or was flushed, or it was produced straight to a topic): its
+    outcome event if there is one (COMPLETED or FAILED), else PENDING (accepted)."""
+    store = view.runtime.event_store
+    envelope = await store.get(command_id)
     if envelope is None or envelope.kind != "command":
         return None
     at = envelope.occurred_at.timestamp()
-    return {"command_id": command_id, "status": "PENDING", "created_at": at, "updated_at": at,
-            "command_type": envelope.metadata.get("command_type"), "db": envelope.metadata.get("db"),
-            "history": [{"status": "PENDING", "timestamp": at, "message": "stored"}]}
+    doc: dict[str, Any] = {
+        "command_id": command_id, "status": "PENDING", "created_at": at, "updated_at": at,
+        "command_type": envelope.metadata.get("command_type"), "db": envelope.metadata.get("db"),
+        "history": [{"status": "PENDING", "timestamp": at, "message": "stored"}]}
+    outcomes = [(EventType.COMMAND_FAILED, "FAILED")]
+    try:
+        success = SUCCESS_EVENTS.get(CommandType(doc["command_type"]))
+    except ValueError:  # BULK_CREATE_INSTANCES: one event per item, not one per command
+        success = None
+    if success is not None:
+        outcomes.insert(0, (success, "COMPLETED"))
+    for event_type, status in outcomes:
+        event = await store.get(domain_event_id(command_id, event_type, envelope.aggregate_id))
+        if event is not None:
+            doc.update(status=status, updated_at=at, result={"event_ids": [event.event_id]})
+            if status == "FAILED":
+                doc["error"] = event.data.get("error")
+            doc["history"].append({"status": status, "timestamp": at,
+                                   "message": f"from the event store: {event.event_type}"})
+            break
+    return doc
 
 
 class CommandWaitView(ApiView):
@@ -99,6 +121,11 @@ class CommandWaitView(ApiView):
             known = tables.read_status(command_id)
         if known is None:
             known = await stored_command(self, command_id)
+            if known is not None and known["status"] in ("COMPLETED", "FAILED") and \
+                    request.query.get("wait", "applied") == "applied":
+                # Long finished (its status expired): the event store has the outcome.
+                visible(self, request, command_id, known)
+                return outcome_response(self, command_id, known, timeout, started)
         visible(self, request, command_id, known)
         return await wait_for_outcome(self, command_id, timeout, started,
                                       request.query.get("wait", "applied"))

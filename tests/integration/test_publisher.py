@@ -123,3 +123,27 @@ async def test_two_publishers_only_one_publishes_at_a_time(scratch, topic, setti
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+async def test_fresh_appends_never_move_the_position_past_an_unlisted_backlog(scratch, topic, settings):
+    """Behind a backlog older than the lookback window, fresh appends are announced and
+    published at once; the checkpoint must not jump past the backlog still unlisted."""
+    store = scratch.event_store
+    start = store.position_before(time.time() - 1)
+    backlog = await append_many(store, 240, concurrency=2)
+    await asyncio.sleep(2)  # the backlog is now older than the 1 s lookback below
+    small = scratch.settings.model_copy(update={"event_publisher_batch_size": 10,
+                                                "event_publisher_lookback_seconds": 1.0})
+    publisher = Publisher(store, small, start_after=start,
+                          checkpoint_key=f"checkpoints/test-{uuid.uuid4().hex}.json")
+    previous, store.on_stored = store.on_stored, publisher.wake
+    task = asyncio.create_task(publisher.run())
+    try:
+        fresh = await append_many(store, 64, concurrency=16)  # announced while behind
+        wanted = {e.event_id for e in backlog + fresh}
+        seen = await collect(settings.kafka_bootstrap_servers, topic, wanted, timeout=60)
+        assert set(seen) >= wanted, f"{len(wanted - set(seen))} events never published"
+    finally:
+        store.on_stored = previous
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

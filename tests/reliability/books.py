@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,38 @@ class Books:
 
     def assert_balanced(self) -> None:
         self.record()
-        assert self.lost == 0 and self.duplicated == 0 and not self.problems, self
+        summary = {k: v for k, v in asdict(self).items() if k != "problems"}
+        assert self.lost == 0 and self.duplicated == 0 and not self.problems, \
+            f"{summary}; {len(self.problems)} problems, first: {self.problems[:5]}"
 
 
-async def wait_terminal(runtime: Any, command_ids: list[str], timeout: float) -> float:
+StatusOf = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+def redis_status(runtime: Any) -> StatusOf:
+    return runtime.status.get  # type: ignore[no-any-return]
+
+
+def api_status(http: Any, url: str) -> StatusOf:
+    """Through the status API: Redis, else the Faust table (after a Redis restart)."""
+    async def status_of(command_id: str) -> dict[str, Any] | None:
+        async with http.get(f"{url}/api/v1/commands/{command_id}/status") as response:
+            if response.status != 200:
+                return None
+            body = await response.json()
+        return {**body, "history": (body.get("result") or {}).get("history", [])}
+    return status_of
+
+
+async def wait_terminal(runtime: Any, command_ids: list[str], timeout: float,
+                        status_of: StatusOf | None = None) -> float:
     """Seconds until every command is terminal (or the timeout)."""
+    status_of = status_of or redis_status(runtime)
     started = time.monotonic()
     pending = set(command_ids)
     while pending and time.monotonic() - started < timeout:
         for command_id in list(pending):
-            doc = await runtime.status.get(command_id)
+            doc = await status_of(command_id)
             if doc and doc.get("status") in TERMINAL:
                 pending.discard(command_id)
         if pending:
@@ -53,8 +76,10 @@ async def wait_terminal(runtime: Any, command_ids: list[str], timeout: float) ->
 
 
 async def balance(runtime: Any, scenario: str, db: str, class_id: str,
-                  accepted: dict[str, tuple[str, dict[str, Any]]], recovery: float) -> Books:
+                  accepted: dict[str, tuple[str, dict[str, Any]]], recovery: float,
+                  status_of: StatusOf | None = None) -> Books:
     """`accepted`: command id → (instance id, data) of create-instance commands."""
+    status_of = status_of or redis_status(runtime)
     books = Books(scenario, accepted=len(accepted), recovery_seconds=round(recovery, 1))
     aggregates = {instance_aggregate(db, class_id, iid): cid for cid, (iid, _) in accepted.items()}
     async with runtime.pool.acquire() as conn:
@@ -65,7 +90,7 @@ async def balance(runtime: Any, scenario: str, db: str, class_id: str,
             "SELECT instance_id, data FROM graph_instances WHERE db = $1 AND class_id = $2",
             db, class_id)}
     for command_id, (instance_id, data) in accepted.items():
-        doc = await runtime.status.get(command_id)
+        doc = await status_of(command_id)
         status = (doc or {}).get("status")
         history = [h["status"] for h in (doc or {}).get("history", [])]
         endings = sum(1 for s in history if s in TERMINAL)

@@ -36,3 +36,28 @@ async def test_back_pressure_limits_in_flight():
     gate.set()
     await blocked
     await lanes.drain()
+
+
+async def test_acks_go_out_in_offset_order_per_partition():
+    from types import SimpleNamespace
+
+    from spice.agents.lanes import InOrderAcks
+
+    acked = []
+
+    async def ack(event):
+        acked.append((event.message.partition, event.message.offset))
+
+    acks = InOrderAcks(ack)
+
+    def event(partition, offset):
+        return SimpleNamespace(message=SimpleNamespace(topic="t", partition=partition, offset=offset))
+
+    entries = {(p, o): acks.started(event(p, o)) for p in (0, 1) for o in range(3)}
+    await acks.finished(entries[(0, 2)])
+    await acks.finished(entries[(0, 1)])
+    await acks.finished(entries[(1, 0)])
+    assert acked == [(1, 0)]  # partition 0 waits for its head, offset 0
+    await acks.finished(entries[(0, 0)])
+    assert acked == [(1, 0), (0, 0), (0, 1), (0, 2)]
+    assert acks.held == 2

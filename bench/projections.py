@@ -1,0 +1,115 @@
+"""Projection figures: events projected per second live (through the projection
+agents of a real worker) and during a rebuild from the event store.
+
+    python -m bench.projections [--events N]
+
+Live: N INSTANCE_CREATED envelopes are produced to `instance_events` (as the
+publisher would) and the clock stops when the read model holds all N documents.
+Rebuild: the same N events are stored in a bucket of their own (`spice-bench`)
+and `spice projections rebuild --db` replays them into a fresh table and swaps it in.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from bench.common import machine, report
+from spice.domain.envelope import Envelope, now
+from spice.domain.messages import EventType, instance_aggregate
+from spice.handlers import rebuild
+from spice.runtime import Runtime
+from spice.settings import Settings
+from tests.integration.kafka_helpers import wait_for
+from tests.integration.worker import WorkerProcess
+
+LOGS = Path("test-artifacts") / "bench"
+
+
+def events(db: str, count: int) -> list[Envelope]:
+    out = []
+    for n in range(count):
+        data = {"db": db, "class_id": "Item", "instance_id": f"i{n}",
+                "data": {"name": f"item {n}", "n": n, "city": ["Seoul", "London", "Lima"][n % 3]}}
+        out.append(Envelope(event_id=str(uuid.uuid4()), event_type=EventType.INSTANCE_CREATED.value,
+                            aggregate_type="Instance", aggregate_id=instance_aggregate(db, "Item", f"i{n}"),
+                            occurred_at=now(), data=data, sequence_number=1,
+                            metadata={"kind": "domain", "command_id": str(uuid.uuid4()),
+                                      "command_type": "CREATE_INSTANCE",
+                                      "kafka_topic": "instance_events"}))
+    return out
+
+
+async def documents(runtime: Runtime, db: str) -> int:
+    async with runtime.pool.acquire() as conn:
+        return int(await conn.fetchval("SELECT count(*) FROM search_docs WHERE db = $1", db))
+
+
+async def documents_at_least(runtime: Runtime, db: str, count: int) -> bool:
+    return await documents(runtime, db) >= count
+
+
+async def live(runtime: Runtime, count: int) -> float:
+    db = f"bench{uuid.uuid4().hex[:8]}"
+    batch = events(db, count)
+    producer = AIOKafkaProducer(bootstrap_servers=runtime.settings.kafka_bootstrap_servers,
+                                linger_ms=5, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        for envelope in batch:
+            await producer.send("instance_events", envelope.to_json(),
+                                key=envelope.aggregate_id.encode())
+        await producer.flush()
+        await wait_for(lambda: documents_at_least(runtime, db, count), timeout=600, interval=0.05)
+        return count / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def rebuilt(runtime: Runtime, count: int) -> float:
+    db = f"bench{uuid.uuid4().hex[:8]}"
+    batch = events(db, count)
+    sem = asyncio.Semaphore(64)
+
+    async def store(envelope: Envelope) -> None:
+        async with sem:
+            await runtime.event_store.append(envelope)
+    await asyncio.gather(*[store(e) for e in batch])
+    started = time.perf_counter()
+    await rebuild.rebuild(runtime, db, out=io.StringIO())
+    elapsed = time.perf_counter() - started
+    assert await documents(runtime, db) == count
+    return count / elapsed
+
+
+async def main(count: int) -> None:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    print(f"# projection benchmark ({machine()}), {count:,} events a run")
+    runtime = await Runtime.open(Settings())
+    worker = WorkerProcess(16366, LOGS / "projection-worker.log").start()
+    try:
+        await asyncio.sleep(5)  # partitions assigned
+        runs = [await live(runtime, count) for _ in range(3)]
+        report("events projected/s live, 1 worker", statistics.median(runs), runs)
+    finally:
+        worker.stop()
+        await runtime.close()
+    runtime = await Runtime.open(Settings(event_store_bucket="spice-bench"))
+    try:
+        runs = [await rebuilt(runtime, count) for _ in range(3)]
+        report("events projected/s during a rebuild (--db)", statistics.median(runs), runs)
+    finally:
+        await runtime.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=5000)
+    asyncio.run(main(parser.parse_args().events))

@@ -1,0 +1,42 @@
+"""Finished commands leave the status table after its retention; the status API then
+answers from the event store, the source of truth, with the right outcome."""
+import asyncio
+from pathlib import Path
+
+from tests.integration.test_api_end_to_end import create_db, unique_db
+from tests.integration.worker import WorkerProcess
+
+V1 = "/api/v1"
+
+
+async def test_expired_statuses_are_answered_from_the_event_store(worker, runtime, http):
+    worker.stop()  # one worker owns every partition: the short retention applies to all
+    short = WorkerProcess(16169, Path("test-artifacts") / "retention-worker.log",
+                          env={"STATUS_TABLE_RETENTION_SECONDS": "1"})
+    short.start()
+    try:
+        db = unique_db()
+        await create_db(http, short, db)
+        async with http.post(f"{short.url}{V1}/ontology/{db}/sync/create?timeout=30",
+                             json={"id": "Kept"}) as r:
+            ok = (await r.json())["data"]["command_id"]
+        async with http.post(f"{short.url}{V1}/ontology/{db}/sync/create?timeout=30",
+                             json={"id": "Bad", "parents": ["Missing"]}) as r:
+            assert r.status in (404, 422)
+            bad = (await r.json())["detail"]["command_id"]
+        for command_id in (ok, bad):
+            await runtime.redis.delete(f"command:{command_id}:status", f"command:{command_id}:result")
+        await asyncio.sleep(13)  # past the retention and one expiry pass
+        answers = {}
+        for command_id in (ok, bad):
+            async with http.get(f"{short.url}{V1}/commands/{command_id}/status") as r:
+                assert r.status == 200
+                answers[command_id] = await r.json()
+        assert answers[ok]["source"] == "event_store" and answers[ok]["status"] == "COMPLETED"
+        assert answers[bad]["source"] == "event_store" and answers[bad]["status"] == "FAILED"
+        assert answers[bad]["error"]["code"] in ("not_found", "invalid")
+        async with http.get(f"{short.url}{V1}/commands/{ok}/wait?timeout=5") as r:
+            assert r.status == 200  # a waiter gets the outcome at once, not a 408
+    finally:
+        short.stop()
+        worker.start()
