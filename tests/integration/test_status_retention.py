@@ -3,10 +3,16 @@ answers from the event store, the source of truth, with the right outcome."""
 import asyncio
 from pathlib import Path
 
+from tests.integration.kafka_helpers import wait_for
 from tests.integration.test_api_end_to_end import create_db, unique_db
 from tests.integration.worker import WorkerProcess
 
 V1 = "/api/v1"
+
+
+async def projected(runtime, command_id):
+    doc = await runtime.status.get(command_id)
+    return bool(doc and doc.get("projected"))
 
 
 async def test_expired_statuses_are_answered_from_the_event_store(worker, runtime, http):
@@ -25,6 +31,9 @@ async def test_expired_statuses_are_answered_from_the_event_store(worker, runtim
             assert r.status in (404, 422)
             bad = (await r.json())["detail"]["command_id"]
         for command_id in (ok, bad):
+            # Let the last step (PROJECTED, after the outcome event is projected) land
+            # first, or it would write the Redis entry again.
+            await wait_for(lambda cid=command_id: projected(runtime, cid), timeout=30)
             await runtime.redis.delete(f"command:{command_id}:status", f"command:{command_id}:result")
         await asyncio.sleep(13)  # past the retention and one expiry pass
         answers = {}
