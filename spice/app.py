@@ -9,13 +9,14 @@ import logging
 
 import faust
 
-from spice import tracing
+from spice import faust_fixes, tracing
 from spice.observability import use_json_logs
 from spice.runtime import Runtime
 from spice.settings import Settings, get_settings
 from spice.topics import ensure_topics
 
 log = logging.getLogger(__name__)
+faust_fixes.apply()
 
 
 class SpiceApp(faust.App):

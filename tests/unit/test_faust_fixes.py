@@ -1,0 +1,38 @@
+"""The commit-offset fix for faust-streaming #606: never commit past an unacked head."""
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+from faust.transport.consumer import Consumer
+from intervaltree import IntervalTree
+
+from spice import faust_fixes
+
+pytestmark = pytest.mark.unit
+TP = ("t", 0)
+
+
+def consumer(committed, acked, gaps=()):
+    faust_fixes.apply()
+    c = SimpleNamespace()
+    c._acked = defaultdict(list, {TP: sorted(acked)})
+    c._acked_index = defaultdict(set, {TP: set(acked)})
+    c._gap = defaultdict(IntervalTree)
+    for begin, end in gaps:
+        c._gap[TP].addi(begin, end)
+    c._committed_offset = defaultdict(lambda: None, {TP: committed})
+    return SimpleNamespace(_new_offset=lambda tp: Consumer._new_offset(c, tp))
+
+
+def test_an_unacked_head_message_is_never_committed_past():
+    # 2585 is still being processed; 2586..2589 are done (the issue's own example).
+    assert consumer(2585, [2586, 2587, 2588, 2589])._new_offset(TP) is None
+
+
+def test_contiguous_acks_from_the_head_are_committed():
+    assert consumer(2585, [2585, 2586, 2587])._new_offset(TP) == 2588
+
+
+def test_a_known_gap_at_the_head_is_still_skipped():
+    # 2585..2586 are transaction markers or compacted away: Faust recorded the gap.
+    assert consumer(2585, [2587, 2588], gaps=[(2585, 2587)])._new_offset(TP) == 2589
