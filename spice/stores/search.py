@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import asyncpg
@@ -41,21 +42,32 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def document_of(event: Envelope) -> tuple[str, str, str | None, dict[str, Any], str] | None:
-    """(kind, doc_id, class_id, body, searchable text) of a class or instance event."""
-    data = event.data
-    kind = EventType(event.event_type)
+def fold_one(event_type: str, version: int, data: dict[str, Any]
+             ) -> tuple[tuple[str, str, str], int, tuple[Any, ...] | None, str | None] | None:
+    """(document key, version, (class_id, labels, body json) or None for a delete, class_id)."""
+    kind = EventType(event_type)
     if kind in (EventType.ONTOLOGY_CLASS_CREATED, EventType.ONTOLOGY_CLASS_UPDATED):
         cls = data["class"]
         texts = [cls["id"], *all_texts(cls.get("label")), *all_texts(cls.get("description"))]
         for member in cls.get("properties", []) + cls.get("relationships", []):
             texts += all_texts(member.get("label"))
-        return "class", cls["id"], cls["id"], cls, " ".join(texts)
+        return (data["db"], "class", cls["id"]), version, (cls["id"], " ".join(texts),
+                                                            json.dumps(cls)), cls["id"]
     if kind in (EventType.INSTANCE_CREATED, EventType.INSTANCE_UPDATED):
         doc_id = f"{data['class_id']}/{data['instance_id']}"
         text = " ".join([data["instance_id"], *_strings(data["data"])])
-        return "instance", doc_id, data["class_id"], data["data"], text
+        return (data["db"], "instance", doc_id), version, (data["class_id"], text,
+                                                           json.dumps(data["data"])), data["class_id"]
+    if kind is EventType.ONTOLOGY_CLASS_DELETED:
+        return (data["db"], "class", data["class_id"]), version, None, data["class_id"]
+    if kind is EventType.INSTANCE_DELETED:
+        return ((data["db"], "instance", f"{data['class_id']}/{data['instance_id']}"), version, None,
+                data["class_id"])
     return None
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def encode_cursor(offset: int) -> str:
@@ -77,49 +89,60 @@ class PostgresSearchIndex:
         self.table = table
 
     def upsert_sql(self) -> str:
-        return (f"INSERT INTO {self.table} (db, kind, doc_id, class_id, version, deleted, labels, body) "
-                "VALUES ($1, $2, $3, $4, $5, false, $6, $7) "
+        # One statement for a whole batch (arrays unnested): a round trip per batch, not
+        # per document. Documents are folded first (see fold), so no row is hit twice.
+        return (f"INSERT INTO {self.table} AS t (db, kind, doc_id, class_id, version, deleted, labels, "
+                "body) SELECT db, kind, doc_id, class_id, version, false, labels, body::jsonb FROM "
+                "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], "
+                "$7::text[]) AS u(db, kind, doc_id, class_id, version, labels, body) "
                 "ON CONFLICT (db, kind, doc_id) DO UPDATE SET class_id = EXCLUDED.class_id, "
                 "version = EXCLUDED.version, deleted = false, labels = EXCLUDED.labels, "
-                f"body = EXCLUDED.body WHERE {self.table}.version < EXCLUDED.version")
+                "body = EXCLUDED.body WHERE t.version < EXCLUDED.version")
 
     def tombstone_sql(self) -> str:
-        return (f"INSERT INTO {self.table} (db, kind, doc_id, class_id, version, deleted) "
-                "VALUES ($1, $2, $3, $4, $5, true) ON CONFLICT (db, kind, doc_id) DO UPDATE "
-                "SET version = EXCLUDED.version, deleted = true, labels = '', body = '{}' "
-                f"WHERE {self.table}.version <= EXCLUDED.version")
-
-    def rows(self, events: list[Envelope]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[str]]:
-        upserts, tombstones, dropped_dbs = [], [], []
-        for event in events:
-            version = event.sequence_number or 0
-            data = event.data
-            kind = EventType(event.event_type)
-            doc = document_of(event)
-            if doc is not None:
-                kind_name, doc_id, class_id, body, text = doc
-                upserts.append((data["db"], kind_name, doc_id, class_id, version, text, json.dumps(body)))
-            elif kind is EventType.ONTOLOGY_CLASS_DELETED:
-                tombstones.append((data["db"], "class", data["class_id"], data["class_id"], version))
-            elif kind is EventType.INSTANCE_DELETED:
-                tombstones.append((data["db"], "instance", f"{data['class_id']}/{data['instance_id']}",
-                                   data["class_id"], version))
-            elif kind is EventType.DATABASE_DELETED:
-                dropped_dbs.append(data["name"])
-        return upserts, tombstones, dropped_dbs
+        return (f"INSERT INTO {self.table} AS t (db, kind, doc_id, class_id, version, deleted) "
+                "SELECT db, kind, doc_id, class_id, version, true FROM unnest($1::text[], $2::text[], "
+                "$3::text[], $4::text[], $5::bigint[]) AS u(db, kind, doc_id, class_id, version) "
+                "ON CONFLICT (db, kind, doc_id) DO UPDATE SET version = EXCLUDED.version, "
+                "deleted = true, labels = '', body = '{}' WHERE t.version <= EXCLUDED.version")
 
     async def apply(self, event: Envelope) -> None:
         await self.apply_many([event])
 
     async def apply_many(self, events: list[Envelope]) -> None:
-        upserts, tombstones, dropped = self.rows(events)
+        await self.apply_changes((e.event_type, e.sequence_number, e.data) for e in events)
+
+    async def apply_changes(self, changes: Iterable[tuple[str, int | None, dict[str, Any]]]) -> None:
+        """(event type, sequence number, data) of domain events, in order. Each document's
+        latest version wins, in the batch as in the table; a database deletion applies
+        at its place in the order."""
         async with self.pool.acquire() as conn:
-            if upserts:
-                await conn.executemany(self.upsert_sql(), upserts)
-            if tombstones:
-                await conn.executemany(self.tombstone_sql(), tombstones)
-            for db in dropped:
-                await conn.execute(f"DELETE FROM {self.table} WHERE db = $1", db)
+            folded: dict[tuple[str, str, str], tuple[int, tuple[Any, ...] | None, str | None]] = {}
+            for event_type, sequence, data in changes:
+                if event_type == EventType.DATABASE_DELETED:
+                    await self._write(conn, folded)
+                    folded = {}
+                    await conn.execute(f"DELETE FROM {self.table} WHERE db = $1", data["name"])
+                    continue
+                change = fold_one(event_type, sequence or 0, data)
+                if change is None:
+                    continue
+                key, version, row, class_id = change
+                if key not in folded or version >= folded[key][0]:
+                    folded[key] = (version, row, class_id)
+            await self._write(conn, folded)
+
+    async def _write(self, conn: Any, folded: dict[tuple[str, str, str],
+                     tuple[int, tuple[Any, ...] | None, str | None]]) -> None:
+        upserts = [(key, version, row) for key, (version, row, _) in folded.items() if row is not None]
+        tombstones = [(key, version, class_id) for key, (version, row, class_id) in folded.items()
+                      if row is None]
+        if upserts:
+            await conn.execute(self.upsert_sql(), *_columns(
+                [(k[0], k[1], k[2], row[0], v, row[1], row[2]) for k, v, row in upserts]))
+        if tombstones:
+            await conn.execute(self.tombstone_sql(), *_columns(
+                [(k[0], k[1], k[2], class_id, v) for k, v, class_id in tombstones]))
 
     async def _query(self, db: str, kind: str, q: str, class_id: str | None,
                      filters: dict[str, Any], limit: int, offset: int) -> dict[str, Any]:

@@ -99,12 +99,12 @@ async def status_agent(stream: Any) -> None:
                     finished[f"{partitions[key]}|{window}|{kind}|{now}".encode()] += 1
         for key, count in finished.items():
             partition = int(key.split(b"|", 1)[0])
-            put(command_rates, partition, key, command_rates.get(key, 0) + count)
+            put(command_rates, partition, key, (command_rates.get(key) or 0) + count)
         expire_windows()
         for key, delta in deltas.items():
             if delta:
                 partition = int(key.split(b"|", 1)[0])
-                put(command_counts, partition, key, command_counts.get(key, 0) + delta)
+                put(command_counts, partition, key, (command_counts.get(key) or 0) + delta)
 
 
 @app.timer(interval=10.0)
@@ -129,7 +129,7 @@ def expire_finished(cutoff: float) -> int:
 
 def expire_windows() -> None:
     horizon = time.time() - WINDOW_SECONDS * WINDOWS_KEPT
-    for key in [k for k in command_rates.keys() if int(k.split(b"|")[1]) < horizon]:
+    for key in [k for k, v in command_rates.items() if v is None or int(k.split(b"|")[1]) < horizon]:
         partition = int(key.split(b"|", 1)[0])
         del command_rates.data[key]
         command_rates.send_changelog(partition, key, None)  # a tombstone compacts it away
@@ -140,6 +140,8 @@ def rates() -> list[dict[str, Any]]:
     outcome, summed over this worker's partitions."""
     windows: dict[int, dict[str, Any]] = {}
     for key, count in command_rates.items():
+        if count is None:  # a tombstone replayed from the changelog at recovery
+            continue
         _, window, kind, outcome = key.decode().split("|")
         entry = windows.setdefault(int(window), {"window_start": int(window), "finished": 0,
                                                  "by_type": {}})
@@ -180,6 +182,8 @@ def counts() -> dict[str, Any]:
     by_state: dict[str, int] = {}
     by_type: dict[str, dict[str, int]] = {}
     for key, value in command_counts.items():
+        if value is None:
+            continue
         _, state, kind = (key.decode() if isinstance(key, bytes) else key).split("|", 2)
         by_state[state] = by_state.get(state, 0) + value
         by_type.setdefault(kind, {})[state] = by_type.get(kind, {}).get(state, 0) + value

@@ -78,6 +78,34 @@ class BffView(ApiView):
         return self.json(body, status=201 if write.command.name.startswith("CREATE") else 200)
 
 
+    def _render(self, db: str, class_id: str, lang: str) -> Any:
+        async def render() -> dict[str, Any]:
+            index = await self.index(db)
+            return {"class": bff.class_view(index, class_id, lang)} if class_id in index.classes else {}
+        return render
+
+    @staticmethod
+    def new_instance_id(request: Request, db: str, class_id: str) -> str:
+        # With an Idempotency-Key a retry must produce the same body, so the same id.
+        key = request.headers.get("Idempotency-Key")
+        raw = uuid.uuid5(INSTANCE_NAMESPACE, f"{db}|{class_id}|{key}") if key else uuid.uuid4()
+        return f"{class_id.lower()}-{raw.hex[:12]}"
+
+    async def instance_view(self, index: LabelIndex, db: str, class_id: str, instance_id: str,
+                            data: dict[str, Any], lang: str) -> dict[str, Any]:
+        rels = {r["predicate"]: r["target"] for c in index.lineage(class_id)
+                for r in c.get("relationships", [])}
+        targets: dict[tuple[str, str], str] = {}
+        for predicate, target_class in rels.items():
+            value = data.get(predicate)
+            for target_id in (value if isinstance(value, list) else [value] if value else []):
+                target = await self.runtime.graph.get_instance(db, target_class, str(target_id))
+                if target is not None:
+                    targets[(target_class, str(target_id))] = bff.display_label(
+                        index, target_class, str(target_id), target, lang)
+        return bff.instance_view(index, class_id, instance_id, data, lang, targets)
+
+
 class LabelsView(BffView):
     async def get(self, request: Request, db: str) -> Response:
         index = await self.index(db)
@@ -102,15 +130,9 @@ class ClassesView(BffView):
                       {"db": db, "class": cls}, db)
         return await self.command(request, write, self._render(db, cls["id"], lang))
 
-    def _render(self, db: str, class_id: str, lang: str) -> Any:
-        async def render() -> dict[str, Any]:
-            index = await self.index(db)
-            return {"class": bff.class_view(index, class_id, lang)} if class_id in index.classes else {}
-        return render
 
-
-class ClassView(ClassesView):
-    async def get(self, request: Request, db: str, class_ref: str) -> Response:  # type: ignore[override]
+class ClassView(BffView):
+    async def get(self, request: Request, db: str, class_ref: str) -> Response:
         index, lang = await self.index(db), request_language(request)
         class_id = index.resolve_class(class_ref, "class", status=404)
         return self.json(bff.class_view(index, class_id, lang))
@@ -162,31 +184,8 @@ class InstancesView(BffView):
                                                          stored or data, lang)}
         return await self.command(request, write, render)
 
-    @staticmethod
-    def new_instance_id(request: Request, db: str, class_id: str) -> str:
-        # With an Idempotency-Key a retry must produce the same body, so the same id.
-        key = request.headers.get("Idempotency-Key")
-        raw = uuid.uuid5(INSTANCE_NAMESPACE, f"{db}|{class_id}|{key}") if key else uuid.uuid4()
-        return f"{class_id.lower()}-{raw.hex[:12]}"
-
-    async def instance_view(self, index: LabelIndex, db: str, class_id: str, instance_id: str,
-                            data: dict[str, Any], lang: str) -> dict[str, Any]:
-        rels = {r["predicate"]: r["target"] for c in index.lineage(class_id)
-                for r in c.get("relationships", [])}
-        targets: dict[tuple[str, str], str] = {}
-        for predicate, target_class in rels.items():
-            value = data.get(predicate)
-            for target_id in (value if isinstance(value, list) else [value] if value else []):
-                target = await self.runtime.graph.get_instance(db, target_class, str(target_id))
-                if target is not None:
-                    targets[(target_class, str(target_id))] = bff.display_label(
-                        index, target_class, str(target_id), target, lang)
-        return bff.instance_view(index, class_id, instance_id, data, lang, targets)
-
-
-class InstanceView(InstancesView):
-    async def get(self, request: Request, db: str, class_ref: str,  # type: ignore[override]
-                  instance_id: str) -> Response:
+class InstanceView(BffView):
+    async def get(self, request: Request, db: str, class_ref: str, instance_id: str) -> Response:
         index, lang = await self.index(db), request_language(request)
         class_id = index.resolve_class(class_ref, "class", status=404)
         ids.check_instance_id(instance_id)
@@ -197,8 +196,8 @@ class InstanceView(InstancesView):
         return self.json(await self.instance_view(index, db, class_id, instance_id, data, lang))
 
 
-class SearchView(InstancesView):
-    async def get(self, request: Request, db: str) -> Response:  # type: ignore[override]
+class SearchView(BffView):
+    async def get(self, request: Request, db: str) -> Response:
         index, lang = await self.index(db), request_language(request)
         class_id = None
         if request.query.get("class"):

@@ -57,6 +57,11 @@ class ApiView(View):
         method = request.method.lower()
         status = 500
         try:
+            allowed = self.allowed_methods()
+            if request.method.upper() not in allowed:
+                listed = ", ".join(sorted(allowed))
+                raise HttpError(405, f"{request.method} is not allowed here; use {listed}",
+                                headers={"Allow": listed})
             await self.guard(request, method)
             response = await super().dispatch(request)
             status = response.status
@@ -70,6 +75,9 @@ class ApiView(View):
             HTTP_LATENCY.observe(time.perf_counter() - started, route, method)
             if status in (401, 403):
                 AUTH_FAILURES.inc(status)
+
+    def allowed_methods(self) -> set[str]:
+        return set(self.get_methods())
 
     async def guard(self, request: Any, method: str) -> None:
         access = self.access.get(method, Access.WRITE)

@@ -159,6 +159,9 @@ class WriteView(ApiView):
     builders: dict[str, Builder] = {}
     sync = False
 
+    def allowed_methods(self) -> set[str]:
+        return {method.upper() for method in self.builders}
+
     async def _write(self, request: Request, match: dict[str, str], method: str) -> Response:
         started = time.monotonic()
         write = await self.builders[method](request, match)
