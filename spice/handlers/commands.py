@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from spice import tracing
 from spice.domain import decisions
 from spice.domain.envelope import Envelope, domain_event_id
@@ -119,6 +121,7 @@ class CommandHandler:
         claim = await self.registry.claim_when_free(HANDLER, envelope.event_id,
                                                     envelope.aggregate_id, envelope.sequence_number)
         if claim.outcome is ClaimOutcome.DONE:
+            await self._report_done(envelope)
             return
         if claim.outcome is ClaimOutcome.STALE:
             COMMANDS.inc(_type_name(envelope), "stale")
@@ -256,6 +259,28 @@ class CommandHandler:
             self.store.get(domain_event_id(envelope.command_id, kind, aggregate))
             for kind, aggregate in candidates])
         return [e for e in found if e is not None]
+
+    async def _report_done(self, envelope: Envelope) -> None:
+        """A done command delivered again. Usually a duplicate, nothing to do; but if the
+        worker that did it died (or lost Redis) between mark-done and its last status
+        write, the status still says PROCESSING: restore the outcome from the events."""
+        try:
+            doc = await self.status.get(envelope.command_id)
+        except (RedisError, OSError):
+            doc = None
+        if doc is not None and doc.get("status") in (CommandStatus.COMPLETED, CommandStatus.FAILED):
+            return
+        events = await self._recorded_events(envelope, command_type_of(envelope))
+        failed = next((e for e in events if e.event_type == EventType.COMMAND_FAILED), None)
+        if failed is not None:
+            await self.status.update(envelope.command_id, CommandStatus.FAILED,
+                                     str(failed.data.get("error", {}).get("message", "failed")),
+                                     error=failed.data.get("error"))
+        elif events:
+            await self.status.update(envelope.command_id, CommandStatus.COMPLETED, "completed",
+                                     progress=100.0, result={
+                                         "event_ids": [e.event_id for e in events][:100],
+                                         "sequence_number": envelope.sequence_number})
 
     # ---- decisions ----------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Project one domain event into the search read model, exactly once in effect."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -48,6 +49,57 @@ class ProjectionHandler:
             await self.registry.mark_failed(HANDLER, envelope.event_id, payload["error"])
         except TRANSIENT_ERRORS:
             pass
+
+    async def process_batch(self, items: list[tuple[Envelope, Origin]]) -> None:
+        """A batch in one go: one claim statement, one index write, one mark-done. If the
+        batch keeps failing, each event goes the one-by-one way (its own retries, and the
+        DLQ for the one that must), so one bad event never holds the others."""
+        unique: dict[str, tuple[Envelope, Origin]] = {}
+        for envelope, origin in items:
+            unique.setdefault(envelope.event_id, (envelope, origin))
+        batch = list(unique.values())
+        failed: list[BaseException] = []
+
+        async def fall_back(error: BaseException, attempts: int) -> None:
+            failed.append(error)
+
+        await with_retries(lambda: self.handle_batch([e for e, _ in batch]),
+                           what=f"projection batch of {len(batch)}", max_attempts=3,
+                           base=self.retry_base, give_up=fall_back)
+        if failed:
+            for envelope, origin in batch:
+                await self.process(envelope, origin)
+
+    async def handle_batch(self, envelopes: list[Envelope]) -> None:
+        keys = [(e.event_id, e.aggregate_id, e.sequence_number) for e in envelopes]
+        claims = await self.registry.claim_many(HANDLER, keys)
+        claimed = [e for e, c in zip(envelopes, claims, strict=True) if c.outcome is ClaimOutcome.CLAIMED]
+        busy = [e for e, c in zip(envelopes, claims, strict=True)
+                if c.outcome is ClaimOutcome.IN_PROGRESS]
+        if claimed:
+            try:
+                await self.index.apply_many(claimed)
+            except BaseException as error:
+                # Give the claims back at once, so the retry need not wait out the lease.
+                try:
+                    await self.registry.mark_failed_many(
+                        HANDLER, [e.event_id for e in claimed], f"{type(error).__name__}: {error}")
+                except TRANSIENT_ERRORS:
+                    pass
+                raise
+            await self.registry.mark_done_many(
+                HANDLER, [(e.event_id, e.aggregate_id, e.sequence_number) for e in claimed])
+            for envelope in claimed:
+                PROJECTED.inc(envelope.event_type)
+        for envelope in busy:  # another worker holds it (a rebalance): wait for it alone
+            await self.handle(envelope)
+        # Stale events change nothing but their writes are as searchable as they will get;
+        # busy ones were reported by handle().
+        skip = {e.event_id for e, c in zip(envelopes, claims, strict=True)
+                if c.outcome in (ClaimOutcome.DONE, ClaimOutcome.IN_PROGRESS)}
+        await asyncio.gather(*[
+            self.status.update(e.command_id, "PROJECTED", "read model caught up", projected=True)
+            for e in envelopes if e.event_id not in skip])
 
     async def handle(self, envelope: Envelope) -> None:
         claim = await self.registry.claim_when_free(HANDLER, envelope.event_id,

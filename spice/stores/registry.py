@@ -48,6 +48,39 @@ SELECT (SELECT attempt_count FROM claimed) AS attempt,
                   WHERE handler = $1 AND aggregate_id = $3), 0) AS last,
        (SELECT status FROM processed_events WHERE handler = $1 AND event_id = $2) AS status
 """
+# The same claim for a whole batch of distinct event ids, in one statement.
+CLAIM_MANY_SQL = """
+WITH input AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY
+           AS t(event_id, aggregate_id, seq, ord)),
+claimed AS (
+    INSERT INTO processed_events AS p (handler, event_id, aggregate_id, sequence_number, status,
+                                       owner, lease_until, attempt_count)
+    SELECT $1, event_id, aggregate_id, seq, 'processing', $5, now() + make_interval(secs => $6), 1
+      FROM input
+    ON CONFLICT (handler, event_id) DO UPDATE
+       SET status = 'processing', owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until,
+           attempt_count = p.attempt_count + 1, updated_at = now()
+     WHERE p.status = 'failed' OR (p.status = 'processing' AND p.lease_until < now())
+    RETURNING event_id, attempt_count)
+SELECT i.event_id, c.attempt_count AS attempt, coalesce(v.last_sequence, 0) AS last, e.status
+  FROM input i
+  LEFT JOIN claimed c ON c.event_id = i.event_id
+  LEFT JOIN aggregate_versions v ON v.handler = $1 AND v.aggregate_id = i.aggregate_id
+  LEFT JOIN processed_events e ON e.handler = $1 AND e.event_id = i.event_id
+ ORDER BY i.ord
+"""
+MARK_DONE_MANY_SQL = """
+WITH input AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(event_id, aggregate_id, seq)),
+done AS (
+    UPDATE processed_events p SET status = 'done', owner = NULL, lease_until = NULL,
+           last_error = NULL, updated_at = now()
+      FROM input i WHERE p.handler = $1 AND p.event_id = i.event_id)
+INSERT INTO aggregate_versions (handler, aggregate_id, last_sequence)
+SELECT $1, aggregate_id, max(seq) FROM input WHERE seq IS NOT NULL GROUP BY aggregate_id
+ON CONFLICT (handler, aggregate_id) DO UPDATE
+   SET last_sequence = GREATEST(aggregate_versions.last_sequence, EXCLUDED.last_sequence)
+"""
 MARK_DONE_SQL = """
 WITH done AS (
     UPDATE processed_events SET status = 'done', owner = NULL, lease_until = NULL,
@@ -94,6 +127,51 @@ class PostgresRegistry:
                     handler, event_id)
                 return Claim(ClaimOutcome.STALE, attempt, last)
             return Claim(ClaimOutcome.CLAIMED, attempt, last)
+
+    async def claim_many(self, handler: str,
+                         events: list[tuple[str, str, int | None]]) -> list[Claim]:
+        """Claim many distinct (event_id, aggregate_id, sequence) at once, with the same
+        outcomes as `claim`; a stale claim is recorded as skipped."""
+        if not events:
+            return []
+        ids, aggregates, sequences = (list(column) for column in zip(*events, strict=True))
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(CLAIM_MANY_SQL, handler, ids, aggregates, sequences,
+                                    self.owner, self.lease_seconds)
+            claims: list[Claim] = []
+            stale: list[str] = []
+            for row, (_, _, sequence) in zip(rows, events, strict=True):
+                attempt, last = row["attempt"], row["last"]
+                if attempt is None:
+                    outcome = (ClaimOutcome.IN_PROGRESS if row["status"] == "processing"
+                               else ClaimOutcome.DONE)
+                    claims.append(Claim(outcome, last_sequence=last))
+                elif sequence is not None and sequence <= last:
+                    stale.append(row["event_id"])
+                    claims.append(Claim(ClaimOutcome.STALE, attempt, last))
+                else:
+                    claims.append(Claim(ClaimOutcome.CLAIMED, attempt, last))
+                CLAIMS.inc(handler, claims[-1].outcome.value)
+            if stale:
+                await conn.execute(
+                    "UPDATE processed_events SET status = 'skipped_stale', owner = NULL, "
+                    "lease_until = NULL, updated_at = now() WHERE handler = $1 AND event_id = ANY($2)",
+                    handler, stale)
+        return claims
+
+    async def mark_done_many(self, handler: str, events: list[tuple[str, str, int | None]]) -> None:
+        if not events:
+            return
+        ids, aggregates, sequences = (list(column) for column in zip(*events, strict=True))
+        async with self.pool.acquire() as conn:
+            await conn.execute(MARK_DONE_MANY_SQL, handler, ids, aggregates, sequences)
+
+    async def mark_failed_many(self, handler: str, event_ids: list[str], error: str) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE processed_events SET status = 'failed', owner = NULL, lease_until = NULL, "
+                "last_error = $3, updated_at = now() WHERE handler = $1 AND event_id = ANY($2) "
+                "AND owner = $4", handler, event_ids, error[:2000], self.owner)
 
     async def claim_when_free(self, handler: str, event_id: str, aggregate_id: str,
                               sequence: int | None, poll: float = 0.5) -> Claim:

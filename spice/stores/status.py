@@ -27,6 +27,8 @@ class CommandStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+# Longest a status write waits on Redis before the topic alone records it.
+REDIS_TIMEOUT = 5.0
 TERMINAL = frozenset({CommandStatus.COMPLETED, CommandStatus.FAILED, CommandStatus.CANCELLED})
 
 UPDATE_SCRIPT = """
@@ -118,9 +120,9 @@ class StatusTracker:
             change["result"] = result
         doc: dict[str, Any] | None = None
         try:
-            encoded = await self._queue(change)
+            encoded = await asyncio.wait_for(self._queue(change), REDIS_TIMEOUT)
             doc = json.loads(encoded)
-        except RedisError:
+        except (TimeoutError, RedisError, OSError):
             # Redis is a cache of status: the topic below (and its Faust table) still
             # records the transition, and the status API falls back to that table.
             if self.emit is None:
@@ -139,13 +141,21 @@ class StatusTracker:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            pipe = self.redis.pipeline(transaction=False)
-            for change, _ in batch:
-                cid = change["command_id"]
-                await self._script(keys=[status_key(cid), result_key(cid), channel(cid)],
-                                   args=[json.dumps(change), self.ttl], client=pipe)
             try:
-                results = await pipe.execute()
+                # Building the pipeline can fail too (the script is loaded on the way when
+                # Redis restarted empty): every failure must reach every waiter, or an
+                # update would wait forever on a future nobody resolves.
+                pipe = self.redis.pipeline(transaction=False)
+                for change, _ in batch:
+                    cid = change["command_id"]
+                    await self._script(keys=[status_key(cid), result_key(cid), channel(cid)],
+                                       args=[json.dumps(change), self.ttl], client=pipe)
+                results = await asyncio.wait_for(pipe.execute(), REDIS_TIMEOUT)
+            except asyncio.CancelledError:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(RedisError("status write cancelled"))
+                raise
             except Exception as error:  # noqa: BLE001 - each waiter gets the failure
                 for _, future in batch:
                     if not future.done():

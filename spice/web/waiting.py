@@ -20,19 +20,22 @@ def projected_or_failed(doc: dict[str, Any]) -> bool:
 
 async def wait_status(view: Any, command_id: str, timeout: float, wait: str) -> dict[str, Any] | None:
     done = projected_or_failed if wait == "projected" else (lambda d: d.get("status") in TERMINAL)
+    deadline = time.monotonic() + timeout
     try:
-        return await view.runtime.status.wait(command_id, timeout, done=done)
-    except (RedisError, OSError):
+        # Bounded even if a Redis call hangs: the deadline is the client's, not Redis's.
+        return await asyncio.wait_for(view.runtime.status.wait(command_id, timeout, done=done),
+                                      timeout + 1.0)
+    except (TimeoutError, RedisError, OSError):
         # Redis is down: fall back to polling the status table.
         from spice.tables.status import read_status
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             doc = read_status(command_id)
             if doc is not None and done(doc):
                 return doc
+            if time.monotonic() >= deadline:
+                return None
             await asyncio.sleep(0.5)
-        return None
 
 
 async def wait_for_outcome(view: Any, command_id: str, timeout: float, started: float,

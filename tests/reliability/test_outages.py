@@ -71,7 +71,8 @@ async def test_server_stopped_under_load(name, worker, runtime, http, local_stac
 
     async def outage() -> None:
         await asyncio.sleep(3)
-        server.down()
+        # The devstack's start/stop are blocking (and run their own event loops): threads.
+        await asyncio.to_thread(server.down)
         try:
             if name == "redis":  # a sync write while Redis is down: polls the status table
                 async with http.post(f"{worker.url}{V1}/instances/{db}/sync/Item/create?timeout=60",
@@ -80,7 +81,7 @@ async def test_server_stopped_under_load(name, worker, runtime, http, local_stac
             else:
                 await asyncio.sleep(OUTAGE_SECONDS)
         finally:
-            server.up()
+            await asyncio.to_thread(server.up)
         await asyncio.sleep(5)  # load goes on after the recovery
 
     started = time.monotonic()
