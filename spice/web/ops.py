@@ -42,6 +42,13 @@ async def health() -> tuple[bool, dict[str, Any]]:
         _check("kafka", _kafka()), _check("s3", _s3()), _check("postgres", _postgres()),
         _check("redis", runtime.redis.ping()), _check("graph", runtime.graph.ping()),
         _check("search", runtime.search.ping())))
+    # Agents start only once the tables are restored from their changelogs: until
+    # then a write would be accepted but nothing would process it yet.
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    if app.in_recovery or not recovery.completed.is_set():
+        checks["tables"] = {"status": "failing", "reason": "restoring tables from their changelogs"}
+    else:
+        checks["tables"] = {"status": "ok"}
     for name, breaker in runtime.breakers.items():
         checks.setdefault("circuit_breakers", {})[name] = breaker.state
     ready = all(v.get("status") == "ok" for k, v in checks.items() if k != "circuit_breakers")
