@@ -43,10 +43,11 @@ async def eventually(check, timeout=30.0, every=0.5):
 
 
 def page_number(driver, element_id: str) -> int:
-    from selenium.webdriver.common.by import By
-
-    found = driver.find_elements(By.ID, element_id)
-    return int(found[0].text) if found and found[0].text.strip().isdigit() else 0
+    # Read in one script call: the page re-renders every 2 s, and a WebElement held
+    # across a re-render goes stale.
+    text = driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.textContent : '';", element_id)
+    return int(text) if text.strip().isdigit() else 0
 
 
 async def test_dashboard_numbers_move_and_match_the_api(worker, http, browser):
@@ -55,7 +56,8 @@ async def test_dashboard_numbers_move_and_match_the_api(worker, http, browser):
     browser.get(f"{worker.url}/dashboard#key={TEST_ADMIN_KEY}")
 
     async def loaded():
-        return browser.find_element(By.ID, "answered-by").text.startswith("http")
+        return browser.execute_script(
+            "return document.getElementById('answered-by').textContent").startswith("http")
     assert await eventually(loaded), browser.find_element(By.ID, "error").text
     assert browser.find_element(By.ID, "answered-by").text == worker.url
     before = page_number(browser, "state-COMPLETED")
@@ -83,15 +85,18 @@ async def test_dashboard_numbers_move_and_match_the_api(worker, http, browser):
     assert await eventually(matches_api, timeout=20), "the page's counts never matched the API"
     assert page_number(browser, "total-commands") == sum((await matches_api()).values())
 
-    recent_ids = [row.find_elements(By.TAG_NAME, "td")[0].text
-                  for row in browser.find_elements(By.CSS_SELECTOR, "#recent tbody tr")]
+    recent_ids = browser.execute_script(
+        "return [...document.querySelectorAll('#recent tbody tr td:first-child')]"
+        ".map(td => td.textContent)")
     ours = [c for c in recent_ids if c in command_ids]
     assert ours, recent_ids
-    browser.find_element(By.XPATH, f"//table[@id='recent']//td[text()='{ours[0]}']").click()
+    browser.execute_script(  # find and click in one go, between two re-renders
+        "[...document.querySelectorAll('#recent tbody tr')]"
+        ".find(tr => tr.cells[0].textContent === arguments[0]).click()", ours[0])
 
     async def detail_shown():
-        rows = browser.find_elements(By.CSS_SELECTOR, "#detail-history tbody tr")
-        return any("COMPLETED" in row.text for row in rows)
+        return "COMPLETED" in browser.execute_script(
+            "return document.querySelector('#detail-history tbody').textContent")
     assert await eventually(detail_shown, timeout=10)
     assert browser.find_element(By.ID, "detail-id").text == ours[0]
     assert "rate-chart" in browser.page_source and browser.find_elements(By.CSS_SELECTOR, "#rate-chart rect")
