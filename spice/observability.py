@@ -80,7 +80,9 @@ CLAIMS = Counter("spice_registry_claims_total",
 PROJECTED = Counter("spice_projection_events_total", "Events applied to the read model", ("event_type",))
 RATE_LIMITED = Counter("spice_rate_limited_total", "Requests refused with 429", ("principal",))
 AUTH_FAILURES = Counter("spice_auth_failures_total", "Requests refused with 401 or 403", ("code",))
-ALL = (HTTP_REQUESTS, HTTP_LATENCY, COMMANDS, CLAIMS, PROJECTED, RATE_LIMITED, AUTH_FAILURES)
+RESENT = Counter("spice_sweeper_resent_total",
+                 "Stored envelopes the sweeper found unprocessed and sent again", ("kind",))
+ALL = (RESENT, HTTP_REQUESTS, HTTP_LATENCY, COMMANDS, CLAIMS, PROJECTED, RATE_LIMITED, AUTH_FAILURES)
 
 
 def render_all() -> list[str]:

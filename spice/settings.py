@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     event_publisher_poll_interval: float = 3.0
     event_publisher_checkpoint_key: str = "checkpoints/event_publisher.json"
     event_publisher_lookback_seconds: float = 30.0
+    # The sweeper re-sends what is stored but still unprocessed after this long.
+    event_sweep_delay_seconds: float = 60.0
+    event_sweep_interval_seconds: float = 10.0
 
     # PostgreSQL
     postgres_host: str = "127.0.0.1"

@@ -8,6 +8,9 @@ from spice.settings import Settings
 # tests start seed this admin key, and the `http` fixture sends it.
 TEST_ADMIN_KEY = "spk_7e5700000ad1_test-admin-key-not-a-secret"
 os.environ.setdefault("AUTH_BOOTSTRAP_ADMIN_KEY", TEST_ADMIN_KEY)
+# The sweeper re-sends what is still unprocessed after this long; sooner than the
+# production default, so the reliability suite's books settle within its waits.
+os.environ.setdefault("EVENT_SWEEP_DELAY_SECONDS", "20")
 os.environ.setdefault("AUTH_JWT_SECRET", "test-jwt-secret-for-hs256-at-least-32-bytes")
 
 

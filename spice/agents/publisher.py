@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
 
+from spice.agents.sweeper import Sweeper
 from spice.faults import crash_point
 from spice.settings import Settings
 from spice.stores.checkpoint import Checkpoint, CheckpointStore
@@ -140,7 +141,8 @@ class Publisher:
         loaded = await self.checkpoints.load()
         self.checkpoint = loaded or Checkpoint(position=self.start_after, floor=self.start_after)
         helpers = [asyncio.create_task(self._lookback_loop()),
-                   asyncio.create_task(self._save_loop())]
+                   asyncio.create_task(self._save_loop()),
+                   asyncio.create_task(self._sweep_loop())]
         try:
             while True:
                 if self._lock_conn is None or self._lock_conn.is_closed():
@@ -203,6 +205,23 @@ class Publisher:
                 self._late.update(missing)
                 self._wake.set()
             self.checkpoint.prune(horizon)
+
+    async def _sweep_loop(self) -> None:
+        """The leader also sweeps the store for what was stored but never processed."""
+        async def send(topic: str, value: bytes, key: bytes) -> None:
+            assert self._producer is not None
+            await self._producer.send_and_wait(await self._routable(topic), value, key=key,
+                                               headers=STORED_HEADER)
+        sweeper = Sweeper(self.store, self.store.pool, send,
+                          delay=self.settings.event_sweep_delay_seconds)
+        while True:
+            await asyncio.sleep(self.settings.event_sweep_interval_seconds)
+            try:
+                while (await sweeper.sweep_once())[0] == sweeper.batch:
+                    pass  # a full pass: more is waiting
+            except (OSError, asyncpg.PostgresError, KafkaError, StoreUnavailable) as error:
+                log.warning("sweeper pass failed (%s); next pass in %.0fs", error,
+                            self.settings.event_sweep_interval_seconds)
 
     async def _publish_keys(self, keys: list[str], ceiling: str | None = None) -> int:
         """Read the batches concurrently, send every envelope, wait for all of Kafka's

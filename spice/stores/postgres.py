@@ -197,6 +197,10 @@ MIGRATIONS: list[str] = [
         revoked_at timestamptz
     );
     """,
+    # 7: where the sweeper (spice/agents/sweeper.py) has checked the event store up to
+    """
+    CREATE TABLE sweep_positions (name text PRIMARY KEY, position text NOT NULL);
+    """,
 ]
 
 

@@ -147,3 +147,35 @@ async def test_fresh_appends_never_move_the_position_past_an_unlisted_backlog(sc
         store.on_stored = previous
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_sweeper_resends_what_is_stored_but_unprocessed(scratch):
+    """The safety net: stored envelopes no handler finished are sent again; finished
+    ones are not."""
+    from spice.agents.sweeper import Sweeper
+    from spice.domain.messages import CommandType, new_command
+
+    store = scratch.event_store
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    sent: list[tuple[str, str]] = []
+
+    async def send(topic, value, key):
+        sent.append((topic, Envelope.from_json(value).event_id))
+
+    sweeper = Sweeper(store, scratch.pool, send, delay=0.0, name=name)
+    await sweeper.save(store.position_before(time.time() - 1))
+    finished = new_command(CommandType.CREATE_DATABASE, f"db:{name}a", {"name": f"{name}a"})
+    forgotten = new_command(CommandType.CREATE_DATABASE, f"db:{name}b", {"name": f"{name}b"})
+    for command in (finished, forgotten):
+        await store.append(command, allocate=True)
+    claim = await scratch.registry.claim("command-worker", finished.event_id, finished.aggregate_id, 1)
+    assert claim.outcome.value == "claimed"
+    await scratch.registry.mark_done("command-worker", finished.event_id, finished.aggregate_id, 1)
+    await asyncio.sleep(0.01)
+    swept, resent = await sweeper.sweep_once()
+    assert swept >= 2 and resent >= 1
+    ids = {event_id for _, event_id in sent}
+    assert forgotten.event_id in ids and finished.event_id not in ids
+    assert ("database_commands", forgotten.event_id) in sent
+    sent.clear()
+    assert await sweeper.sweep_once() == (0, 0)  # the position moved on: swept once

@@ -115,7 +115,7 @@ async def balance(runtime: Any, scenario: str, db: str, class_id: str,
     extra = set(graph) - {iid for iid, _ in accepted.values()}
     if extra:
         books.problems.append(f"graph has instances no accepted command made: {sorted(extra)[:5]}")
-    deadline = time.monotonic() + 60  # the projections catch up after the commands
+    deadline = time.monotonic() + 90  # the projections catch up (the sweeper within ~30 s)
     while True:
         drift = await rebuild.verify(runtime, db)
         if not drift.get("drift_count") or time.monotonic() > deadline:
