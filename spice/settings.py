@@ -85,7 +85,9 @@ class Settings(BaseSettings):
     tracing_enabled: bool = False
 
     # Workers
-    command_max_attempts: int = 8
+    # 12 attempts back off for about 40 to 75 s in all: a dependency down for half a
+    # minute does not send commands to the DLQ.
+    command_max_attempts: int = 12
     command_retry_base_seconds: float = 0.5
     registry_lease_seconds: float = 30.0
 

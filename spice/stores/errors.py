@@ -42,7 +42,11 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 
     return (StoreUnavailable, OSError, TimeoutError, ConnectionError,
             asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-            asyncpg.exceptions.CannotConnectNowError, RedisConnectionError, RedisTimeout)
+            asyncpg.exceptions.CannotConnectNowError,
+            # A connection left mid-operation when PostgreSQL went away ("cannot switch
+            # to state ...; another operation is in progress"): another one will do.
+            asyncpg.exceptions.InternalClientError,
+            RedisConnectionError, RedisTimeout)
 
 
 TRANSIENT_ERRORS = transient_errors()
