@@ -24,8 +24,11 @@ SERVERS = {"kafka": KafkaServer, "s3": SeaweedServer, "postgres": PostgresServer
 class Load:
     """Clients creating instances without pause; every answer is recorded."""
 
-    def __init__(self, http, url: str, db: str, clients: int = 8) -> None:
+    def __init__(self, http, url: str, db: str, clients: int = 8, rate: float | None = None) -> None:
         self.http, self.url, self.db, self.clients = http, url, db, clients
+        # With a rate, clients pace themselves (a soak must stay below capacity, or the
+        # backlog, not the worker, is what grows).
+        self.pause = clients / rate if rate else 0.0
         self.accepted: dict[str, tuple[str, dict]] = {}
         self.answers: Counter[int] = Counter()
         self.unavailable_without_retry_after = 0

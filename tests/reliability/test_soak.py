@@ -1,5 +1,6 @@
-"""Scenario 6: sustained load for SOAK_SECONDS (default 600); the worker's memory stays
-flat. RSS is sampled every 15 s and written to test-artifacts/soak-rss.csv."""
+"""Scenario 6: sustained load (SOAK_RATE commands/s, default 30) for SOAK_SECONDS
+(default 600); the worker's memory stays flat. RSS is sampled every 15 s and written
+to test-artifacts/soak-rss.csv."""
 import asyncio
 import os
 import statistics
@@ -11,6 +12,7 @@ from tests.reliability.test_crash_points import make_class
 from tests.reliability.test_outages import Load
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
+SOAK_RATE = float(os.environ.get("SOAK_RATE", "30"))  # commands/s, below what one worker applies
 SAMPLE_SECONDS = 15
 ARTIFACT = Path("test-artifacts") / "soak-rss.csv"
 
@@ -24,7 +26,7 @@ def rss_mib(pid: int) -> float:
 
 async def test_memory_stays_flat_under_sustained_load(worker, runtime, http):
     db = await make_class(http, worker)
-    load = Load(http, worker.url, db, clients=4)
+    load = Load(http, worker.url, db, clients=4, rate=SOAK_RATE)
     samples: list[tuple[float, float, int]] = []
 
     async def sample() -> None:
