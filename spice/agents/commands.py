@@ -42,8 +42,7 @@ async def poison(dlq: str, topic: str, message: Any, error: Exception) -> None:
                 message.offset, error)
 
 
-def envelope_agent(topic_name: str, kind: str, process: Callable[[], Any],
-                   dlq: str | None = None) -> None:
+def envelope_agent(topic_name: str, kind: str, process: Callable[[], Any]) -> None:
     """An agent that hands each envelope of `kind` to `process()` (resolved per message,
     once the worker's stores are open), in per-aggregate lanes, acking when done."""
     @app.agent(raw_topic(topic_name), name=f"spice.agents.{topic_name}")
@@ -60,7 +59,7 @@ def envelope_agent(topic_name: str, kind: str, process: Callable[[], Any],
                                              and "command_type" not in envelope.metadata):
                     raise ValueError(f"not a {kind} envelope (metadata.kind/command_type)")
             except (ValidationError, ValueError, UnicodeDecodeError) as error:
-                await poison(dlq or f"{topic_name}_dlq", topic_name, message, error)
+                await poison(f"{topic_name}_dlq", topic_name, message, error)
                 await acks.finished(entry)
                 continue
             headers = dict(message.headers or [])

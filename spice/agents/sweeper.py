@@ -11,6 +11,7 @@ was merely slow costs a duplicate, never a second effect.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -57,9 +58,8 @@ class Sweeper:
         keys = [k async for k in self.store.list_positions(start, limit=self.batch) if k <= horizon]
         if not keys:
             return 0, 0
-        envelopes = []
-        for key in keys:
-            envelopes += await self.store.read_batch(key)
+        batches = await asyncio.gather(*[self.store.read_batch(key) for key in keys])
+        envelopes = [envelope for batch in batches for envelope in batch]
         pending: dict[str, list[Any]] = {"command": [], "domain": []}
         for envelope in envelopes:
             if envelope.kind in pending:

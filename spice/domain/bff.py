@@ -55,6 +55,21 @@ def _check_fields(item: Any, allowed: set[str], path: str, errors: ErrorCollecto
     return True
 
 
+def _list_of(body: Mapping[str, Any], key: str, errors: ErrorCollector, what: str) -> list[Any]:
+    raw = body.get(key, [])
+    if not isinstance(raw, list):
+        errors.add(f"class.{key}", f"must be a list{what}")
+        return []
+    return raw
+
+
+def _names_itself(ref: Any, own: tuple[str, str | None]) -> bool:
+    """A class may refer to itself (by id or label) before it exists."""
+    own_id, own_label = own
+    return ref == own_id or (isinstance(ref, str) and own_label is not None
+                             and normalise_label(ref) == normalise_label(own_label))
+
+
 def _resolve(index: LabelIndex, ref: Any, field: str, errors: list[DomainError]) -> str | None:
     """Resolve a class label, collecting the error instead of raising it."""
     try:
@@ -74,9 +89,8 @@ def resolve_type(type_ref: Any, index: LabelIndex, field: str, own: tuple[str, s
     localised = TYPE_LABELS.get(normalise_label(type_ref))
     if localised:
         return "type", localised
-    own_id, own_label = own
-    if own_label is not None and normalise_label(type_ref) in {normalise_label(own_label), own_id}:
-        return "class", own_id  # a class may refer to itself before it exists
+    if _names_itself(type_ref, own):
+        return "class", own[0]
     return "class", index.resolve_class(type_ref, field)
 
 
@@ -102,10 +116,7 @@ def class_from_labels(body: Mapping[str, Any], index: LabelIndex, language: str,
     for key in ("label", "description", "abstract"):
         if key in body:
             out[key] = body[key]
-    parents = body.get("parents", [])
-    if not isinstance(parents, list):
-        errors.add("class.parents", "must be a list of class labels or ids")
-        parents = []
+    parents = _list_of(body, "parents", errors, " of class labels or ids")
     resolved_parents = [_resolve(index, ref, f"class.parents[{i}]", label_errors)
                         for i, ref in enumerate(parents)]
     out["parents"] = [p for p in resolved_parents if p is not None]
@@ -115,11 +126,7 @@ def class_from_labels(body: Mapping[str, Any], index: LabelIndex, language: str,
     properties: list[dict[str, Any]] = []
     relationships: list[dict[str, Any]] = []
     own = (class_id, display)
-    raw_props = body.get("properties", [])
-    if not isinstance(raw_props, list):
-        errors.add("class.properties", "must be a list")
-        raw_props = []
-    for i, prop in enumerate(raw_props):
+    for i, prop in enumerate(_list_of(body, "properties", errors, "")):
         path = f"class.properties[{i}]"
         if not _check_fields(prop, PROPERTY_FIELDS, path, errors):
             continue
@@ -143,19 +150,13 @@ def class_from_labels(body: Mapping[str, Any], index: LabelIndex, language: str,
             item = {k: v for k, v in prop.items() if k != "cardinality"}
             item.update(name=name, type=resolved)
             properties.append(item)
-    raw_rels = body.get("relationships", [])
-    if not isinstance(raw_rels, list):
-        errors.add("class.relationships", "must be a list")
-        raw_rels = []
-    for i, rel in enumerate(raw_rels):
+    for i, rel in enumerate(_list_of(body, "relationships", errors, "")):
         path = f"class.relationships[{i}]"
         if not _check_fields(rel, RELATIONSHIP_FIELDS, path, errors):
             continue
         name = _member_name(rel, "predicate", old_members, taken, language, path, errors)
         target = rel.get("target")
-        own_match = isinstance(target, str) and display is not None and \
-            normalise_label(target) == normalise_label(display)
-        resolved_target = class_id if own_match or target == class_id else _resolve(
+        resolved_target = class_id if _names_itself(target, own) else _resolve(
             index, target, f"{path}.target", label_errors)
         if name is None or resolved_target is None:
             continue
