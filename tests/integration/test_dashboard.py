@@ -82,7 +82,7 @@ async def test_dashboard_numbers_move_and_match_the_api(worker, http, browser):
         await asyncio.sleep(2.5)  # one page refresh after the API answer; nothing is flowing now
         page = {state: page_number(browser, f"state-{state}") for state in api}
         return page == api and api
-    assert await eventually(matches_api, timeout=20), "the page's counts never matched the API"
+    assert await eventually(matches_api, timeout=60), "the page's counts never matched the API"
     assert page_number(browser, "total-commands") == sum((await matches_api()).values())
 
     recent_ids = browser.execute_script(
