@@ -82,7 +82,9 @@ RATE_LIMITED = Counter("spice_rate_limited_total", "Requests refused with 429", 
 AUTH_FAILURES = Counter("spice_auth_failures_total", "Requests refused with 401 or 403", ("code",))
 RESENT = Counter("spice_sweeper_resent_total",
                  "Stored envelopes the sweeper found unprocessed and sent again", ("kind",))
-ALL = (RESENT, HTTP_REQUESTS, HTTP_LATENCY, COMMANDS, CLAIMS, PROJECTED, RATE_LIMITED, AUTH_FAILURES)
+REWOUND = Counter("spice_partitions_rewound_total",
+                  "Partitions sought back to a head message the worker had lost", ("topic",))
+ALL = (RESENT, REWOUND, HTTP_REQUESTS, HTTP_LATENCY, COMMANDS, CLAIMS, PROJECTED, RATE_LIMITED, AUTH_FAILURES)
 
 
 def render_all() -> list[str]:

@@ -111,6 +111,7 @@ class Runtime:
                                          key=aggregate.encode())
 
         status = StatusTracker(redis, settings.command_status_ttl_seconds, emit=emit_status)
+        stack.push_async_callback(status.close)
         registry = PostgresRegistry(pool, owner, settings.registry_lease_seconds)
         handler = CommandHandler(
             Guarded(event_store, breakers["event_store"]), registry,  # type: ignore[arg-type]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
@@ -27,8 +29,16 @@ class CommandStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+log = logging.getLogger(__name__)
+
 # Longest a status write waits on Redis before the topic alone records it.
 REDIS_TIMEOUT = 5.0
+# While Redis is known down, how often one probe checks whether it is back.
+PROBE_INTERVAL = 1.0
+# Transitions kept, while Redis is down, to replay once it is back (oldest dropped
+# first beyond this; the command_status table has every one of them anyway).
+MISSED_LIMIT = 200_000
+REPLAY_BATCH = 500
 TERMINAL = frozenset({CommandStatus.COMPLETED, CommandStatus.FAILED, CommandStatus.CANCELLED})
 
 UPDATE_SCRIPT = """
@@ -106,6 +116,64 @@ class StatusTracker:
         # CPU per call than Redis does, and a worker makes three updates per command.
         self._pending: list[tuple[dict[str, Any], asyncio.Future[str]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # Redis down: writes skip it at once (instead of each waiting for its timeout,
+        # which made a worker crawl through an outage), go to the topic, and are kept
+        # here to be replayed when a probe finds Redis back, so Redis does not keep
+        # showing a stale PENDING or PROCESSING for a command that finished meanwhile.
+        self._missed: deque[dict[str, Any]] = deque(maxlen=MISSED_LIMIT)
+        self._prober: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            await asyncio.gather(self._prober, return_exceptions=True)
+
+    @property
+    def redis_down(self) -> bool:
+        return self._prober is not None and not self._prober.done()
+
+    @property
+    def missed(self) -> int:
+        return len(self._missed)
+
+    def _check_up(self) -> None:
+        if self.redis_down:
+            raise RedisError("Redis is down (status writes go to the command_status topic)")
+
+    def _went_down(self, error: BaseException) -> None:
+        if not self.redis_down:
+            log.warning("Redis unavailable (%s: %s): status goes to the command_status topic "
+                        "until it is back", type(error).__name__, error)
+            self._prober = asyncio.create_task(self._probe_until_back())
+
+    async def _probe_until_back(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            try:
+                await asyncio.wait_for(self.redis.ping(), REDIS_TIMEOUT)
+                await self._replay()
+            except (TimeoutError, RedisError, OSError):
+                continue
+            log.info("Redis is back: missed status transitions replayed")
+            return
+
+    async def _replay(self) -> None:
+        """Send the transitions Redis missed, oldest first. The update script keeps a
+        terminal state over any late non-terminal one, so replay order is safe. A batch
+        leaves the queue only once Redis took it."""
+        while self._missed:
+            batch = [self._missed[i] for i in range(min(REPLAY_BATCH, len(self._missed)))]
+            pipe = self.redis.pipeline(transaction=False)
+            for change in batch:
+                await self._call_script(change, pipe)
+            await asyncio.wait_for(pipe.execute(), REDIS_TIMEOUT)
+            for _ in batch:
+                self._missed.popleft()
+
+    async def _call_script(self, change: dict[str, Any], pipe: Any) -> None:
+        cid = change["command_id"]
+        await self._script(keys=[status_key(cid), result_key(cid), channel(cid)],
+                           args=[json.dumps(change), self.ttl], client=pipe)
 
     async def update(self, command_id: str, status: str, message: str = "", *,
                      result: Any = None, error: Any = None, progress: float | None = None,
@@ -120,13 +188,16 @@ class StatusTracker:
             change["result"] = result
         doc: dict[str, Any] | None = None
         try:
+            self._check_up()
             encoded = await asyncio.wait_for(self._queue(change), REDIS_TIMEOUT)
             doc = json.loads(encoded)
-        except (TimeoutError, RedisError, OSError):
+        except (TimeoutError, RedisError, OSError) as error:
             # Redis is a cache of status: the topic below (and its Faust table) still
             # records the transition, and the status API falls back to that table.
             if self.emit is None:
                 raise
+            self._missed.append(change)
+            self._went_down(error)
         if self.emit is not None:
             await self.emit(change)
         return doc
@@ -147,9 +218,7 @@ class StatusTracker:
                 # update would wait forever on a future nobody resolves.
                 pipe = self.redis.pipeline(transaction=False)
                 for change, _ in batch:
-                    cid = change["command_id"]
-                    await self._script(keys=[status_key(cid), result_key(cid), channel(cid)],
-                                       args=[json.dumps(change), self.ttl], client=pipe)
+                    await self._call_script(change, pipe)
                 results = await asyncio.wait_for(pipe.execute(), REDIS_TIMEOUT)
             except asyncio.CancelledError:
                 for _, future in batch:
@@ -166,6 +235,7 @@ class StatusTracker:
                     future.set_result(result)
 
     async def get(self, command_id: str) -> dict[str, Any] | None:
+        self._check_up()
         raw, result = await self.redis.mget(status_key(command_id), result_key(command_id))
         if raw is None:
             return None
@@ -183,6 +253,7 @@ class StatusTracker:
         re-reads every `recheck_every` seconds in case a message was dropped.
         """
         done = done or (lambda doc: doc.get("status") in TERMINAL)
+        self._check_up()
         deadline = time.monotonic() + timeout
         pubsub = self.redis.pubsub()
         try:

@@ -95,6 +95,11 @@ async def render() -> str:
     out.append("# TYPE spice_circuit_open gauge")
     for name, breaker in app.runtime.breakers.items():
         out.append(line("spice_circuit_open", int(breaker.state != "closed"), store=name))
+    out.append("# HELP spice_status_redis_down 1 while status writes skip Redis (known down)")
+    out.append("# TYPE spice_status_redis_down gauge")
+    out.append(line("spice_status_redis_down", int(app.runtime.status.redis_down)))
+    out.append("# TYPE spice_status_redis_missed gauge")
+    out.append(line("spice_status_redis_missed", app.runtime.status.missed))
     out.extend(render_all())
     return "\n".join(out) + "\n"
 

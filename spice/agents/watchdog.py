@@ -1,0 +1,70 @@
+"""Unstick a partition whose head message was lost inside the worker.
+
+Our commit rule (spice/faust_fixes.py) never commits past an unacknowledged head
+message. If Faust fetched that message and then dropped it without handing it to
+an agent (seen after broker outages and rebalances), nothing will ever ack it: the
+partition's committed offset stays put while later messages are processed, and a
+restart would redeliver everything since. The sweeper re-sends the envelope, so the
+command is not lost, but the commit stays stuck.
+
+So, every CHECK_INTERVAL seconds: a partition whose committed offset is owed (later
+offsets acked), whose head message nobody holds (not among the consumer's unacked,
+in-flight messages) and that looked the same at the previous check, is sought back
+to its committed offset. The messages after it come again too; the registry makes
+those duplicates no-ops.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from spice.app import app
+from spice.observability import REWOUND
+from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
+
+log = logging.getLogger(__name__)
+CHECK_INTERVAL = 15.0
+WATCHED = frozenset([*COMMAND_TOPICS, *EVENT_TOPICS])
+
+
+def stuck_heads(consumer: Any, topics: frozenset[str] = WATCHED) -> dict[Any, int]:
+    """Partitions (TP → committed offset) whose head message is owed and held by nobody."""
+    held = {(m.tp, m.offset) for m in list(consumer._unacked_messages)}
+    out = {}
+    for tp, acked in list(consumer._acked.items()):
+        if tp.topic not in topics or not acked:
+            continue
+        committed = consumer._committed_offset.get(tp)
+        if committed is None or min(acked) <= committed or consumer._gap[tp].overlaps(committed):
+            continue
+        if (tp, committed) not in held:
+            out[tp] = committed
+    return out
+
+
+class Watchdog:
+    def __init__(self) -> None:
+        self._suspects: dict[Any, int] = {}
+
+    async def check(self, consumer: Any) -> list[Any]:
+        """Seek back the partitions stuck at the same head for two checks in a row."""
+        now = stuck_heads(consumer)
+        rewind = [tp for tp, offset in now.items() if self._suspects.get(tp) == offset]
+        self._suspects = {tp: offset for tp, offset in now.items() if tp not in rewind}
+        assigned = consumer.assignment()
+        for tp in rewind:
+            if tp not in assigned:
+                continue
+            log.warning("%s[%s]: head message %s was never processed and nobody holds it; "
+                        "seeking back to it", tp.topic, tp.partition, now[tp])
+            await consumer.seek(tp, now[tp])
+            REWOUND.inc(tp.topic)
+        return rewind
+
+
+watchdog = Watchdog()
+
+
+@app.timer(CHECK_INTERVAL)
+async def unstick_partitions() -> None:
+    await watchdog.check(app.consumer)

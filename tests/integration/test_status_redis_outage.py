@@ -1,0 +1,100 @@
+"""The status tracker through a Redis outage, on a Redis server of the test's own:
+writes skip Redis at once while it is known down (each to the topic), and what
+Redis missed is replayed once it is back, so it does not keep a stale status."""
+import asyncio
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+
+from spice.stores import status as status_module
+from spice.stores.status import StatusTracker, status_key
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivateRedis:
+    def __init__(self, home, port: int) -> None:
+        self.home, self.port, self.proc = home, port, None
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.home),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL)
+        client = aioredis.Redis(port=self.port)
+        for _ in range(100):
+            try:
+                await client.ping()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+            except Exception:  # noqa: BLE001 - redis-py wraps refusals in its own errors
+                await asyncio.sleep(0.05)
+        await client.aclose()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+
+
+async def test_status_writes_skip_a_down_redis_and_replay_when_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(status_module, "PROBE_INTERVAL", 0.2)
+    server = PrivateRedis(tmp_path, free_port())
+    await server.start()
+    emitted: list[dict] = []
+
+    async def emit(change: dict) -> None:
+        emitted.append(change)
+
+    redis = aioredis.Redis(port=server.port, decode_responses=True, socket_timeout=2,
+                           socket_connect_timeout=1)
+    tracker = StatusTracker(redis, 3600, emit=emit)
+    ids = [str(uuid.uuid4()) for _ in range(20)]
+    try:
+        for cid in ids:
+            assert (await tracker.update(cid, "PENDING", "accepted"))["status"] == "PENDING"
+        server.stop()
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for cid in ids:
+            await tracker.update(cid, "PROCESSING", "claimed")
+            assert await tracker.update(cid, "COMPLETED", "done", result={"ok": cid}) is None
+        down_for = loop.time() - started
+        # Only the first write found out that Redis is gone; the other 39 did not wait.
+        assert tracker.redis_down and tracker.missed == 40
+        assert down_for < status_module.REDIS_TIMEOUT * 2, down_for
+        assert [c["status"] for c in emitted].count("COMPLETED") == 20  # the topic had them all
+        with pytest.raises(Exception):  # noqa: B017 - reads fail fast too (callers fall back)
+            await tracker.get(ids[0])
+
+        await server.start()
+        for _ in range(100):
+            if not tracker.redis_down:
+                break
+            await asyncio.sleep(0.1)
+        assert not tracker.redis_down and tracker.missed == 0
+        for cid in ids:
+            doc = await tracker.get(cid)
+            assert doc["status"] == "COMPLETED", doc
+            assert [h["status"] for h in doc["history"]] == ["PENDING", "PROCESSING", "COMPLETED"]
+            assert doc["result"] == {"ok": cid}
+        raw = json.loads(await redis.get(status_key(ids[0])))
+        assert raw["command_id"] == ids[0]
+    finally:
+        await tracker.close()
+        await redis.aclose()
+        server.stop()

@@ -1,0 +1,64 @@
+"""The partition watchdog: a head message owed and held by nobody is sought back to,
+once it has looked stuck at two checks in a row; one being processed is left alone."""
+from collections import defaultdict, namedtuple
+from types import SimpleNamespace
+
+import pytest
+from intervaltree import IntervalTree
+
+from spice.agents.watchdog import Watchdog, stuck_heads
+
+pytestmark = pytest.mark.unit
+TP = namedtuple("TP", "topic partition")
+HEAD = TP("instance_commands", 0)
+
+
+class FakeConsumer:
+    def __init__(self, committed: int, acked: list[int], held: list[int] = ()) -> None:
+        self._acked = defaultdict(list, {HEAD: acked})
+        self._committed_offset = defaultdict(lambda: None, {HEAD: committed})
+        self._gap = defaultdict(IntervalTree)
+        self._unacked_messages = [SimpleNamespace(tp=HEAD, offset=o) for o in held]
+        self.sought: list[tuple] = []
+
+    def assignment(self):
+        return {HEAD}
+
+    async def seek(self, tp, offset):
+        self.sought.append((tp, offset))
+
+
+def test_a_head_owed_by_nobody_is_stuck():
+    assert stuck_heads(FakeConsumer(10, [11, 12])) == {HEAD: 10}
+
+
+def test_a_head_in_flight_is_not_stuck():
+    assert stuck_heads(FakeConsumer(10, [11, 12], held=[10])) == {}
+
+
+def test_contiguous_acks_and_known_gaps_are_not_stuck():
+    assert stuck_heads(FakeConsumer(10, [10, 11])) == {}
+    gapped = FakeConsumer(10, [12])
+    gapped._gap[HEAD].addi(10, 12)
+    assert stuck_heads(gapped) == {}
+
+
+def test_other_topics_are_not_watched():
+    consumer = FakeConsumer(10, [11])
+    consumer._acked = defaultdict(list, {TP("command_status", 0): [11]})
+    consumer._committed_offset = defaultdict(lambda: None, {TP("command_status", 0): 10})
+    assert stuck_heads(consumer) == {}
+
+
+async def test_seeks_back_only_after_two_checks_at_the_same_head():
+    dog, consumer = Watchdog(), FakeConsumer(10, [11, 12])
+    assert await dog.check(consumer) == [] and consumer.sought == []
+    assert await dog.check(consumer) == [HEAD]
+    assert consumer.sought == [(HEAD, 10)]
+
+
+async def test_a_head_that_moved_between_checks_is_not_sought():
+    dog, consumer = Watchdog(), FakeConsumer(10, [11, 12])
+    await dog.check(consumer)
+    consumer._committed_offset[HEAD], consumer._acked[HEAD] = 13, [14]
+    assert await dog.check(consumer) == [] and consumer.sought == []
