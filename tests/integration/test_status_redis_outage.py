@@ -28,11 +28,14 @@ class PrivateRedis:
     def __init__(self, home, port: int) -> None:
         self.home, self.port, self.proc = home, port, None
 
-    async def start(self) -> None:
+    def spawn(self) -> None:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.home),
              "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
             stdout=subprocess.DEVNULL)
+
+    async def start(self) -> None:
+        self.spawn()
         client = aioredis.Redis(port=self.port)
         for _ in range(100):
             try:
