@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/spice stack up
 	$(BIN)/python -m bench.event_store
 	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.workers
 	$(BIN)/python -m bench.projections
 
 lint: install

@@ -290,17 +290,20 @@ class S3EventStore:
     def raw_cached(self, key: str) -> bytes | None:
         return self._raw.get(key)
 
+    async def read_raw(self, key: str) -> bytes:
+        """A stored batch as bytes (JSON lines), uncached: for bulk readers (rebuild)."""
+        try:
+            response = await self.s3.get_object(Bucket=self.bucket, Key=key)
+            async with response["Body"] as stream:
+                return await stream.read()  # type: ignore[no-any-return]
+        except (ClientError, BotoCoreError, OSError) as error:
+            raise _as_store_error(error) from error
+
     async def read_batch(self, key: str) -> list[Envelope]:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        try:
-            response = await self.s3.get_object(Bucket=self.bucket, Key=key)
-            async with response["Body"] as stream:
-                body = await stream.read()
-        except (ClientError, BotoCoreError, OSError) as error:
-            raise _as_store_error(error) from error
-        envelopes = decode_batch(body)
+        envelopes = decode_batch(await self.read_raw(key))
         self._remember(key, envelopes)
         return envelopes
 

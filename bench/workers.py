@@ -1,0 +1,69 @@
+"""Command worker throughput without the HTTP layer in the way.
+
+    python -m bench.workers [--commands N]
+
+One real worker runs (`faust -A spice.app worker`); this process appends N
+CREATE_INSTANCE commands to the event store exactly as the API does (group commit,
+64 at a time, PENDING recorded), and the clock stops when the processed-events
+registry says all N are done. What is measured is the worker's path: publisher →
+Kafka → command agent → claim, decide, event append, graph write, mark-done, status.
+bench/api.py measures the same with the API (and its HTTP clients) sharing the cores.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+import aiohttp
+
+from bench.api import LOGS, setup_db, wait_applied
+from bench.common import machine, report
+from spice.domain.messages import CommandType, instance_aggregate
+from spice.handlers.submit import CommandSubmitter
+from spice.runtime import Runtime
+from spice.settings import Settings
+from tests.integration.worker import WorkerProcess
+
+
+async def applied_rate(runtime: Runtime, session: aiohttp.ClientSession, url: str, total: int) -> float:
+    db = await setup_db(session, url)
+    submitter = CommandSubmitter(runtime.event_store, runtime.status)
+    slots = asyncio.Semaphore(64)
+    ids: list[str] = []
+
+    async def one(n: int) -> None:
+        async with slots:
+            data = {"db": db, "class_id": "Item", "instance_id": f"i{n}", "data": {"n": n}}
+            stored = await submitter.submit(CommandType.CREATE_INSTANCE,
+                                            instance_aggregate(db, "Item", f"i{n}"), data,
+                                            actor="bench", db=db)
+            ids.append(stored.command_id)
+
+    started = time.perf_counter()
+    await asyncio.gather(*[one(n) for n in range(total)])
+    finished = await wait_applied(runtime, ids)
+    return total / (finished - started)
+
+
+async def main(total: int) -> None:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    runtime = await Runtime.open(Settings())
+    worker = WorkerProcess(16268, LOGS / "worker-only.log").start()
+    try:
+        _, key = await runtime.keys.create("bench-workers", {"*": "admin"}, rate_per_second=1e6)
+        async with aiohttp.ClientSession(headers={"X-API-Key": key}) as session:
+            print(f"# command worker benchmark ({machine()}), {total:,} commands a run")
+            runs = [await applied_rate(runtime, session, worker.url, total) for _ in range(3)]
+            report("commands fully applied/s, 1 worker, commands appended to the store",
+                   statistics.median(runs), runs)
+    finally:
+        worker.stop()
+        await runtime.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--commands", type=int, default=3000)
+    asyncio.run(main(parser.parse_args().commands))
