@@ -43,8 +43,11 @@ def make_graph_store(settings: Settings, pool: asyncpg.Pool) -> GraphStore:
 
 def make_search_index(settings: Settings, pool: asyncpg.Pool) -> SearchIndex:
     if settings.search_backend == "elasticsearch":
-        raise RuntimeError("SEARCH_BACKEND=elasticsearch: the Elasticsearch adapter is not "
-                           "written yet; use the default PostgreSQL read model")
+        if not settings.elasticsearch_url:
+            raise RuntimeError("SEARCH_BACKEND=elasticsearch needs ELASTICSEARCH_URL")
+        from spice.stores.search_elasticsearch import ElasticsearchSearchIndex
+
+        return ElasticsearchSearchIndex(settings.elasticsearch_url)  # type: ignore[return-value]
     return PostgresSearchIndex(pool)
 
 
@@ -118,6 +121,8 @@ class Runtime:
             Guarded(graph, breakers["graph"]), status, dead_letter,  # type: ignore[arg-type]
             max_attempts=settings.command_max_attempts, retry_base=settings.command_retry_base_seconds)
         search = make_search_index(settings, pool)
+        if hasattr(search, "close"):
+            stack.push_async_callback(search.close)
         projector = ProjectionHandler(registry, search, status, dead_letter,
                                       max_attempts=settings.command_max_attempts,
                                       retry_base=settings.command_retry_base_seconds)

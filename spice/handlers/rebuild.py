@@ -133,6 +133,10 @@ async def rebuild(runtime: Runtime, db: str | None = None, out: TextIO = sys.std
 
 
 async def _rebuild(runtime: Runtime, db: str | None, out: TextIO) -> dict[str, Any]:
+    from spice.stores.search_elasticsearch import ElasticsearchSearchIndex
+
+    if isinstance(runtime.search, ElasticsearchSearchIndex):
+        return await _rebuild_elasticsearch(runtime, runtime.search, db, out)
     pool = runtime.pool
     async with pool.acquire() as conn:
         await conn.execute(f"DROP TABLE IF EXISTS {NEXT_TABLE}")
@@ -176,8 +180,35 @@ async def _rebuild(runtime: Runtime, db: str | None, out: TextIO) -> dict[str, A
             "db": db or "all", "position": position}
 
 
+async def _rebuild_elasticsearch(runtime: Runtime, live: Any, db: str | None,
+                                 out: TextIO) -> dict[str, Any]:
+    """Fresh indexes behind the aliases, filled from the store, then one atomic alias swap;
+    live writes that went to the old indexes meanwhile are replayed after it."""
+    from spice.stores.search_elasticsearch import ElasticsearchSearchIndex
+
+    async with runtime.pool.acquire() as conn:
+        total = await conn.fetchval("SELECT count(*) FROM event_index")
+    target = ElasticsearchSearchIndex("", client=live.es, build=f"r{int(time.time())}")
+    progress = Progress(total, out)
+    started = time.time()
+    position = await replay_into(runtime, target, None, db, progress)  # type: ignore[arg-type]
+    position = await replay_into(runtime, target, position, db, progress)  # type: ignore[arg-type]
+    await target.publish()
+    recent = position_at(started - runtime.settings.event_publisher_lookback_seconds)
+    await replay_into(runtime, live, min(recent, position or recent), db, progress)
+    progress.add(0, force=True)
+    out.write("\n")
+    return {"envelopes_replayed": progress.done, "rate_per_second": round(progress.rate),
+            "db": db or "all", "position": position}
+
+
 async def verify(runtime: Runtime, db: str | None = None) -> dict[str, Any]:
     """Compare the read model with the graph store; every difference is listed."""
+    from spice.stores.search_elasticsearch import ElasticsearchSearchIndex
+
+    if isinstance(runtime.search, ElasticsearchSearchIndex):
+        raise RuntimeError("verify compares the PostgreSQL read model; on Elasticsearch use a "
+                           "rebuild (it replays the event store) until verify learns to read it")
     graph = runtime.graph
     names = [db] if db else [d["name"] for d in await graph.list_databases()]
     drift: list[dict[str, Any]] = []

@@ -1,0 +1,265 @@
+"""The SearchIndex port on Elasticsearch (SEARCH_BACKEND=elasticsearch, ELASTICSEARCH_URL).
+
+Two indexes per database, one for classes and one for instances, each reached by an
+alias (`spice-classes-<db>`, `spice-instances-<db>`) over a concrete index, so a rebuild
+can fill a fresh index and swap the alias in one atomic call.
+
+Versions: every write carries the event's sequence number as an external version.
+An upsert applies only over a lower version (`external`); a delete is a tombstone
+document (`deleted: true`) written with `external_gte`, not a real delete, because
+Elasticsearch forgets deleted versions after `index.gc_deletes` (60 s) and a late,
+older create could then bring the document back. Searches filter tombstones out.
+Version conflicts in a bulk answer are the rule working (an older or repeated
+event), not errors.
+
+Labels are indexed three ways: the standard analyzer (words in any script), `cjk`
+bigrams (Korean, Japanese, Chinese have no spaces to split on), and edge n-grams
+for prefixes; queries are fuzzy. Property filters use a `flattened` copy of the
+document, so instances of different classes never fight over a field's type.
+Writes refresh with `wait_for`: once a PROJECTED status is recorded the write is
+searchable, which is what `wait=projected` promises.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from spice.domain.messages import EventType
+from spice.stores.errors import StoreUnavailable
+from spice.stores.search import decode_cursor, encode_cursor, fold_one
+
+PREFIX = "spice"
+KINDS = ("class", "instance")
+SETTINGS = {
+    "analysis": {
+        "filter": {"edge": {"type": "edge_ngram", "min_gram": 1, "max_gram": 20}},
+        "analyzer": {"prefix": {"tokenizer": "standard", "filter": ["lowercase", "edge"]}},
+    },
+}
+MAPPINGS = {
+    "dynamic": False,
+    "properties": {
+        "doc_id": {"type": "keyword"},
+        "class_id": {"type": "keyword"},
+        "version": {"type": "long"},
+        "deleted": {"type": "boolean"},
+        "labels": {"type": "text", "analyzer": "standard", "fields": {
+            "cjk": {"type": "text", "analyzer": "cjk"},
+            "prefix": {"type": "text", "analyzer": "prefix", "search_analyzer": "standard"}}},
+        "body": {"type": "flattened"},
+        "document": {"type": "object", "enabled": False},
+    },
+}
+LABEL_FIELDS = ["labels^2", "labels.cjk", "labels.prefix"]
+
+
+def alias_name(db: str, kind: str) -> str:
+    """Index names must be lowercase and plain; the digest keeps `Sales` and `sales` apart."""
+    slug = re.sub(r"[^a-z0-9_-]", "_", db.lower())[:100]
+    digest = hashlib.sha1(db.encode()).hexdigest()[:8]
+    return f"{PREFIX}-{kind}s-{slug}-{digest}"
+
+
+def filter_terms(filters: dict[str, Any], path: str = "body") -> list[dict[str, Any]]:
+    """Property filters as term queries on the flattened copy (values are keywords there)."""
+    terms: list[dict[str, Any]] = []
+    for key, value in filters.items():
+        field = f"{path}.{key}"
+        if isinstance(value, dict):
+            terms += filter_terms(value, field)
+        elif isinstance(value, list):
+            terms += [{"term": {field: _keyword(v)}} for v in value]
+        else:
+            terms.append({"term": {field: _keyword(value)}})
+    return terms
+
+
+def _keyword(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def bulk_operations(folded: dict[tuple[str, str, str], tuple[int, Any, str | None]],
+                    index_of: Any = alias_name) -> list[dict[str, Any]]:
+    ops: list[dict[str, Any]] = []
+    for (db, kind, doc_id), (version, row, class_id) in folded.items():
+        if row is None:
+            ops.append({"index": {"_index": index_of(db, kind), "_id": doc_id, "version": version,
+                                  "version_type": "external_gte"}})
+            ops.append({"doc_id": doc_id, "class_id": class_id, "version": version, "deleted": True,
+                        "labels": "", "body": {}, "document": {}})
+        else:
+            body = json.loads(row[2])
+            ops.append({"index": {"_index": index_of(db, kind), "_id": doc_id, "version": version,
+                                  "version_type": "external"}})
+            ops.append({"doc_id": doc_id, "class_id": row[0], "version": version, "deleted": False,
+                        "labels": row[1], "body": body, "document": body})
+    return ops
+
+
+class ElasticsearchSearchIndex:
+    """`build`: a rebuild's target. Writes go to fresh concrete indexes (`<alias>-<build>`),
+    not to the aliases, until `publish()` swaps every alias it filled in one call."""
+
+    def __init__(self, url: str, client: Any = None, build: str | None = None) -> None:
+        if client is None:
+            from elasticsearch import AsyncElasticsearch
+
+            client = AsyncElasticsearch(hosts=[url], request_timeout=30)
+        self.es = client
+        self.build = build
+        self._ready: set[str] = set()
+
+    def index_of(self, db: str, kind: str) -> str:
+        alias = alias_name(db, kind)
+        return f"{alias}-{self.build}" if self.build else alias
+
+    async def publish(self) -> list[str]:
+        """Point each alias this build filled at its new index, all in one atomic call,
+        and drop the indexes they pointed at before."""
+        actions: list[dict[str, Any]] = []
+        old: list[str] = []
+        try:
+            for alias in sorted(self._ready):
+                if await self.es.indices.exists_alias(name=alias):
+                    for index in (await self.es.indices.get_alias(name=alias)).keys():
+                        actions.append({"remove": {"index": index, "alias": alias}})
+                        old.append(index)
+                actions.append({"add": {"index": f"{alias}-{self.build}", "alias": alias,
+                                        "is_write_index": True}})
+            if actions:
+                await self.es.indices.update_aliases(actions=actions)
+            if old:
+                await self.es.indices.delete(index=",".join(old), ignore_unavailable=True)
+        except Exception as error:
+            raise self._unavailable(error) from error
+        return sorted(self._ready)
+
+    async def close(self) -> None:
+        await self.es.close()
+
+    # ---- writes ---------------------------------------------------------------
+
+    async def ensure_alias(self, alias: str) -> None:
+        if alias in self._ready:
+            return
+        try:
+            if self.build:
+                await self.es.indices.create(index=f"{alias}-{self.build}", settings=SETTINGS,
+                                             mappings=MAPPINGS)
+            elif not await self.es.indices.exists_alias(name=alias):
+                await self.es.indices.create(index=f"{alias}-000001", settings=SETTINGS,
+                                             mappings=MAPPINGS, aliases={alias: {"is_write_index": True}})
+        except Exception as error:
+            if "resource_already_exists" not in str(error):  # a concurrent creator won
+                raise self._unavailable(error) from error
+        self._ready.add(alias)
+
+    async def apply(self, event: Any) -> None:
+        await self.apply_many([event])
+
+    async def apply_many(self, events: list[Any]) -> None:
+        await self.apply_changes((e.event_type, e.sequence_number, e.data) for e in events)
+
+    async def apply_changes(self, changes: Iterable[tuple[str, int | None, dict[str, Any]]]) -> None:
+        folded: dict[tuple[str, str, str], tuple[int, Any, str | None]] = {}
+        for event_type, sequence, data in changes:
+            if event_type == EventType.DATABASE_DELETED:
+                await self._write(folded)
+                folded = {}
+                await self.drop_database(data["name"])
+                continue
+            change = fold_one(event_type, sequence or 0, data)
+            if change is None:
+                continue
+            key, version, row, class_id = change
+            if key not in folded or version >= folded[key][0]:
+                folded[key] = (version, row, class_id)
+        await self._write(folded)
+
+    async def _write(self, folded: dict[tuple[str, str, str], tuple[int, Any, str | None]]) -> None:
+        if not folded:
+            return
+        for db, kind, _ in folded:
+            await self.ensure_alias(alias_name(db, kind))
+        try:
+            answer = await self.es.bulk(operations=bulk_operations(folded, self.index_of),
+                                        refresh="wait_for")
+        except Exception as error:
+            raise self._unavailable(error) from error
+        if answer.get("errors"):
+            failures = [item["index"] for item in answer["items"]
+                        if item["index"].get("status", 200) >= 300 and item["index"]["status"] != 409]
+            if failures:
+                raise StoreUnavailable("search", f"bulk write refused: {failures[0].get('error')}")
+
+    async def drop_database(self, db: str) -> None:
+        for kind in KINDS:
+            alias = alias_name(db, kind)
+            self._ready.discard(alias)
+            try:
+                if await self.es.indices.exists_alias(name=alias):
+                    concrete = list((await self.es.indices.get_alias(name=alias)).keys())
+                    await self.es.indices.delete(index=",".join(concrete), ignore_unavailable=True)
+            except Exception as error:
+                raise self._unavailable(error) from error
+
+    # ---- reads ----------------------------------------------------------------
+
+    async def _query(self, db: str, kind: str, q: str, class_id: str | None,
+                     filters: dict[str, Any], limit: int, offset: int) -> dict[str, Any]:
+        alias = alias_name(db, kind)
+        must: list[dict[str, Any]] = [{"multi_match": {"query": q, "fields": LABEL_FIELDS,
+                                                         "fuzziness": "AUTO"}}] if q else [{"match_all": {}}]
+        clauses = [{"term": {"deleted": False}}, *filter_terms(filters)]
+        if class_id is not None:
+            clauses.append({"term": {"class_id": class_id}})
+        try:
+            if not await self.es.indices.exists_alias(name=alias):
+                return {"total": 0, "hits": [], "cursor": None}
+            answer = await self.es.search(index=alias, query={"bool": {"must": must, "filter": clauses}},
+                                          sort=["_score", {"doc_id": "asc"}], from_=offset, size=limit,
+                                          track_total_hits=True)
+        except Exception as error:
+            raise self._unavailable(error) from error
+        total = answer["hits"]["total"]["value"]
+        rows = answer["hits"]["hits"]
+        hits = [{"id": h["_source"]["doc_id"], "class_id": h["_source"]["class_id"],
+                 "score": round(float(h.get("_score") or 0.0), 4), "document": h["_source"]["document"]}
+                for h in rows]
+        more = offset + len(rows) < total
+        return {"total": total, "hits": hits, "cursor": encode_cursor(offset + len(rows)) if more else None}
+
+    async def search(self, db: str, q: str = "", *, class_id: str | None = None,
+                     filters: dict[str, Any] | None = None, limit: int = 20,
+                     cursor: str | None = None) -> dict[str, Any]:
+        return await self._query(db, "instance", q.strip(), class_id, filters or {}, limit,
+                                 decode_cursor(cursor))
+
+    async def search_classes(self, db: str, q: str = "", limit: int = 50) -> dict[str, Any]:
+        return await self._query(db, "class", q.strip(), None, {}, limit, 0)
+
+    async def class_documents(self, db: str) -> list[dict[str, Any]]:
+        alias = alias_name(db, "class")
+        try:
+            if not await self.es.indices.exists_alias(name=alias):
+                return []
+            answer = await self.es.search(index=alias, query={"term": {"deleted": False}},
+                                          sort=[{"doc_id": "asc"}], size=10_000)
+        except Exception as error:
+            raise self._unavailable(error) from error
+        return [h["_source"]["document"] for h in answer["hits"]["hits"]]
+
+    async def ping(self) -> None:
+        try:
+            await self.es.info()
+        except Exception as error:
+            raise self._unavailable(error) from error
+
+    @staticmethod
+    def _unavailable(error: BaseException) -> StoreUnavailable:
+        return StoreUnavailable("search", f"{type(error).__name__}: {error}")
