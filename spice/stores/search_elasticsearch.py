@@ -60,7 +60,8 @@ def alias_name(db: str, kind: str) -> str:
     """Index names must be lowercase and plain; the digest keeps `Sales` and `sales` apart."""
     slug = re.sub(r"[^a-z0-9_-]", "_", db.lower())[:100]
     digest = hashlib.sha1(db.encode()).hexdigest()[:8]
-    return f"{PREFIX}-{kind}s-{slug}-{digest}"
+    plural = {"class": "classes", "instance": "instances"}[kind]
+    return f"{PREFIX}-{plural}-{slug}-{digest}"
 
 
 def filter_terms(filters: dict[str, Any], path: str = "body") -> list[dict[str, Any]]:
