@@ -1,6 +1,7 @@
 """The default graph store: jsonb documents in PostgreSQL, validated by spice/domain."""
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -10,6 +11,20 @@ from spice.domain.envelope import Envelope
 from spice.domain.messages import EventType
 from spice.domain.ontology import OntologyClass
 from spice.domain.schema import Schema
+from spice.stores.coalesce import Coalescer
+
+InstanceKey = tuple[str, str, str]
+InstanceRow = tuple[str, str, str, str, int]
+UPSERT_INSTANCES_SQL = (
+    "INSERT INTO graph_instances SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+    "$4::jsonb[], $5::bigint[]) ON CONFLICT (db, class_id, instance_id) DO UPDATE "
+    "SET data = EXCLUDED.data, version = EXCLUDED.version "
+    "WHERE graph_instances.version < EXCLUDED.version")
+UPSERT_INSTANCE_SQL = (
+    "INSERT INTO graph_instances VALUES ($1, $2, $3, $4, $5) "
+    "ON CONFLICT (db, class_id, instance_id) DO UPDATE "
+    "SET data = EXCLUDED.data, version = EXCLUDED.version "
+    "WHERE graph_instances.version < EXCLUDED.version")
 
 
 class PostgresGraphStore:
@@ -18,10 +33,22 @@ class PostgresGraphStore:
         # db -> (fingerprint, schema): parsing every class for every instance command
         # would dominate the worker; the fingerprint changes with any class write.
         self._schemas: dict[str, tuple[tuple[int, int, int], Schema]] = {}
+        # The instance path's statements, shared by the commands in flight at once
+        # (spice/stores/coalesce.py): reads by key, writes one row each per statement.
+        self._instance_reads: Coalescer[InstanceKey, str | None] = Coalescer(
+            self._read_instances, self._read_instance, key=lambda k: k, share=True)
+        self._instance_writes: Coalescer[InstanceRow, None] = Coalescer(
+            self._write_instances, self._write_instance, key=lambda row: row[:3])
+        self._fingerprints: Coalescer[str, Any] = Coalescer(
+            self._fingerprint_many, self._fingerprint, key=lambda db: db, share=True)
 
     async def apply(self, event: Envelope) -> None:
         kind = EventType(event.event_type)
         data, version = event.data, event.sequence_number or 0
+        if kind in (EventType.INSTANCE_CREATED, EventType.INSTANCE_UPDATED):
+            await self._instance_writes((data["db"], data["class_id"], data["instance_id"],
+                                         json.dumps(data["data"]), version))
+            return
         # One statement each (one round trip), except a database's deletion.
         async with self.pool.acquire() as conn:
             if kind is EventType.DATABASE_CREATED:
@@ -44,14 +71,6 @@ class PostgresGraphStore:
                 await conn.execute(
                     "DELETE FROM graph_classes WHERE db = $1 AND class_id = $2 AND version <= $3",
                     data["db"], data["class_id"], version)
-            elif kind in (EventType.INSTANCE_CREATED, EventType.INSTANCE_UPDATED):
-                await conn.execute(
-                    "INSERT INTO graph_instances VALUES ($1, $2, $3, $4, $5) "
-                    "ON CONFLICT (db, class_id, instance_id) DO UPDATE "
-                    "SET data = EXCLUDED.data, version = EXCLUDED.version "
-                    "WHERE graph_instances.version < EXCLUDED.version",
-                    data["db"], data["class_id"], data["instance_id"], json.dumps(data["data"]),
-                    version)
             elif kind is EventType.INSTANCE_DELETED:
                 await conn.execute(
                     "DELETE FROM graph_instances WHERE db = $1 AND class_id = $2 "
@@ -73,6 +92,15 @@ class PostgresGraphStore:
         for event in events:
             if event.event_type != EventType.INSTANCE_CREATED:
                 await self.apply(event)
+
+    async def _write_instances(self, rows: list[InstanceRow]) -> list[None]:
+        async with self.pool.acquire() as conn:
+            await conn.execute(UPSERT_INSTANCES_SQL, *(list(c) for c in zip(*rows, strict=True)))
+        return [None] * len(rows)
+
+    async def _write_instance(self, row: InstanceRow) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(UPSERT_INSTANCE_SQL, *row)
 
     async def _upsert_class(self, conn: asyncpg.Connection, db: str, cls: dict[str, Any],
                             version: int) -> None:
@@ -109,11 +137,7 @@ class PostgresGraphStore:
     async def schema_if_exists(self, db: str) -> Schema | None:
         """The database's schema, or None if the database does not exist: one round trip
         when the cached schema is still current."""
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT EXISTS (SELECT 1 FROM graph_databases WHERE name = $1) AS db, "
-                "count(*) AS n, coalesce(sum(version), 0) AS v, "
-                "coalesce(sum(hashtext(doc::text)), 0) AS h FROM graph_classes WHERE db = $1", db)
+        row = await self._fingerprints(db)
         if not row["db"]:
             return None
         fingerprint = (row["n"], row["v"], row["h"])
@@ -124,6 +148,16 @@ class PostgresGraphStore:
         schema = Schema({c.id: c for c in classes})
         self._schemas[db] = (fingerprint, schema)
         return schema
+
+    async def _fingerprint(self, db: str) -> Any:
+        async with self.pool.acquire() as conn:
+            return await conn.fetchrow(
+                "SELECT EXISTS (SELECT 1 FROM graph_databases WHERE name = $1) AS db, "
+                "count(*) AS n, coalesce(sum(version), 0) AS v, "
+                "coalesce(sum(hashtext(doc::text)), 0) AS h FROM graph_classes WHERE db = $1", db)
+
+    async def _fingerprint_many(self, dbs: list[str]) -> list[Any]:
+        return list(await asyncio.gather(*[self._fingerprint(db) for db in dbs]))
 
     async def get_class(self, db: str, class_id: str) -> dict[str, Any] | None:
         async with self.pool.acquire() as conn:
@@ -138,11 +172,24 @@ class PostgresGraphStore:
         return {r["class_id"]: r["n"] for r in rows}
 
     async def get_instance(self, db: str, class_id: str, instance_id: str) -> dict[str, Any] | None:
-        async with self.pool.acquire() as conn:
-            data = await conn.fetchval(
-                "SELECT data FROM graph_instances WHERE db = $1 AND class_id = $2 AND instance_id = $3",
-                db, class_id, instance_id)
+        data = await self._instance_reads((db, class_id, instance_id))
         return json.loads(data) if data else None
+
+    async def _read_instance(self, key: InstanceKey) -> str | None:
+        async with self.pool.acquire() as conn:
+            return await conn.fetchval(  # type: ignore[no-any-return]
+                "SELECT data FROM graph_instances WHERE db = $1 AND class_id = $2 AND instance_id = $3",
+                *key)
+
+    async def _read_instances(self, keys: list[InstanceKey]) -> list[str | None]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT u.ord, g.data FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY "
+                "AS u(db, class_id, instance_id, ord) JOIN graph_instances g ON g.db = u.db "
+                "AND g.class_id = u.class_id AND g.instance_id = u.instance_id",
+                *(list(c) for c in zip(*keys, strict=True)))
+        found = {r["ord"]: r["data"] for r in rows}
+        return [found.get(i + 1) for i in range(len(keys))]
 
     async def existing_instances(self, db: str, class_id: str, ids: list[str]) -> set[str]:
         async with self.pool.acquire() as conn:

@@ -13,6 +13,7 @@ from enum import StrEnum
 import asyncpg
 
 from spice.observability import CLAIMS
+from spice.stores.coalesce import Coalescer
 
 
 class ClaimOutcome(StrEnum):
@@ -71,10 +72,11 @@ SELECT i.event_id, c.attempt_count AS attempt, coalesce(v.last_sequence, 0) AS l
  ORDER BY i.ord
 """
 MARK_DONE_MANY_SQL = """
-WITH input AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(event_id, aggregate_id, seq)),
+WITH input AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[])
+                             AS t(event_id, aggregate_id, seq, error)),
 done AS (
     UPDATE processed_events p SET status = 'done', owner = NULL, lease_until = NULL,
-           last_error = NULL, updated_at = now()
+           last_error = i.error, updated_at = now()
       FROM input i WHERE p.handler = $1 AND p.event_id = i.event_id)
 INSERT INTO aggregate_versions (handler, aggregate_id, last_sequence)
 SELECT $1, aggregate_id, max(seq) FROM input WHERE seq IS NOT NULL GROUP BY aggregate_id
@@ -98,12 +100,38 @@ class PostgresRegistry:
         self.pool = pool
         self.owner = owner
         self.lease_seconds = lease_seconds
+        # Concurrent claims and mark-dones (one per lane) share a statement each way.
+        self._claimers: dict[str, Coalescer[tuple[str, str, int | None], Claim]] = {}
+        self._finishers: dict[str, Coalescer[tuple[str, str, int | None, str | None], None]] = {}
+
+    def _claimer(self, handler: str) -> Coalescer[tuple[str, str, int | None], Claim]:
+        if handler not in self._claimers:
+            async def many(items: list[tuple[str, str, int | None]]) -> list[Claim]:
+                return await self.claim_many(handler, items)
+
+            async def one(item: tuple[str, str, int | None]) -> Claim:
+                claim = await self._claim(handler, *item)
+                CLAIMS.inc(handler, claim.outcome.value)
+                return claim
+
+            self._claimers[handler] = Coalescer(many, one, key=lambda item: item[0])
+        return self._claimers[handler]
+
+    def _finisher(self, handler: str) -> Coalescer[tuple[str, str, int | None, str | None], None]:
+        if handler not in self._finishers:
+            async def many(items: list[tuple[str, str, int | None, str | None]]) -> list[None]:
+                await self._mark_done_many(handler, items)
+                return [None] * len(items)
+
+            async def one(item: tuple[str, str, int | None, str | None]) -> None:
+                await self._mark_done_one(handler, *item)
+
+            self._finishers[handler] = Coalescer(many, one, key=lambda item: item[0])
+        return self._finishers[handler]
 
     async def claim(self, handler: str, event_id: str, aggregate_id: str,
                     sequence: int | None) -> Claim:
-        claim = await self._claim(handler, event_id, aggregate_id, sequence)
-        CLAIMS.inc(handler, claim.outcome.value)
-        return claim
+        return await self._claimer(handler)((event_id, aggregate_id, sequence))
 
     async def _claim(self, handler: str, event_id: str, aggregate_id: str,
                      sequence: int | None) -> Claim:
@@ -140,10 +168,18 @@ class PostgresRegistry:
                                     self.owner, self.lease_seconds)
             claims: list[Claim] = []
             stale: list[str] = []
+            raced = [row["event_id"] for row in rows if row["attempt"] is None and row["status"] is None]
+            late: dict[str, str] = {}
+            if raced:
+                # A concurrent claim inserted these rows after this statement's snapshot.
+                late = {r["event_id"]: r["status"] for r in await conn.fetch(
+                    "SELECT event_id, status FROM processed_events WHERE handler = $1 "
+                    "AND event_id = ANY($2)", handler, raced)}
             for row, (_, _, sequence) in zip(rows, events, strict=True):
                 attempt, last = row["attempt"], row["last"]
                 if attempt is None:
-                    outcome = (ClaimOutcome.IN_PROGRESS if row["status"] == "processing"
+                    status = row["status"] or late.get(row["event_id"])
+                    outcome = (ClaimOutcome.IN_PROGRESS if status == "processing"
                                else ClaimOutcome.DONE)
                     claims.append(Claim(outcome, last_sequence=last))
                 elif sequence is not None and sequence <= last:
@@ -160,11 +196,15 @@ class PostgresRegistry:
         return claims
 
     async def mark_done_many(self, handler: str, events: list[tuple[str, str, int | None]]) -> None:
+        await self._mark_done_many(handler, [(*e, None) for e in events])
+
+    async def _mark_done_many(self, handler: str,
+                              events: list[tuple[str, str, int | None, str | None]]) -> None:
         if not events:
             return
-        ids, aggregates, sequences = (list(column) for column in zip(*events, strict=True))
+        ids, aggregates, sequences, errors = (list(column) for column in zip(*events, strict=True))
         async with self.pool.acquire() as conn:
-            await conn.execute(MARK_DONE_MANY_SQL, handler, ids, aggregates, sequences)
+            await conn.execute(MARK_DONE_MANY_SQL, handler, ids, aggregates, sequences, errors)
 
     async def mark_failed_many(self, handler: str, event_ids: list[str], error: str) -> None:
         async with self.pool.acquire() as conn:
@@ -194,6 +234,10 @@ class PostgresRegistry:
     async def mark_done(self, handler: str, event_id: str, aggregate_id: str,
                         sequence: int | None, error: str | None = None) -> None:
         """Processing is over (successfully, or with a final domain failure recorded in error)."""
+        await self._finisher(handler)((event_id, aggregate_id, sequence, error))
+
+    async def _mark_done_one(self, handler: str, event_id: str, aggregate_id: str,
+                             sequence: int | None, error: str | None) -> None:
         async with self.pool.acquire() as conn:
             await conn.execute(MARK_DONE_SQL, handler, event_id, aggregate_id, sequence, error)
 
