@@ -87,8 +87,11 @@ class Runtime:
         stack.push_async_callback(pool.close)
         s3 = await open_s3_client(settings, stack)
         await ensure_bucket(s3, settings.event_store_bucket)
+        # health_check_interval: a pooled connection idle for a while is pinged before
+        # use, so one that a Redis restart broke is replaced instead of failing a call.
         redis = aioredis.from_url(settings.redis_url, decode_responses=True,
-                                  socket_timeout=5, socket_connect_timeout=2)
+                                  socket_timeout=5, socket_connect_timeout=2,
+                                  health_check_interval=5)
         stack.push_async_callback(redis.aclose)
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
                                     acks="all", linger_ms=2, max_request_size=8 << 20)

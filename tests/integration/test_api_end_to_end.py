@@ -19,11 +19,11 @@ async def wait(http, worker, command_id, timeout=30):
         return r.status, await r.json()
 
 
-async def create_db(http, worker, name):
+async def create_db(http, worker, name, timeout=30):
     async with http.post(f"{worker.url}{V1}/database/create", json={"name": name}) as r:
         assert r.status == 202, await r.text()
         body = await r.json()
-    status, _ = await wait(http, worker, body["command_id"])
+    status, _ = await wait(http, worker, body["command_id"], timeout)
     assert status == 200
     return body["command_id"]
 

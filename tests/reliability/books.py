@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from spice.domain.messages import instance_aggregate
 from spice.handlers import rebuild
 
@@ -45,7 +47,14 @@ StatusOf = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 
 def redis_status(runtime: Any) -> StatusOf:
-    return runtime.status.get  # type: ignore[no-any-return]
+    """Straight from Redis; a failed read (Redis restarting, a connection a restart broke)
+    counts as 'not known yet', and the caller asks again."""
+    async def status_of(command_id: str) -> dict[str, Any] | None:
+        try:
+            return await runtime.status.get(command_id)  # type: ignore[no-any-return]
+        except (RedisError, OSError):
+            return None
+    return status_of
 
 
 def api_status(http: Any, url: str) -> StatusOf:

@@ -22,7 +22,8 @@ LOGS = Path("test-artifacts")
 
 async def make_class(http, worker) -> str:
     db = unique_db()
-    await create_db(http, worker, db)
+    # A scenario may leave the group rebalancing after a killed worker: allow for it.
+    await create_db(http, worker, db, timeout=90)
     async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create?timeout=60", json={
             "id": "Item", "properties": [{"name": "name", "type": "string"},
                                          {"name": "n", "type": "integer"}]}) as r:
