@@ -7,9 +7,11 @@ so a crashed publisher is replaced within a poll interval).
 Late writers: a batch key carries the writer's clock at PUT time, so a slow PUT
 can land *behind* the checkpoint. Appends announce their keys (in-process or by
 NOTIFY), so a late batch is normally published when announced; besides, a
-background scan re-lists the last EVENT_PUBLISHER_LOOKBACK_SECONDS (every third of
-that window, at least every poll interval) and publishes what it has not
-published yet (remembered in the checkpoint). The
+background scan reads the keys of the last EVENT_PUBLISHER_LOOKBACK_SECONDS from
+the event index in PostgreSQL (every third of that window, at least every poll
+interval) and publishes what it has not published yet (remembered in the
+checkpoint). The index, not an S3 listing: every append writes its index rows
+before its PUT, and listing the window in S3 cost more CPU than publishing it. The
 S3 client's read timeout (10 s) bounds a PUT well inside the 30 s window.
 A high-water mark was the alternative; it would hold every event back by the
 longest possible PUT, and the p50 latency target rules that out.
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 STORED_HEADER = [("spice-stored", b"1")]
 # Concurrent GETs while catching up; hundreds at once make the S3 client fail.
 READ_CONCURRENCY = 16
+ABSENT_TRIES = 3
 
 
 def leader_lock_id(checkpoint_key: str) -> int:
@@ -74,6 +77,11 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
         self._lock_conn: asyncpg.Connection | None = None
         self._late: set[str] = set()
+        # Keys the index named but S3 did not have, with how often: a PUT in flight shows
+        # up by the next pass (PUTs are bounded well inside it); one that failed, or
+        # another bucket's batch, never does, and after ABSENT_TRIES the lookback stops
+        # asking (an announcement still counts).
+        self._absent: dict[str, int] = {}
         self._caught_up = False
         self._dirty = False
         self._known_topics: set[str] = set()
@@ -198,13 +206,17 @@ class Publisher:
             position = self.checkpoint.position
             if position is None or position <= horizon:
                 continue  # the fast path itself is still inside the window
-            missing = [key async for key in self.store.list_positions(horizon)
-                       if key <= position and key not in self.checkpoint.recent]
+            # From the index, not an S3 listing: listing the window cost more CPU than
+            # publishing it (see docs/event-store.md).
+            missing = [key for key in await self.store.indexed_batches(horizon, position)
+                       if key not in self.checkpoint.recent
+                       and self._absent.get(key, 0) < ABSENT_TRIES]
             if missing:
-                log.warning("lookback found %d late batches", len(missing))
+                log.info("lookback found %d batches not yet published", len(missing))
                 self._late.update(missing)
                 self._wake.set()
             self.checkpoint.prune(horizon)
+            self._absent = {k: n for k, n in self._absent.items() if k > horizon}
 
     async def _sweep_loop(self) -> None:
         """The leader also sweeps the store for what was stored but never processed."""
@@ -239,8 +251,11 @@ class Publisher:
         bodies = await asyncio.gather(*[read(key) for key in keys])
         missing = [k for k, body in zip(keys, bodies, strict=True) if body is None]
         if missing:
-            # Only an announcement can name a key that is not there; listing cannot.
-            log.warning("announced batches not found, ignored: %s", missing[:5])
+            # An announcement or the index can name a key S3 does not have (a PUT that
+            # failed and was undone); a listing cannot.
+            log.info("batches named but not found, ignored: %s", missing[:5])
+            for key in missing:
+                self._absent[key] = self._absent.get(key, 0) + 1
         found = [(k, body) for k, body in zip(keys, bodies, strict=True) if body is not None]
         keys = [k for k, _ in found]
         futures = []

@@ -358,6 +358,18 @@ class S3EventStore:
                 return
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
+    async def indexed_batches(self, after: str, up_to: str, limit: int | None = None) -> list[str]:
+        """Batch keys in (after, up_to] from the PostgreSQL index, in order. Every append
+        writes its index rows before its PUT, so this lists every batch the store wrote
+        in a fraction of the time an S3 listing takes (SeaweedFS: ~1 ms a key, plus
+        botocore's XML parsing). May name a batch whose PUT is still in flight or failed
+        (then not found in S3), or one of another bucket sharing the database."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT batch_key FROM event_index WHERE batch_key > $1 AND batch_key <= $2 "
+                "ORDER BY batch_key LIMIT $3", after, up_to, limit)
+        return [r["batch_key"] for r in rows]
+
     async def replay(self, after: str | None = None) -> AsyncIterator[Batch]:
         async for key in self.list_positions(after):
             yield Batch(key, await self.read_batch(key))
