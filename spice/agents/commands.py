@@ -20,7 +20,7 @@ from spice.handlers.commands import Origin
 from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
 
 log = logging.getLogger(__name__)
-MAX_IN_FLIGHT = 64
+MAX_IN_FLIGHT = 256
 PROJECTION_BATCH = 500
 PROJECTION_LINGER = 0.01  # seconds a partial batch waits for more events
 PROJECTION_DLQ = "projection_failures_dlq"
