@@ -42,24 +42,52 @@ def stuck_heads(consumer: Any, topics: frozenset[str] = WATCHED) -> dict[Any, in
     return out
 
 
+def idle_with_work(consumer: Any, ends: dict[Any, int],
+                   topics: frozenset[str] = WATCHED) -> dict[Any, tuple[Any, ...]]:
+    """Partitions with messages past their committed offset and none of them held by
+    the worker: TP → (committed, read offset, acked) to compare at the next check."""
+    held = {m.tp for m in list(consumer._unacked_messages)}
+    out = {}
+    for tp, end in ends.items():
+        committed = consumer._committed_offset.get(tp)
+        if tp.topic not in topics or committed is None or end is None or end <= committed:
+            continue
+        if tp not in held:
+            out[tp] = (committed, consumer._read_offset.get(tp), len(consumer._acked.get(tp, ())))
+    return out
+
+
 class Watchdog:
     def __init__(self) -> None:
         self._suspects: dict[Any, int] = {}
+        self._idle: dict[Any, tuple[Any, ...]] = {}
 
     async def check(self, consumer: Any) -> list[Any]:
-        """Seek back the partitions stuck at the same head for two checks in a row."""
+        """Seek back the partitions stuck at the same head for two checks in a row, and
+        those with work waiting that the worker neither holds nor moved on since the
+        last check (a partition Faust stopped fetching: after a rebalance, one paused
+        while its stream buffer was full can stay paused)."""
         now = stuck_heads(consumer)
-        rewind = [tp for tp, offset in now.items() if self._suspects.get(tp) == offset]
+        rewind = {tp: now[tp] for tp, offset in now.items() if self._suspects.get(tp) == offset}
         self._suspects = {tp: offset for tp, offset in now.items() if tp not in rewind}
         assigned = consumer.assignment()
-        for tp in rewind:
+        watched = [tp for tp in assigned if tp.topic in WATCHED]
+        if watched and hasattr(consumer, "highwaters"):
+            idle = idle_with_work(consumer, dict(await consumer.highwaters(*watched)))
+            for tp, state in idle.items():
+                if self._idle.get(tp) == state:
+                    rewind.setdefault(tp, state[0])
+            self._idle = {tp: state for tp, state in idle.items() if tp not in rewind}
+        for tp, offset in rewind.items():
             if tp not in assigned:
                 continue
-            log.warning("%s[%s]: head message %s was never processed and nobody holds it; "
-                        "seeking back to it", tp.topic, tp.partition, now[tp])
-            await consumer.seek(tp, now[tp])
+            log.warning("%s[%s]: message %s is owed and nothing is processing it; "
+                        "fetching again from there", tp.topic, tp.partition, offset)
+            await consumer.seek(tp, offset)
+            consumer.resume_partitions([tp])
+            consumer._buffered_partitions.discard(tp)
             REWOUND.inc(tp.topic)
-        return rewind
+        return list(rewind)
 
 
 watchdog = Watchdog()

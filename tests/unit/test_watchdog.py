@@ -20,12 +20,18 @@ class FakeConsumer:
         self._gap = defaultdict(IntervalTree)
         self._unacked_messages = [SimpleNamespace(tp=HEAD, offset=o) for o in held]
         self.sought: list[tuple] = []
+        self._read_offset = {}
+        self._buffered_partitions = set()
+        self.resumed = []
 
     def assignment(self):
         return {HEAD}
 
     async def seek(self, tp, offset):
         self.sought.append((tp, offset))
+
+    def resume_partitions(self, tps):
+        self.resumed += list(tps)
 
 
 def test_a_head_owed_by_nobody_is_stuck():
@@ -62,3 +68,31 @@ async def test_a_head_that_moved_between_checks_is_not_sought():
     await dog.check(consumer)
     consumer._committed_offset[HEAD], consumer._acked[HEAD] = 13, [14]
     assert await dog.check(consumer) == [] and consumer.sought == []
+
+
+class StalledConsumer(FakeConsumer):
+    """Nothing acked past the committed offset, yet the log has more: Faust stopped
+    fetching the partition."""
+
+    def __init__(self, committed, end, held=()):
+        super().__init__(committed, [], held)
+        self.end = end
+
+    async def highwaters(self, *tps):
+        return {tp: self.end for tp in tps}
+
+
+async def test_a_partition_with_work_that_nothing_holds_is_fetched_again_after_two_checks():
+    dog, consumer = Watchdog(), StalledConsumer(10, 250)
+    assert await dog.check(consumer) == []
+    assert await dog.check(consumer) == [HEAD]
+    assert consumer.sought == [(HEAD, 10)] and consumer.resumed == [HEAD]
+
+
+async def test_a_partition_that_is_busy_or_caught_up_is_left_alone():
+    busy, dog = StalledConsumer(10, 250, held=[11]), Watchdog()
+    await dog.check(busy)
+    assert await dog.check(busy) == []
+    caught_up, dog = StalledConsumer(10, 10), Watchdog()
+    await dog.check(caught_up)
+    assert await dog.check(caught_up) == []
