@@ -15,7 +15,10 @@ FAILURE_STATUS = {"not_found": 404, "already_exists": 409, "referenced": 409,
 
 
 def projected_or_failed(doc: dict[str, Any]) -> bool:
-    return doc.get("status") == "FAILED" or bool(doc.get("projected"))
+    # Both steps, in either order: the projection can record PROJECTED before the
+    # worker records COMPLETED (the domain event is published as soon as it is stored).
+    status = doc.get("status")
+    return status == "FAILED" or (status == "COMPLETED" and bool(doc.get("projected")))
 
 
 async def wait_status(view: Any, command_id: str, timeout: float, wait: str) -> dict[str, Any] | None:
