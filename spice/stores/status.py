@@ -53,6 +53,11 @@ if current then
   if terminal[doc.status] and not terminal[change.status] and change.status ~= 'PROJECTED' then
     return current
   end
+  if terminal[doc.status] and change.status == doc.status then
+    -- The same outcome reported again (a redelivered command restoring its status):
+    -- a command ends once, so its history says so once.
+    return current
+  end
   if change.status == 'PENDING' and doc.status and doc.status ~= 'PENDING' then
     -- The API records PENDING without waiting; a fast worker may have been first.
     table.insert(doc.history, 1, {status = 'PENDING', timestamp = change.timestamp,

@@ -42,6 +42,8 @@ def merge(doc: dict[str, Any] | None, change: dict[str, Any]) -> dict[str, Any]:
     status = change["status"]
     if doc.get("status") in TERMINAL and status not in TERMINAL and status != "PROJECTED":
         return doc
+    if doc.get("status") in TERMINAL and status == doc.get("status"):
+        return doc  # the same outcome reported again: recorded once
     if status == "PENDING" and doc.get("status") not in (None, "PENDING"):
         # recorded by the API without waiting: a fast worker may have been first
         doc["created_at"] = change["timestamp"]

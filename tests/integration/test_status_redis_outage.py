@@ -101,3 +101,21 @@ async def test_status_writes_skip_a_down_redis_and_replay_when_back(tmp_path, mo
         await tracker.close()
         await redis.aclose()
         server.stop()
+
+
+async def test_the_same_outcome_reported_twice_is_recorded_once(tmp_path):
+    server = PrivateRedis(tmp_path, free_port())
+    await server.start()
+    redis = aioredis.Redis(port=server.port, decode_responses=True)
+    tracker = StatusTracker(redis, 3600)
+    cid = str(uuid.uuid4())
+    try:
+        for status in ("PENDING", "PROCESSING", "COMPLETED", "PROJECTED", "COMPLETED"):
+            await tracker.update(cid, status, status.lower(), projected=status == "PROJECTED" or None)
+        doc = await tracker.get(cid)
+        assert [h["status"] for h in doc["history"]] == ["PENDING", "PROCESSING", "COMPLETED", "PROJECTED"]
+        assert doc["status"] == "COMPLETED" and doc["projected"] is True
+    finally:
+        await tracker.close()
+        await redis.aclose()
+        server.stop()
