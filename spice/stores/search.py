@@ -71,6 +71,29 @@ def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+def result_page(hits: list[dict[str, Any]], total: int, offset: int) -> dict[str, Any]:
+    """One page of search results, with the cursor of the next page if there is one."""
+    more = offset + len(hits) < total
+    return {"total": total, "hits": hits, "cursor": encode_cursor(offset + len(hits)) if more else None}
+
+
+class QueryIndex:
+    """`search` and `search_classes` over an adapter's `_query`: shared by the adapters."""
+
+    async def _query(self, db: str, kind: str, q: str, class_id: str | None,
+                     filters: dict[str, Any], limit: int, offset: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def search(self, db: str, q: str = "", *, class_id: str | None = None,
+                     filters: dict[str, Any] | None = None, limit: int = 20,
+                     cursor: str | None = None) -> dict[str, Any]:
+        return await self._query(db, "instance", q.strip(), class_id, filters or {}, limit,
+                                 decode_cursor(cursor))
+
+    async def search_classes(self, db: str, q: str = "", limit: int = 50) -> dict[str, Any]:
+        return await self._query(db, "class", q.strip(), None, {}, limit, 0)
+
+
 def encode_cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
 
@@ -84,7 +107,7 @@ def decode_cursor(cursor: str | None) -> int:
         raise ValueError("cursor is not one this API returned") from None
 
 
-class PostgresSearchIndex:
+class PostgresSearchIndex(QueryIndex):
     def __init__(self, pool: asyncpg.Pool, table: str = LIVE_TABLE) -> None:
         self.pool = pool
         self.table = table
@@ -161,17 +184,7 @@ class PostgresSearchIndex:
         total = rows[0]["total"] if rows else 0
         hits = [{"id": r["doc_id"], "class_id": r["class_id"], "score": round(float(r["score"]), 4),
                  "document": json.loads(r["body"])} for r in rows]
-        more = offset + len(rows) < total
-        return {"total": total, "hits": hits, "cursor": encode_cursor(offset + len(rows)) if more else None}
-
-    async def search(self, db: str, q: str = "", *, class_id: str | None = None,
-                     filters: dict[str, Any] | None = None, limit: int = 20,
-                     cursor: str | None = None) -> dict[str, Any]:
-        return await self._query(db, "instance", q.strip(), class_id, filters or {}, limit,
-                                 decode_cursor(cursor))
-
-    async def search_classes(self, db: str, q: str = "", limit: int = 50) -> dict[str, Any]:
-        return await self._query(db, "class", q.strip(), None, {}, limit, 0)
+        return result_page(hits, total, offset)
 
     async def class_documents(self, db: str) -> list[dict[str, Any]]:
         """Every live class of the database as projected: the source of the label index."""

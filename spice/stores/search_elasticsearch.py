@@ -29,7 +29,7 @@ from typing import Any
 
 from spice.domain.messages import EventType
 from spice.stores.errors import StoreUnavailable
-from spice.stores.search import decode_cursor, encode_cursor, fold_one
+from spice.stores.search import QueryIndex, fold_one, result_page
 
 PREFIX = "spice"
 KINDS = ("class", "instance")
@@ -102,7 +102,7 @@ def bulk_operations(folded: dict[tuple[str, str, str], tuple[int, Any, str | Non
     return ops
 
 
-class ElasticsearchSearchIndex:
+class ElasticsearchSearchIndex(QueryIndex):
     """`build`: a rebuild's target. Writes go to fresh concrete indexes (`<alias>-<build>`),
     not to the aliases, until `publish()` swaps every alias it filled in one call."""
 
@@ -232,17 +232,7 @@ class ElasticsearchSearchIndex:
         hits = [{"id": h["_source"]["doc_id"], "class_id": h["_source"]["class_id"],
                  "score": round(float(h.get("_score") or 0.0), 4), "document": h["_source"]["document"]}
                 for h in rows]
-        more = offset + len(rows) < total
-        return {"total": total, "hits": hits, "cursor": encode_cursor(offset + len(rows)) if more else None}
-
-    async def search(self, db: str, q: str = "", *, class_id: str | None = None,
-                     filters: dict[str, Any] | None = None, limit: int = 20,
-                     cursor: str | None = None) -> dict[str, Any]:
-        return await self._query(db, "instance", q.strip(), class_id, filters or {}, limit,
-                                 decode_cursor(cursor))
-
-    async def search_classes(self, db: str, q: str = "", limit: int = 50) -> dict[str, Any]:
-        return await self._query(db, "class", q.strip(), None, {}, limit, 0)
+        return result_page(hits, total, offset)
 
     async def class_documents(self, db: str) -> list[dict[str, Any]]:
         alias = alias_name(db, "class")
