@@ -23,6 +23,7 @@ from spice.stores.ratelimit import RateLimiter
 from spice.stores.registry import PostgresRegistry
 from spice.stores.s3 import ensure_bucket, open_s3_client
 from spice.stores.s3_event_store import S3EventStore
+from spice.stores.s3_signed import SignedS3
 from spice.stores.search import PostgresSearchIndex, SearchIndex
 from spice.stores.status import StatusTracker
 from spice.topics import STATUS_TOPIC
@@ -98,8 +99,10 @@ class Runtime:
         await producer.start()
         stack.push_async_callback(producer.stop)
         breakers = {name: CircuitBreaker(name) for name in ("event_store", "graph")}
+        signed = SignedS3.from_settings(settings)
+        stack.push_async_callback(signed.close)
         event_store = S3EventStore(
-            s3, pool, settings.event_store_bucket,
+            s3, pool, settings.event_store_bucket, signed=signed,
             max_batch=settings.event_store_group_commit_max,
             linger_ms=settings.event_store_group_commit_wait_ms)
         stack.push_async_callback(event_store.close)

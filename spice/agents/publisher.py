@@ -306,13 +306,11 @@ class Publisher:
         if cached is not None:  # written by this very process a moment ago
             return cached
         try:
-            response = await self.store.s3.get_object(Bucket=self.store.bucket, Key=key)
+            return await self.store.fetch(key)
         except ClientError as error:
             if error_code(error) in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise
-        async with response["Body"] as stream:
-            return bytes(await stream.read())
 
     async def _save_loop(self) -> None:
         """Save the checkpoint twice a second when it moved, off the publishing path.

@@ -201,6 +201,56 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE sweep_positions (name text PRIMARY KEY, position text NOT NULL);
     """,
+    # 8: spice_reserve_distinct locked its aggregates through a semi-join that the
+    # planner ran as a sequential scan of aggregate_sequences: a cost that grew with
+    # every aggregate ever written (1.3 ms of an 8 ms commit at 7,000 aggregates).
+    # `= ANY(array)` is an index lookup per aggregate, whatever the table's size.
+    """
+    CREATE OR REPLACE FUNCTION spice_reserve_distinct(
+        p_ids text[], p_types text[], p_aggs text[], p_seqs bigint[], p_hashes text[],
+        p_alloc boolean[], p_expected bigint[], p_batch text)
+    RETURNS TABLE (idx int, outcome text, seq bigint)
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        allocating text[];
+    BEGIN
+        INSERT INTO pending_batches (batch_key) VALUES (p_batch);
+        allocating := ARRAY(SELECT DISTINCT a FROM unnest(p_aggs, p_alloc) AS t(a, al)
+                            WHERE al ORDER BY a);
+        INSERT INTO aggregate_sequences SELECT unnest(allocating), 0 ON CONFLICT DO NOTHING;
+        RETURN QUERY
+        WITH input AS (
+            SELECT t.*, (t.ord - 1)::int AS i
+              FROM unnest(p_ids, p_types, p_aggs, p_seqs, p_hashes, p_alloc, p_expected)
+                   WITH ORDINALITY AS t(id, typ, agg, sq, hash, alloc, expected, ord)),
+        locked AS (
+            SELECT s.aggregate_id, s.last_seq FROM aggregate_sequences s
+             WHERE s.aggregate_id = ANY(allocating)
+             ORDER BY s.aggregate_id FOR UPDATE),
+        decided AS (
+            SELECT input.*, l.last_seq,
+                   CASE WHEN input.alloc THEN l.last_seq + 1 ELSE input.sq END AS new_seq,
+                   coalesce(input.alloc AND input.expected IS NOT NULL
+                            AND input.expected <> l.last_seq, false) AS mismatch
+              FROM input LEFT JOIN locked l ON l.aggregate_id = input.agg),
+        inserted AS (
+            INSERT INTO event_index
+            SELECT id, typ, agg, new_seq, hash, p_batch FROM decided WHERE NOT mismatch
+            ON CONFLICT (event_id) DO NOTHING RETURNING event_id),
+        bumped AS (
+            UPDATE aggregate_sequences s SET last_seq = d.new_seq FROM decided d
+             WHERE d.alloc AND s.aggregate_id = d.agg AND d.id IN (SELECT event_id FROM inserted)
+            RETURNING 1)
+        SELECT d.i,
+               CASE WHEN d.id IN (SELECT event_id FROM inserted) THEN 'reserved'
+                    WHEN e.event_id IS NULL THEN 'sequence_conflict'
+                    WHEN e.content_hash = d.hash THEN 'duplicate'
+                    ELSE 'conflict' END,
+               CASE WHEN d.mismatch AND e.event_id IS NULL THEN d.last_seq ELSE d.new_seq END
+          FROM decided d LEFT JOIN event_index e ON e.event_id = d.id
+         WHERE (SELECT count(*) FROM bumped) >= 0;
+    END $$;
+    """,
 ]
 
 
