@@ -19,6 +19,21 @@ log = logging.getLogger(__name__)
 faust_fixes.apply()
 
 
+def _use_event_loop(name: str) -> None:
+    """uvloop by default: the worker's agents, producer, consumer and the API share one
+    loop, and most of its CPU is the loop's own bookkeeping (callbacks, futures,
+    socket writes), which uvloop does in C. Set before Faust creates its loop, which
+    `faust -A spice.app worker` does after importing this module. SPICE_EVENT_LOOP=aio
+    falls back to asyncio's own loop."""
+    if name == "uvloop":
+        import mode.loop
+
+        mode.loop.use("uvloop")
+
+
+_use_event_loop(get_settings().event_loop)
+
+
 class SpiceApp(faust.App):
     settings: Settings
     _runtime: Runtime | None = None
@@ -36,6 +51,9 @@ class SpiceApp(faust.App):
         if created:
             log.info("created topics: %s", ", ".join(created))
         self._runtime = await Runtime.open(self.settings)
+        import asyncio
+
+        log.info("event loop: %s", type(asyncio.get_running_loop()).__module__)
         tracing.enable(self.settings.tracing_enabled)
         if self.settings.log_format == "json":
             use_json_logs()  # after Faust's own logging set-up, which this replaces

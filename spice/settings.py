@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import Field
@@ -16,6 +17,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
+    # The worker's event loop: uvloop (default) or aio (asyncio's own). See spice/app.py.
+    event_loop: Literal["uvloop", "aio"] = "uvloop"
     # Broker
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     kafka_controller_port: int = 19093

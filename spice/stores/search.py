@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 import asyncpg
+import orjson
 
 from spice.domain.envelope import Envelope
 from spice.domain.messages import EventType
@@ -43,6 +44,12 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+def _json(value: Any) -> str:
+    # The column is jsonb (parsed again by PostgreSQL): formatting does not matter,
+    # and orjson is several times faster than json.dumps on the rebuild's hot path.
+    return orjson.dumps(value).decode()
+
+
 def fold_one(event_type: str, version: int, data: dict[str, Any]
              ) -> tuple[tuple[str, str, str], int, tuple[Any, ...] | None, str | None] | None:
     """(document key, version, (class_id, labels, body json) or None for a delete, class_id)."""
@@ -53,12 +60,12 @@ def fold_one(event_type: str, version: int, data: dict[str, Any]
         for member in cls.get("properties", []) + cls.get("relationships", []):
             texts += all_texts(member.get("label"))
         return (data["db"], "class", cls["id"]), version, (cls["id"], " ".join(texts),
-                                                            json.dumps(cls)), cls["id"]
+                                                            _json(cls)), cls["id"]
     if kind in (EventType.INSTANCE_CREATED, EventType.INSTANCE_UPDATED):
         doc_id = f"{data['class_id']}/{data['instance_id']}"
         text = " ".join([data["instance_id"], *_strings(data["data"])])
         return (data["db"], "instance", doc_id), version, (data["class_id"], text,
-                                                           json.dumps(data["data"])), data["class_id"]
+                                                           _json(data["data"])), data["class_id"]
     if kind is EventType.ONTOLOGY_CLASS_DELETED:
         return (data["db"], "class", data["class_id"]), version, None, data["class_id"]
     if kind is EventType.INSTANCE_DELETED:

@@ -139,6 +139,37 @@ async def test_rebuild_gives_the_same_results_as_the_live_index(worker, runtime,
     assert (await rebuild.verify(runtime, db))["drift_count"] == 0
 
 
+async def test_rebuild_of_one_database_repairs_drift_and_leaves_others_alone(worker, runtime, http):
+    """The --db swap writes only rows that differ: a stray document goes, a changed one
+    is restored, a missing one comes back, and another database is untouched."""
+    db, other = unique_db(), unique_db()
+    for name in (db, other):
+        await create_db(http, worker, name)
+        await sync(http, "POST", f"{worker.url}{V1}/ontology/{name}/sync/create", {
+            "id": "Book", "properties": [{"name": "title", "type": "string"}]})
+        for i in range(3):
+            async with http.post(f"{worker.url}{V1}/instances/{name}/sync/Book/create"
+                                 "?wait=projected&timeout=30",
+                                 json={"instance_id": f"b{i}", "data": {"title": f"volume {i}"}}) as r:
+                assert r.status == 200, await r.text()
+    async with runtime.pool.acquire() as conn:
+        await conn.execute("UPDATE search_docs SET body = '{\"title\": \"wrong\"}', labels = 'wrong' "
+                           "WHERE db = $1 AND doc_id = 'Book/b0'", db)
+        await conn.execute("DELETE FROM search_docs WHERE db = $1 AND doc_id = 'Book/b1'", db)
+        await conn.execute("INSERT INTO search_docs (db, kind, doc_id, class_id, version, labels, body) "
+                           "VALUES ($1, 'instance', 'Book/stray', 'Book', 1, 'stray', '{}')", db)
+        others_before = await conn.fetch("SELECT doc_id, version, body FROM search_docs WHERE db = $1 "
+                                         "ORDER BY doc_id", other)
+    assert (await rebuild.verify(runtime, db))["drift_count"] == 3
+    await rebuild.rebuild(runtime, db, out=io.StringIO())
+    assert (await rebuild.verify(runtime, db))["drift_count"] == 0
+    found = await search(http, worker, db, q="volume", limit=50)
+    assert sorted(h["id"] for h in found["hits"]) == ["Book/b0", "Book/b1", "Book/b2"]
+    async with runtime.pool.acquire() as conn:
+        assert await conn.fetch("SELECT doc_id, version, body FROM search_docs WHERE db = $1 "
+                                "ORDER BY doc_id", other) == others_before
+
+
 async def test_a_second_concurrent_rebuild_is_refused(runtime):
     async with runtime.pool.acquire() as conn:
         await conn.fetchval("SELECT pg_advisory_lock($1)", rebuild.REBUILD_LOCK)
