@@ -26,6 +26,7 @@ from spice.domain.messages import EventType, instance_aggregate
 from spice.handlers import rebuild
 from spice.runtime import Runtime
 from spice.settings import Settings
+from spice.stores.search import PostgresSearchIndex
 from tests.integration.kafka_helpers import wait_for
 from tests.integration.worker import WorkerProcess
 
@@ -88,6 +89,9 @@ async def rebuilt(settings: Settings, count: int) -> float:
             async with sem:
                 await runtime.event_store.append(envelope)
         await asyncio.gather(*[store(e) for e in batch])
+        # A rebuild runs over a populated read model (that is what it is for): project
+        # the events live first, untimed, as the worker would have.
+        await PostgresSearchIndex(runtime.pool).apply_many(batch)
         started = time.perf_counter()
         result = await rebuild.rebuild(runtime, db, out=io.StringIO())
         elapsed = time.perf_counter() - started
@@ -113,7 +117,8 @@ async def main(count: int, rebuild_events: int = 0, live_runs: bool = True) -> N
             await runtime.close()
     rebuild_count = rebuild_events or count
     runs = [await rebuilt(Settings(), rebuild_count) for _ in range(3)]
-    report(f"events projected/s during a rebuild (--db, {rebuild_count:,} events, from S3)",
+    report(f"events projected/s during a rebuild (--db, {rebuild_count:,} events, from S3, "
+           "read model populated)",
            statistics.median(runs), runs)
 
 

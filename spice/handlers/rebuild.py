@@ -21,7 +21,7 @@ from spice.stores.search import LIVE_TABLE, PostgresSearchIndex
 
 REBUILD_LOCK = 0x5E1CE_5EA
 NEXT_TABLE = "search_docs_next"
-PREFETCH = 16  # batches read concurrently
+PREFETCH = 64  # batches read concurrently (SeaweedFS serves ~1,000 GETs/s at 64)
 AHEAD = 4  # chunks read and parsed ahead of the writer
 # The full-text and trigram indexes are built once the table is loaded, not row by
 # row during the load: a GIN index built in one go costs a fraction of its upkeep.
