@@ -9,7 +9,7 @@ from collections import Counter, deque
 from typing import Any
 
 from spice.app import app
-from spice.topics import STATUS_TOPIC
+from spice.topics import CHANGELOG_CONFIGS, STATUS_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +26,17 @@ status_topic = app.topic(STATUS_TOPIC, partitions=app.settings.topic_partitions,
 # must hash the very same bytes, or a request lands on a worker that lacks the key.
 # key_type=bytes is what makes Faust pick the raw key serializer (str gets JSON).
 command_status = app.Table("command-status", default=None, key_type=bytes,
-                           partitions=app.settings.topic_partitions)
+                           partitions=app.settings.topic_partitions,
+                           extra_topic_configs=CHANGELOG_CONFIGS)
 # Keyed by "partition|status|command_type": a table's changelog is partitioned
 # like its source topic, so each partition keeps its own counters.
 command_counts = app.Table("command-counts", default=int, key_type=bytes,
-                           partitions=app.settings.topic_partitions)
+                           partitions=app.settings.topic_partitions,
+                           extra_topic_configs=CHANGELOG_CONFIGS)
 # Tumbling windows of WINDOW_SECONDS, keyed "partition|window_start|command_type|outcome".
 command_rates = app.Table("command-rates", default=int, key_type=bytes,
-                          partitions=app.settings.topic_partitions)
+                          partitions=app.settings.topic_partitions,
+                          extra_topic_configs=CHANGELOG_CONFIGS)
 
 
 def merge(doc: dict[str, Any] | None, change: dict[str, Any]) -> dict[str, Any]:

@@ -49,3 +49,29 @@ async def test_expired_statuses_are_answered_from_the_event_store(worker, runtim
     finally:
         short.stop()
         worker.start()
+
+
+async def test_table_changelogs_are_compacted_eagerly(worker, settings):
+    """Table recovery reads the changelog: with Kafka's 7-day default segments nothing is
+    compacted for a week and a worker's start-up grows with every status change. The
+    worker sets short segments on every table changelog, new or existing."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from spice.topics import CHANGELOG_CONFIGS
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.endswith("-changelog"))
+        assert {f"{settings.spice_app_id}-command-{t}-changelog"
+                for t in ("status", "counts", "rates")} <= set(names)
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+        for response in described:
+            for resource in response.resources:
+                configs = {entry[0]: entry[1] for entry in resource[4]}
+                for key, value in CHANGELOG_CONFIGS.items():
+                    assert configs[key] == value, (resource[3], key, configs[key])
+    finally:
+        await admin.close()
