@@ -35,7 +35,11 @@ NOTIFY_CHANNEL = "spice_event_store"
 PENDING_GRACE_SECONDS = 60.0
 # One round trip: mark the batch's rows stored and wake publishers in other processes.
 # The payload names the bucket: several stores (tests, benchmarks) may share one database.
-MARK_STORED = "WITH done AS (DELETE FROM pending_batches WHERE batch_key = $1) SELECT pg_notify($2, $3)"
+MARK_STORED = ("WITH done AS (DELETE FROM pending_batches WHERE batch_key = $1), "
+               "tagged AS (INSERT INTO batch_buckets VALUES ($1, $4) ON CONFLICT DO NOTHING) "
+               "SELECT pg_notify($2, $3)")
+# Batches of this store: another bucket's (tagged when stored) are left out.
+OURS = "NOT EXISTS (SELECT 1 FROM batch_buckets b WHERE b.batch_key = e.batch_key AND b.bucket <> $4)"
 STORED = "NOT EXISTS (SELECT 1 FROM pending_batches p WHERE p.batch_key = e.batch_key)"
 
 
@@ -162,7 +166,8 @@ class S3EventStore:
     async def _mark_stored(self, key: str) -> None:
         try:
             async with self.pool.acquire() as conn:
-                await conn.execute(MARK_STORED, key, NOTIFY_CHANNEL, f"{self.bucket}/{key}")
+                await conn.execute(MARK_STORED, key, NOTIFY_CHANNEL, f"{self.bucket}/{key}",
+                                   self.bucket)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             # The batch is in S3, so its events exist; resolve_pending() marks the rows
             # later, and the publisher finds the batch by listing, not by the index.
@@ -377,11 +382,12 @@ class S3EventStore:
         writes its index rows before its PUT, so this lists every batch the store wrote
         in a fraction of the time an S3 listing takes (SeaweedFS: ~1 ms a key, plus
         botocore's XML parsing). May name a batch whose PUT is still in flight or failed
-        (then not found in S3), or one of another bucket sharing the database."""
+        (then not found in S3); another bucket's batches are left out once stored."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT DISTINCT batch_key FROM event_index WHERE batch_key > $1 AND batch_key <= $2 "
-                "ORDER BY batch_key LIMIT $3", after, up_to, limit)
+                "SELECT DISTINCT batch_key FROM event_index e WHERE batch_key > $1 "
+                f"AND batch_key <= $2 AND {OURS} ORDER BY batch_key LIMIT $3",
+                after, up_to, limit, self.bucket)
         return [r["batch_key"] for r in rows]
 
     async def replay(self, after: str | None = None) -> AsyncIterator[Batch]:

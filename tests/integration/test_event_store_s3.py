@@ -1,3 +1,5 @@
+import asyncio
+
 import pytest
 
 from tests.contracts.event_store import EventStoreContract
@@ -43,3 +45,32 @@ async def test_signed_client_speaks_s3_like_botocore(scratch):
     with pytest.raises(ConnectionError):
         await nobody.get(bucket, key)
     await nobody.close()
+
+
+async def test_index_listing_leaves_out_other_buckets_batches(scratch, runtime):
+    """Two stores share the PostgreSQL index (tests, benchmarks): the index-driven
+    listings (sweeper, publisher lookback) of one must not name the other's batches."""
+    import time
+
+    from tests.contracts.event_store import aggregate, envelope
+
+    before = scratch.event_store.position_before(time.time() - 1)
+    ours = await scratch.event_store.append(envelope(aggregate()), allocate=True)
+    theirs = await runtime.event_store.append(envelope(aggregate()), allocate=True)
+    assert scratch.settings.event_store_bucket != runtime.settings.event_store_bucket
+
+    async def batch_of(event_id):
+        async with scratch.pool.acquire() as conn:
+            return await conn.fetchval("SELECT batch_key FROM event_index WHERE event_id = $1", event_id)
+
+    ours_key, theirs_key = await batch_of(ours.event_id), await batch_of(theirs.event_id)
+    for _ in range(50):  # marked stored (and tagged) just after the append returns
+        async with scratch.pool.acquire() as conn:
+            tagged = await conn.fetchval("SELECT count(*) FROM batch_buckets WHERE batch_key = ANY($1)",
+                                         [ours_key, theirs_key])
+        if tagged == 2:
+            break
+        await asyncio.sleep(0.05)
+    listed = await scratch.event_store.indexed_batches(before, "~")
+    assert ours_key in listed and theirs_key not in listed
+    assert theirs_key in await runtime.event_store.indexed_batches(before, "~")
