@@ -188,3 +188,63 @@ async def test_sweeper_resends_what_is_stored_but_unprocessed(scratch):
     sent.clear()
     await drain()
     assert forgotten.event_id not in {event_id for _, event_id in sent}  # swept once
+
+
+async def test_sweeper_waits_while_the_consumers_are_behind(scratch, local_stack):
+    """An unfinished envelope in a partition with a consumer backlog is queued, not lost:
+    the sweeper leaves it (and its position) until the group has read past the backlog
+    it saw, then re-sends it if it is still unfinished."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from spice.agents.progress import PartitionProgress
+    from spice.agents.sweeper import Sweeper
+    from spice.stores.s3 import ensure_bucket
+    from spice.stores.s3_event_store import S3EventStore
+
+    bootstrap = local_stack.kafka_bootstrap_servers
+    name = f"sweep-backlog-{uuid.uuid4().hex[:8]}"
+    await create_topic(bootstrap, name, partitions=1)
+    tp = TopicPartition(name, 0)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    for i in range(3):
+        await producer.send_and_wait(name, b"queued %d" % i)
+    await producer.stop()
+
+    async def commit(offset: int) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=name,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            await consumer.commit({tp: offset})
+        finally:
+            await consumer.stop()
+
+    await commit(1)  # two messages still queued
+    await ensure_bucket(scratch.s3, name)  # a bucket of its own: no other test's envelopes
+    store = S3EventStore(scratch.s3, scratch.pool, name, signed=scratch.event_store.signed)
+    sent: list[str] = []
+
+    async def send(topic, value, key):
+        sent.append(Envelope.from_json(value).event_id)
+
+    progress = PartitionProgress(bootstrap, group_id=name)
+    sweeper = Sweeper(store, scratch.pool, send, delay=0.0, name=name, progress=progress)
+    try:
+        await sweeper.save(store.position_before(time.time() - 1))
+        start = await sweeper.position()
+        stored = await store.append(envelope(f"agg-{name}", 1).model_copy(
+            update={"metadata": {"kind": "command", "command_type": "CREATE_DATABASE",
+                                 "kafka_topic": name}}), allocate=True)
+        await asyncio.sleep(0.2)
+        assert await sweeper.sweep_once() == (0, 0)
+        assert sweeper.waiting == 1 and sent == [] and await sweeper.position() == start
+        await commit(2)  # moving, but not yet past what was queued at the first look
+        assert await sweeper.sweep_once() == (0, 0)
+        await commit(3)
+        assert await sweeper.sweep_once() == (1, 1)
+        assert sent == [stored.event_id] and sweeper.waiting == 0
+    finally:
+        await progress.close()
+        await store.close()
