@@ -173,9 +173,11 @@ async def test_status_survives_a_redis_flush_through_the_faust_table(worker, run
         async with http.get(f"{worker.url}{V1}/commands/{command_id}/status") as r:
             return r.status, await r.json()
 
-    for _ in range(50):  # the status topic is consumed asynchronously
+    # The status topic is consumed asynchronously: until the table has the command, the
+    # API answers from the event store (also COMPLETED), so wait for the table's answer.
+    for _ in range(150):
         status, body = await from_table()
-        if status == 200 and body["status"] == "COMPLETED":
+        if status == 200 and body["status"] == "COMPLETED" and body["source"] == "table":
             break
         await asyncio.sleep(0.2)
     assert status == 200 and body["source"] == "table" and body["status"] == "COMPLETED"
