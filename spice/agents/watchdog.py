@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from faust.types import TP
+
 from spice.app import app
 from spice.observability import REWOUND
 from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
@@ -78,7 +80,11 @@ class Watchdog:
                 if self._idle.get(tp) == state:
                     rewind.setdefault(tp, state[0])
             self._idle = {tp: state for tp, state in idle.items() if tp not in rewind}
-        for tp, offset in rewind.items():
+        for found, offset in rewind.items():
+            # Faust's own TP type: highwaters() keys are aiokafka's TopicPartition, equal
+            # as tuples, but Faust asserts the type of what it resumes (that assertion
+            # crashed a worker after a Kafka outage).
+            tp = TP(found.topic, found.partition)
             if tp not in assigned:
                 continue
             log.warning("%s[%s]: message %s is owed and nothing is processing it; "
@@ -87,12 +93,21 @@ class Watchdog:
             consumer.resume_partitions([tp])
             consumer._buffered_partitions.discard(tp)
             REWOUND.inc(tp.topic)
-        return list(rewind)
+        return [TP(tp.topic, tp.partition) for tp in rewind]
 
 
 watchdog = Watchdog()
 
 
+async def check_safely(consumer: Any) -> None:
+    # An exception in a Faust timer stops the whole worker: the watchdog is a safety
+    # net and must never be what brings it down.
+    try:
+        await watchdog.check(consumer)
+    except Exception:  # noqa: BLE001
+        log.exception("partition watchdog check failed; next check in %.0fs", CHECK_INTERVAL)
+
+
 @app.timer(CHECK_INTERVAL)
 async def unstick_partitions() -> None:
-    await watchdog.check(app.consumer)
+    await check_safely(app.consumer)

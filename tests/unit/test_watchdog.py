@@ -96,3 +96,29 @@ async def test_a_partition_that_is_busy_or_caught_up_is_left_alone():
     caught_up, dog = StalledConsumer(10, 10), Watchdog()
     await dog.check(caught_up)
     assert await dog.check(caught_up) == []
+
+
+async def test_resumed_partitions_are_fausts_own_type_whatever_highwaters_returns():
+    """highwaters() answers with aiokafka's TopicPartition; Faust asserts that what it
+    resumes is its own TP (a worker crashed on it after a Kafka outage)."""
+    from aiokafka import TopicPartition
+    from faust.types import TP as FaustTP
+
+    class AiokafkaKeys(StalledConsumer):
+        async def highwaters(self, *tps):
+            return {TopicPartition(tp.topic, tp.partition): self.end for tp in tps}
+
+    dog, consumer = Watchdog(), AiokafkaKeys(10, 250)
+    await dog.check(consumer)
+    assert await dog.check(consumer) == [HEAD]
+    assert all(type(tp) is FaustTP for tp in consumer.resumed) and consumer.resumed == [HEAD]
+
+
+async def test_a_failing_check_does_not_stop_the_worker(monkeypatch):
+    from spice.agents import watchdog as module
+
+    async def boom(consumer):
+        raise AssertionError("Faust internals changed")
+
+    monkeypatch.setattr(module.watchdog, "check", boom)
+    await module.check_safely(None)  # logged, not raised: a raising timer stops Faust
