@@ -23,7 +23,7 @@ def _use_event_loop(name: str) -> None:
     """uvloop by default: the worker's agents, producer, consumer and the API share one
     loop, and most of its CPU is the loop's own bookkeeping (callbacks, futures,
     socket writes), which uvloop does in C. Set before Faust creates its loop, which
-    `faust -A spice.app worker` does after importing this module. SPICE_EVENT_LOOP=aio
+    `faust -A spice.app worker` does after importing this module. EVENT_LOOP=aio
     falls back to asyncio's own loop."""
     if name == "uvloop":
         import mode.loop
