@@ -106,17 +106,27 @@ class SignedS3:
     async def _request(self, method: str, bucket: str, key: str, body: bytes,
                        headers: dict[str, str], operation: str) -> bytes:
         path = "/" + quote(f"{bucket}/{key}", safe="/-_.~")
-        all_headers = {**headers, **self.sign(method, path, hashlib.sha256(body).hexdigest(),
-                                              datetime.now(UTC))}
-        try:
-            async with self._session_now().request(
-                    method, self.base + path, data=body if method == "PUT" else None,
-                    headers=all_headers) as response:
-                content = await response.read()
-                status = response.status
-                request_id = response.headers.get("x-amz-request-id", "")
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise ConnectionError(f"S3 {operation} {key}: {type(error).__name__} {error}") from error
+        payload_hash = hashlib.sha256(body).hexdigest()
+        for attempt in (1, 2):
+            all_headers = {**headers, **self.sign(method, path, payload_hash, datetime.now(UTC))}
+            try:
+                async with self._session_now().request(
+                        method, self.base + path, data=body if method == "PUT" else None,
+                        headers=all_headers) as response:
+                    content = await response.read()
+                    status = response.status
+                    request_id = response.headers.get("x-amz-request-id", "")
+                break
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
+                # A pooled connection the server had just closed: one more try on a
+                # fresh one, as botocore's retry did. A create-only PUT that had in fact
+                # landed answers 412 then, which the event store checks with a HEAD.
+                if attempt == 2:
+                    raise ConnectionError(f"S3 {operation} {key}: {type(error).__name__} "
+                                          f"{error}") from error
+            except (TimeoutError, aiohttp.ClientError) as error:
+                raise ConnectionError(f"S3 {operation} {key}: {type(error).__name__} "
+                                      f"{error}") from error
         if status < 300:
             return content
         raise _client_error(status, content, operation, request_id)
