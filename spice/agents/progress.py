@@ -21,9 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
-# (committed, end); committed None: the group has never committed there (nobody in it
-# consumes that partition yet), so there is no backlog of ours to wait for.
-Offsets = dict[TopicPartition, tuple[int | None, int]]
+Offsets = dict[TopicPartition, tuple[int, int]]  # (committed, end)
 
 
 class PartitionProgress:
@@ -73,8 +71,8 @@ class PartitionProgress:
         await self._start()
         ends = await self._consumer.end_offsets(wanted)
         committed = await self._admin.list_consumer_group_offsets(self.group_id, partitions=wanted)
-        return {tp: (committed[tp].offset if tp in committed and committed[tp].offset >= 0
-                     else None, ends[tp]) for tp in wanted}
+        return {tp: (max(committed[tp].offset, 0) if tp in committed else 0, ends[tp])
+                for tp in wanted}
 
 
 class Backlog:

@@ -126,5 +126,5 @@ class Sweeper:
                 where[envelope.event_id] = tp
         offsets = await self.progress.snapshot(where.values())
         clear = {tp for tp, (committed, end) in offsets.items()
-                 if committed is None or self.backlog.passed(tp, committed, end)}
+                 if self.backlog.passed(tp, committed, end)}
         return {event_id for event_id, tp in where.items() if tp not in clear}

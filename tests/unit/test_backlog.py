@@ -34,7 +34,7 @@ def test_partitions_are_independent() -> None:
 class FakeProgress:
     """Offsets as the broker would report them; `lost` is a topic it does not have."""
 
-    def __init__(self, offsets: dict[TopicPartition, tuple[int | None, int]]) -> None:
+    def __init__(self, offsets: dict[TopicPartition, tuple[int, int]]) -> None:
         self.offsets = offsets
 
     async def partition_of(self, topic: str, key: bytes) -> TopicPartition | None:
@@ -49,8 +49,7 @@ async def test_the_sweeper_holds_back_only_envelopes_behind_a_backlog() -> None:
 
     from spice.agents.sweeper import Sweeper
 
-    progress = FakeProgress({TP: (100, 500), TopicPartition("instance_commands", 4): (9, 9),
-                             TopicPartition("other_service", 3): (None, 70)})
+    progress = FakeProgress({TP: (100, 500), TopicPartition("instance_commands", 4): (9, 9)})
     sweeper = Sweeper(store=None, pool=None, send=None, delay=60, progress=progress)  # type: ignore[arg-type]
 
     def envelope(event_id: str, topic: str, key: str) -> SimpleNamespace:
@@ -60,6 +59,5 @@ async def test_the_sweeper_holds_back_only_envelopes_behind_a_backlog() -> None:
         envelope("behind", "instance_commands", "slow"),    # partition 3: 400 queued
         envelope("idle", "instance_commands", "fast"),      # partition 4: nothing queued
         envelope("nowhere", "lost", "slow"),                # no such topic: no backlog
-        envelope("unread", "other_service", "slow"),        # the group never consumed it
     ])
     assert queued == {"behind"}
