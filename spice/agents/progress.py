@@ -49,18 +49,13 @@ class PartitionProgress:
             await self._admin.close()
             self._started = False
 
-    async def partition_of(self, topic: str, key: bytes) -> TopicPartition | None:
-        """Where the producer's default partitioner sends `key` (the publisher uses it);
-        None for a topic the broker does not have (such envelopes go to the publisher's
-        DLQ: there is no backlog to wait for, and asking for its offsets would fail
-        every pass)."""
+    async def partition_of(self, topic: str, key: bytes) -> TopicPartition:
+        """Where the producer's default partitioner sends `key` (the publisher uses it)."""
         await self._start()
         partitions = self._consumer.partitions_for_topic(topic)
         if not partitions:
             await self._consumer.topics()  # refresh metadata once
-            partitions = self._consumer.partitions_for_topic(topic)
-            if not partitions:
-                return None
+            partitions = self._consumer.partitions_for_topic(topic) or {0}
         ordered = sorted(partitions)
         return TopicPartition(topic, self._partitioner(key, ordered, ordered))
 

@@ -119,11 +119,8 @@ class Sweeper:
         """Event ids of the envelopes whose partition the consumers have not yet read past."""
         if self.progress is None or not envelopes:
             return set()
-        where = {}
-        for envelope in envelopes:
-            tp = await self.progress.partition_of(envelope.topic, envelope.aggregate_id.encode())
-            if tp is not None:  # an unknown topic has no backlog: re-sent (to the DLQ)
-                where[envelope.event_id] = tp
+        where = {e.event_id: await self.progress.partition_of(e.topic, e.aggregate_id.encode())
+                 for e in envelopes}
         offsets = await self.progress.snapshot(where.values())
         clear = {tp for tp, (committed, end) in offsets.items()
                  if self.backlog.passed(tp, committed, end)}

@@ -29,35 +29,3 @@ def test_partitions_are_independent() -> None:
     assert not backlog.passed(TP, committed=0, end=50)
     assert backlog.passed(other, committed=7, end=7)
     assert backlog.watermarks == {TP: 50}
-
-
-class FakeProgress:
-    """Offsets as the broker would report them; `lost` is a topic it does not have."""
-
-    def __init__(self, offsets: dict[TopicPartition, tuple[int, int]]) -> None:
-        self.offsets = offsets
-
-    async def partition_of(self, topic: str, key: bytes) -> TopicPartition | None:
-        return None if topic == "lost" else TopicPartition(topic, 3 if key == b"slow" else 4)
-
-    async def snapshot(self, partitions):
-        return {tp: self.offsets[tp] for tp in set(partitions)}
-
-
-async def test_the_sweeper_holds_back_only_envelopes_behind_a_backlog() -> None:
-    from types import SimpleNamespace
-
-    from spice.agents.sweeper import Sweeper
-
-    progress = FakeProgress({TP: (100, 500), TopicPartition("instance_commands", 4): (9, 9)})
-    sweeper = Sweeper(store=None, pool=None, send=None, delay=60, progress=progress)  # type: ignore[arg-type]
-
-    def envelope(event_id: str, topic: str, key: str) -> SimpleNamespace:
-        return SimpleNamespace(event_id=event_id, topic=topic, aggregate_id=key)
-
-    queued = await sweeper._still_queued([
-        envelope("behind", "instance_commands", "slow"),    # partition 3: 400 queued
-        envelope("idle", "instance_commands", "fast"),      # partition 4: nothing queued
-        envelope("nowhere", "lost", "slow"),                # no such topic: no backlog
-    ])
-    assert queued == {"behind"}
