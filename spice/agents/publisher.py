@@ -31,7 +31,6 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spice.agents.progress import PartitionProgress
 from spice.agents.sweeper import Sweeper
 from spice.faults import crash_point
 from spice.settings import Settings
@@ -225,16 +224,8 @@ class Publisher:
             assert self._producer is not None
             await self._producer.send_and_wait(await self._routable(topic), value, key=key,
                                                headers=STORED_HEADER)
-        progress = PartitionProgress(self.settings.kafka_bootstrap_servers,
-                                     self.settings.spice_app_id)
         sweeper = Sweeper(self.store, self.store.pool, send,
-                          delay=self.settings.event_sweep_delay_seconds, progress=progress)
-        try:
-            await self._sweep_forever(sweeper)
-        finally:
-            await progress.close()
-
-    async def _sweep_forever(self, sweeper: Sweeper) -> None:
+                          delay=self.settings.event_sweep_delay_seconds)
         while True:
             await asyncio.sleep(self.settings.event_sweep_interval_seconds)
             try:

@@ -19,7 +19,6 @@ from typing import Any
 
 import asyncpg
 
-from spice.agents.progress import Backlog, PartitionProgress
 from spice.observability import RESENT
 from spice.stores.errors import StoreUnavailable
 from spice.stores.s3_event_store import S3EventStore, position_at
@@ -33,15 +32,9 @@ HANDLERS = {"command": "command-worker", "domain": "projection"}
 
 class Sweeper:
     def __init__(self, store: S3EventStore, pool: asyncpg.Pool, send: Any, *,
-                 delay: float, batch: int = 200, name: str = SWEEP_NAME,
-                 progress: PartitionProgress | None = None) -> None:
-        """`progress`: the consumers' offsets; with it, an envelope queued behind a
-        backlog is not re-sent until the consumers have read past it (progress.py)."""
+                 delay: float, batch: int = 200, name: str = SWEEP_NAME) -> None:
         self.store, self.pool, self.send = store, pool, send
         self.delay, self.batch, self.name = delay, batch, name
-        self.progress = progress
-        self.backlog = Backlog()
-        self.waiting = 0  # unfinished envelopes the last pass left queued behind a backlog
 
     async def position(self) -> str | None:
         async with self.pool.acquire() as conn:
@@ -86,42 +79,19 @@ class Sweeper:
         unfinished: dict[str, set[str]] = {}
         for row in rows:
             unfinished.setdefault(row["batch_key"], set()).add(row["event_id"])
-        owed: dict[str, list[Any]] = {}
-        for key, batch in zip(unfinished, await asyncio.gather(
-                *[self._read(key) for key in unfinished]), strict=True):
-            owed[key] = [e for e in batch if e.event_id in unfinished[key] and e.kind in HANDLERS]
-        queued = await self._still_queued([e for batch in owed.values() for e in batch])
         resent = 0
         envelopes = []
-        swept: list[str] = []
-        for key in keys:
-            if any(e.event_id in queued for e in owed.get(key, [])):
-                break  # the position stays before it; later passes look again
-            for envelope in owed.get(key, []):
-                envelopes.append(envelope)
-                await self.send(envelope.topic, envelope.to_json(), envelope.aggregate_id.encode())
-                RESENT.inc(envelope.kind)
-                resent += 1
-            swept.append(key)
-        self.waiting = len(queued)
-        if queued:
-            log.info("sweeper: %d unfinished envelopes are still queued behind a consumer "
-                     "backlog; not re-sent yet", len(queued))
-        if swept:
-            await self.save(swept[-1])
+        for key, batch in zip(unfinished, await asyncio.gather(
+                *[self._read(key) for key in unfinished]), strict=True):
+            for envelope in batch:
+                if envelope.event_id in unfinished[key] and envelope.kind in HANDLERS:
+                    envelopes.append(envelope)
+                    await self.send(envelope.topic, envelope.to_json(), envelope.aggregate_id.encode())
+                    RESENT.inc(envelope.kind)
+                    resent += 1
+        await self.save(keys[-1])
         if resent:
             log.warning("sweeper: %d stored envelopes were unprocessed after %.0fs; sent again "
                         "(first: %s)", resent, self.delay,
                         json.dumps([e.event_id for e in envelopes][:3]))
-        return len(swept), resent
-
-    async def _still_queued(self, envelopes: list[Any]) -> set[str]:
-        """Event ids of the envelopes whose partition the consumers have not yet read past."""
-        if self.progress is None or not envelopes:
-            return set()
-        where = {e.event_id: await self.progress.partition_of(e.topic, e.aggregate_id.encode())
-                 for e in envelopes}
-        offsets = await self.progress.snapshot(where.values())
-        clear = {tp for tp, (committed, end) in offsets.items()
-                 if self.backlog.passed(tp, committed, end)}
-        return {event_id for event_id, tp in where.items() if tp not in clear}
+        return len(keys), resent
