@@ -60,11 +60,19 @@ def redis_status(runtime: Any) -> StatusOf:
 def api_status(http: Any, url: str) -> StatusOf:
     """Through the status API: Redis, else the Faust table (after a Redis restart)."""
     async def status_of(command_id: str) -> dict[str, Any] | None:
-        async with http.get(f"{url}/api/v1/commands/{command_id}/status") as response:
-            if response.status != 200:
-                return None
-            body = await response.json()
-        return {**body, "history": (body.get("result") or {}).get("history", [])}
+        for _ in range(100):
+            async with http.get(f"{url}/api/v1/commands/{command_id}/status") as response:
+                if response.status == 429:
+                    # The books read thousands of statuses one after another, faster than
+                    # the key's rate (500/s) since the API got quicker: a refusal is not
+                    # an answer, and counting it as "no status" made commands look lost.
+                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                    continue
+                if response.status != 200:
+                    return None
+                body = await response.json()
+            return {**body, "history": (body.get("result") or {}).get("history", [])}
+        raise AssertionError(f"status of {command_id}: still rate limited after 100 tries")
     return status_of
 
 
