@@ -7,6 +7,43 @@ from spice.settings import Settings
 
 MIGRATION_LOCK = 0x5E1CE  # any constant: serialises concurrent start-ups
 
+
+def _reserve_distinct_query(lock_rows: str) -> str:
+    """The set-based body of spice_reserve_distinct, shared by migrations 4 and 8: they
+    differ only in how `locked` finds the sequence rows to lock. Its text is part of
+    deployed migrations: never edit it; a changed body is a new migration."""
+    return f"""        WITH input AS (
+            SELECT t.*, (t.ord - 1)::int AS i
+              FROM unnest(p_ids, p_types, p_aggs, p_seqs, p_hashes, p_alloc, p_expected)
+                   WITH ORDINALITY AS t(id, typ, agg, sq, hash, alloc, expected, ord)),
+        locked AS (
+            SELECT s.aggregate_id, s.last_seq FROM aggregate_sequences s
+             WHERE {lock_rows}
+             ORDER BY s.aggregate_id FOR UPDATE),
+        decided AS (
+            SELECT input.*, l.last_seq,
+                   CASE WHEN input.alloc THEN l.last_seq + 1 ELSE input.sq END AS new_seq,
+                   coalesce(input.alloc AND input.expected IS NOT NULL
+                            AND input.expected <> l.last_seq, false) AS mismatch
+              FROM input LEFT JOIN locked l ON l.aggregate_id = input.agg),
+        inserted AS (
+            INSERT INTO event_index
+            SELECT id, typ, agg, new_seq, hash, p_batch FROM decided WHERE NOT mismatch
+            ON CONFLICT (event_id) DO NOTHING RETURNING event_id),
+        bumped AS (
+            UPDATE aggregate_sequences s SET last_seq = d.new_seq FROM decided d
+             WHERE d.alloc AND s.aggregate_id = d.agg AND d.id IN (SELECT event_id FROM inserted)
+            RETURNING 1)
+        SELECT d.i,
+               CASE WHEN d.id IN (SELECT event_id FROM inserted) THEN 'reserved'
+                    WHEN e.event_id IS NULL THEN 'sequence_conflict'
+                    WHEN e.content_hash = d.hash THEN 'duplicate'
+                    ELSE 'conflict' END,
+               CASE WHEN d.mismatch AND e.event_id IS NULL THEN d.last_seq ELSE d.new_seq END
+          FROM decided d LEFT JOIN event_index e ON e.event_id = d.id
+         WHERE (SELECT count(*) FROM bumped) >= 0;
+"""
+
 # Append only: a deployed migration is never edited, a new one is added.
 MIGRATIONS: list[str] = [
     # 1: write side. The sequence allocator, and the event store's index of event ids
@@ -134,37 +171,7 @@ MIGRATIONS: list[str] = [
             SELECT DISTINCT a, 0 FROM unnest(p_aggs, p_alloc) AS t(a, al) WHERE al ORDER BY 1
             ON CONFLICT DO NOTHING;
         RETURN QUERY
-        WITH input AS (
-            SELECT t.*, (t.ord - 1)::int AS i
-              FROM unnest(p_ids, p_types, p_aggs, p_seqs, p_hashes, p_alloc, p_expected)
-                   WITH ORDINALITY AS t(id, typ, agg, sq, hash, alloc, expected, ord)),
-        locked AS (
-            SELECT s.aggregate_id, s.last_seq FROM aggregate_sequences s
-             WHERE s.aggregate_id IN (SELECT agg FROM input WHERE alloc)
-             ORDER BY s.aggregate_id FOR UPDATE),
-        decided AS (
-            SELECT input.*, l.last_seq,
-                   CASE WHEN input.alloc THEN l.last_seq + 1 ELSE input.sq END AS new_seq,
-                   coalesce(input.alloc AND input.expected IS NOT NULL
-                            AND input.expected <> l.last_seq, false) AS mismatch
-              FROM input LEFT JOIN locked l ON l.aggregate_id = input.agg),
-        inserted AS (
-            INSERT INTO event_index
-            SELECT id, typ, agg, new_seq, hash, p_batch FROM decided WHERE NOT mismatch
-            ON CONFLICT (event_id) DO NOTHING RETURNING event_id),
-        bumped AS (
-            UPDATE aggregate_sequences s SET last_seq = d.new_seq FROM decided d
-             WHERE d.alloc AND s.aggregate_id = d.agg AND d.id IN (SELECT event_id FROM inserted)
-            RETURNING 1)
-        SELECT d.i,
-               CASE WHEN d.id IN (SELECT event_id FROM inserted) THEN 'reserved'
-                    WHEN e.event_id IS NULL THEN 'sequence_conflict'
-                    WHEN e.content_hash = d.hash THEN 'duplicate'
-                    ELSE 'conflict' END,
-               CASE WHEN d.mismatch AND e.event_id IS NULL THEN d.last_seq ELSE d.new_seq END
-          FROM decided d LEFT JOIN event_index e ON e.event_id = d.id
-         WHERE (SELECT count(*) FROM bumped) >= 0;
-    END $$;
+""" + _reserve_distinct_query("s.aggregate_id IN (SELECT agg FROM input WHERE alloc)") + """    END $$;
     """,
     # 5: the default search read model (Elasticsearch in production)
     """
@@ -219,37 +226,7 @@ MIGRATIONS: list[str] = [
                             WHERE al ORDER BY a);
         INSERT INTO aggregate_sequences SELECT unnest(allocating), 0 ON CONFLICT DO NOTHING;
         RETURN QUERY
-        WITH input AS (
-            SELECT t.*, (t.ord - 1)::int AS i
-              FROM unnest(p_ids, p_types, p_aggs, p_seqs, p_hashes, p_alloc, p_expected)
-                   WITH ORDINALITY AS t(id, typ, agg, sq, hash, alloc, expected, ord)),
-        locked AS (
-            SELECT s.aggregate_id, s.last_seq FROM aggregate_sequences s
-             WHERE s.aggregate_id = ANY(allocating)
-             ORDER BY s.aggregate_id FOR UPDATE),
-        decided AS (
-            SELECT input.*, l.last_seq,
-                   CASE WHEN input.alloc THEN l.last_seq + 1 ELSE input.sq END AS new_seq,
-                   coalesce(input.alloc AND input.expected IS NOT NULL
-                            AND input.expected <> l.last_seq, false) AS mismatch
-              FROM input LEFT JOIN locked l ON l.aggregate_id = input.agg),
-        inserted AS (
-            INSERT INTO event_index
-            SELECT id, typ, agg, new_seq, hash, p_batch FROM decided WHERE NOT mismatch
-            ON CONFLICT (event_id) DO NOTHING RETURNING event_id),
-        bumped AS (
-            UPDATE aggregate_sequences s SET last_seq = d.new_seq FROM decided d
-             WHERE d.alloc AND s.aggregate_id = d.agg AND d.id IN (SELECT event_id FROM inserted)
-            RETURNING 1)
-        SELECT d.i,
-               CASE WHEN d.id IN (SELECT event_id FROM inserted) THEN 'reserved'
-                    WHEN e.event_id IS NULL THEN 'sequence_conflict'
-                    WHEN e.content_hash = d.hash THEN 'duplicate'
-                    ELSE 'conflict' END,
-               CASE WHEN d.mismatch AND e.event_id IS NULL THEN d.last_seq ELSE d.new_seq END
-          FROM decided d LEFT JOIN event_index e ON e.event_id = d.id
-         WHERE (SELECT count(*) FROM bumped) >= 0;
-    END $$;
+""" + _reserve_distinct_query("s.aggregate_id = ANY(allocating)") + """    END $$;
     """,
     # 9: which bucket a stored batch is in. Several event stores (a test's, a benchmark's)
     # may share one database, and the index-driven sweeper and publisher lookback were
