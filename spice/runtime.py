@@ -102,7 +102,7 @@ class Runtime:
         signed = SignedS3.from_settings(settings)
         stack.push_async_callback(signed.close)
         event_store = S3EventStore(
-            s3, pool, settings.event_store_bucket, signed=signed,
+            s3, signed, pool, settings.event_store_bucket,
             max_batch=settings.event_store_group_commit_max,
             linger_ms=settings.event_store_group_commit_wait_ms)
         stack.push_async_callback(event_store.close)
