@@ -80,11 +80,11 @@ class Watchdog:
                 if self._idle.get(tp) == state:
                     rewind.setdefault(tp, state[0])
             self._idle = {tp: state for tp, state in idle.items() if tp not in rewind}
-        for found, offset in rewind.items():
-            # Faust's own TP type: highwaters() keys are aiokafka's TopicPartition, equal
-            # as tuples, but Faust asserts the type of what it resumes (that assertion
-            # crashed a worker after a Kafka outage).
-            tp = TP(found.topic, found.partition)
+        # Faust's own TP type: highwaters() keys are aiokafka's TopicPartition, equal as
+        # tuples, but Faust asserts the type of what it resumes (that assertion crashed
+        # a worker after a Kafka outage).
+        rewind = {TP(tp.topic, tp.partition): offset for tp, offset in rewind.items()}
+        for tp, offset in rewind.items():
             if tp not in assigned:
                 continue
             log.warning("%s[%s]: message %s is owed and nothing is processing it; "
@@ -93,7 +93,7 @@ class Watchdog:
             consumer.resume_partitions([tp])
             consumer._buffered_partitions.discard(tp)
             REWOUND.inc(tp.topic)
-        return [TP(tp.topic, tp.partition) for tp in rewind]
+        return list(rewind)
 
 
 watchdog = Watchdog()
