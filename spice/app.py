@@ -5,6 +5,7 @@ starts the agents, the tables, the publisher task and the web views.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
@@ -47,12 +48,10 @@ class SpiceApp(faust.App):
     async def on_first_start(self) -> None:
         await super().on_first_start()
         created = await ensure_topics(self.settings.kafka_bootstrap_servers,
-                                      self.settings.topic_partitions)
+                                      self.settings.topic_partitions, self.settings.spice_app_id)
         if created:
             log.info("created topics: %s", ", ".join(created))
         self._runtime = await Runtime.open(self.settings)
-        import asyncio
-
         log.info("event loop: %s", type(asyncio.get_running_loop()).__module__)
         tracing.enable(self.settings.tracing_enabled)
         if self.settings.log_format == "json":

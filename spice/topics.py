@@ -42,7 +42,7 @@ def all_topics(partitions: int) -> dict[str, int]:
     return topics
 
 
-async def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
+async def ensure_topics(bootstrap: str, partitions: int, app_id: str) -> list[str]:
     """Create the missing topics; returns the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
     await admin.start()
@@ -56,16 +56,19 @@ async def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
             except TopicAlreadyExistsError:
                 pass  # another worker won the race
             log.info("created topics %s", [t.name for t in missing])
-        await _configure_changelogs(admin, existing)
+        await _configure_changelogs(admin, existing, app_id)
         return [t.name for t in missing]
     finally:
         await admin.close()
 
 
-async def _configure_changelogs(admin: AIOKafkaAdminClient, existing: set[str]) -> None:
-    """Changelogs created before CHANGELOG_CONFIGS existed get it too (AlterConfigs sets
-    the whole topic config, hence cleanup.policy in it)."""
-    changelogs = sorted(t for t in existing if t.endswith("-changelog"))
+async def _configure_changelogs(admin: AIOKafkaAdminClient, existing: set[str],
+                                app_id: str) -> None:
+    """This app's changelogs created before CHANGELOG_CONFIGS existed get it too
+    (AlterConfigs sets the whole topic config, hence cleanup.policy in it). Only ours:
+    another Faust app on the same cluster keeps its own settings."""
+    changelogs = sorted(t for t in existing
+                        if t.startswith(f"{app_id}-") and t.endswith("-changelog"))
     if changelogs:
         await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, CHANGELOG_CONFIGS)
                                    for name in changelogs])
