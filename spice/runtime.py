@@ -26,6 +26,7 @@ from spice.stores.s3_event_store import S3EventStore
 from spice.stores.s3_signed import SignedS3
 from spice.stores.search import PostgresSearchIndex, SearchIndex
 from spice.stores.status import StatusTracker
+from spice.stores.status_topic import StatusTopicWriter
 from spice.topics import STATUS_TOPIC
 
 
@@ -108,18 +109,15 @@ class Runtime:
         stack.push_async_callback(event_store.close)
         graph = make_graph_store(settings, pool)
 
-        async def emit_status(change: dict[str, Any]) -> None:
-            # Enqueued, not awaited to acknowledgement: the status topic feeds views,
-            # and Redis already holds the transition for waiters.
-            await producer.send(STATUS_TOPIC, json.dumps(change).encode(),
-                                key=change["command_id"].encode())
+        status_topic = StatusTopicWriter(producer, STATUS_TOPIC, settings.topic_partitions)
+        stack.push_async_callback(status_topic.close)
 
         async def dead_letter(topic: str, payload: dict[str, Any]) -> None:
             aggregate = str(payload.get("envelope", {}).get("aggregate_id", ""))
             await producer.send_and_wait(topic, json.dumps(payload, default=str).encode(),
                                          key=aggregate.encode())
 
-        status = StatusTracker(redis, settings.command_status_ttl_seconds, emit=emit_status)
+        status = StatusTracker(redis, settings.command_status_ttl_seconds, emit=status_topic.emit)
         stack.push_async_callback(status.close)
         registry = PostgresRegistry(pool, owner, settings.registry_lease_seconds)
         handler = CommandHandler(

@@ -1,7 +1,6 @@
 """Project one domain event into the search read model, exactly once in effect."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -14,7 +13,7 @@ from spice.observability import PROJECTED, log_context
 from spice.stores.errors import TRANSIENT_ERRORS
 from spice.stores.registry import ClaimOutcome, PostgresRegistry
 from spice.stores.search import SearchIndex
-from spice.stores.status import StatusTracker
+from spice.stores.status import StatusTracker, make_change
 
 log = logging.getLogger(__name__)
 HANDLER = "projection"
@@ -97,8 +96,8 @@ class ProjectionHandler:
         # busy ones were reported by handle().
         skip = {e.event_id for e, c in zip(envelopes, claims, strict=True)
                 if c.outcome in (ClaimOutcome.DONE, ClaimOutcome.IN_PROGRESS)}
-        await asyncio.gather(*[
-            self.status.update(e.command_id, "PROJECTED", "read model caught up", projected=True)
+        await self.status.record_many([
+            make_change(e.command_id, "PROJECTED", "read model caught up", projected=True)
             for e in envelopes if e.event_id not in skip])
 
     async def handle(self, envelope: Envelope) -> None:

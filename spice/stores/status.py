@@ -41,55 +41,69 @@ MISSED_LIMIT = 200_000
 REPLAY_BATCH = 500
 TERMINAL = frozenset({CommandStatus.COMPLETED, CommandStatus.FAILED, CommandStatus.CANCELLED})
 
+# Applies ARGV[3..] (one JSON change each; KEYS in threes: status, result, channel)
+# in order, in one call: a batch of transitions is one command for redis-py to
+# build and parse instead of one each (its per-call CPU, not Redis's, was the cost).
+# ARGV[1] = TTL; ARGV[2] = '1' to return each resulting document, else the count.
 UPDATE_SCRIPT = """
-local key = KEYS[1]
-local change = cjson.decode(ARGV[1])
-local ttl = tonumber(ARGV[2])
-local current = redis.call('GET', key)
-local doc
-if current then
-  doc = cjson.decode(current)
-  local terminal = {COMPLETED=true, FAILED=true, CANCELLED=true}
-  if terminal[doc.status] and not terminal[change.status] and change.status ~= 'PROJECTED' then
-    return current
-  end
-  if terminal[doc.status] and change.status == doc.status then
-    -- The same outcome reported again (a redelivered command restoring its status):
-    -- a command ends once, so its history says so once.
-    return current
-  end
-  if change.status == 'PENDING' and doc.status and doc.status ~= 'PENDING' then
-    -- The API records PENDING without waiting; a fast worker may have been first.
-    table.insert(doc.history, 1, {status = 'PENDING', timestamp = change.timestamp,
-                                  message = change.message})
-    doc.created_at = change.timestamp
-    for _, field in ipairs({'command_type', 'db', 'aggregate_id'}) do
-      if change[field] ~= nil and doc[field] == nil then doc[field] = change[field] end
+local ttl = tonumber(ARGV[1])
+local terminal = {COMPLETED=true, FAILED=true, CANCELLED=true}
+
+local function apply(key, result_key, channel, change)
+  local current = redis.call('GET', key)
+  local doc
+  if current then
+    doc = cjson.decode(current)
+    if terminal[doc.status] and not terminal[change.status] and change.status ~= 'PROJECTED' then
+      return current
     end
-    local late = cjson.encode(doc)
-    redis.call('SET', key, late, 'EX', ttl)
-    redis.call('PUBLISH', KEYS[3], late)
-    return late
+    if terminal[doc.status] and change.status == doc.status then
+      -- The same outcome reported again (a redelivered command restoring its status):
+      -- a command ends once, so its history says so once.
+      return current
+    end
+    if change.status == 'PENDING' and doc.status and doc.status ~= 'PENDING' then
+      -- The API records PENDING without waiting; a fast worker may have been first.
+      table.insert(doc.history, 1, {status = 'PENDING', timestamp = change.timestamp,
+                                    message = change.message})
+      doc.created_at = change.timestamp
+      for _, field in ipairs({'command_type', 'db', 'aggregate_id'}) do
+        if change[field] ~= nil and doc[field] == nil then doc[field] = change[field] end
+      end
+      local late = cjson.encode(doc)
+      redis.call('SET', key, late, 'EX', ttl)
+      redis.call('PUBLISH', channel, late)
+      return late
+    end
+  else
+    doc = {command_id = change.command_id, created_at = change.timestamp, history = {}}
   end
-else
-  doc = {command_id = change.command_id, created_at = change.timestamp, history = {}}
+  if change.status ~= 'PROJECTED' then
+    doc.status = change.status
+  end
+  doc.updated_at = change.timestamp
+  for _, field in ipairs({'command_type', 'db', 'aggregate_id', 'progress', 'error', 'projected'}) do
+    if change[field] ~= nil then doc[field] = change[field] end
+  end
+  table.insert(doc.history, {status = change.status, timestamp = change.timestamp,
+                             message = change.message})
+  local encoded = cjson.encode(doc)
+  redis.call('SET', key, encoded, 'EX', ttl)
+  if change.result ~= nil then
+    redis.call('SET', result_key, cjson.encode(change.result), 'EX', ttl)
+  end
+  redis.call('PUBLISH', channel, encoded)
+  return encoded
 end
-if change.status ~= 'PROJECTED' then
-  doc.status = change.status
+
+local out = {}
+for i = 3, #ARGV do
+  local k = (i - 3) * 3
+  local encoded = apply(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], cjson.decode(ARGV[i]))
+  if ARGV[2] == '1' then out[#out + 1] = encoded end
 end
-doc.updated_at = change.timestamp
-for _, field in ipairs({'command_type', 'db', 'aggregate_id', 'progress', 'error', 'projected'}) do
-  if change[field] ~= nil then doc[field] = change[field] end
-end
-table.insert(doc.history, {status = change.status, timestamp = change.timestamp,
-                           message = change.message})
-local encoded = cjson.encode(doc)
-redis.call('SET', key, encoded, 'EX', ttl)
-if change.result ~= nil then
-  redis.call('SET', KEYS[2], cjson.encode(change.result), 'EX', ttl)
-end
-redis.call('PUBLISH', KEYS[3], encoded)
-return encoded
+if ARGV[2] == '1' then return out end
+return #ARGV - 2
 """
 
 
@@ -106,6 +120,20 @@ def channel(command_id: str) -> str:
 
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def make_change(command_id: str, status: str, message: str = "", *, result: Any = None,
+                error: Any = None, progress: float | None = None, **fields: Any) -> dict[str, Any]:
+    """One transition as the script, the topic and the status table take it."""
+    change = {"command_id": command_id, "status": str(status), "message": message,
+              "timestamp": time.time(), **{k: v for k, v in fields.items() if v is not None}}
+    if progress is not None:
+        change["progress"] = progress
+    if error is not None:
+        change["error"] = error
+    if result is not None:
+        change["result"] = result
+    return change
 
 
 class StatusTracker:
@@ -168,29 +196,25 @@ class StatusTracker:
         leaves the queue only once Redis took it."""
         while self._missed:
             batch = [self._missed[i] for i in range(min(REPLAY_BATCH, len(self._missed)))]
-            pipe = self.redis.pipeline(transaction=False)
-            for change in batch:
-                await self._call_script(change, pipe)
-            await asyncio.wait_for(pipe.execute(), REDIS_TIMEOUT)
+            await self._apply(batch, docs=False)
             for _ in batch:
                 self._missed.popleft()
 
-    async def _call_script(self, change: dict[str, Any], pipe: Any) -> None:
-        cid = change["command_id"]
-        await self._script(keys=[status_key(cid), result_key(cid), channel(cid)],
-                           args=[json.dumps(change), self.ttl], client=pipe)
+    async def _apply(self, changes: list[dict[str, Any]], *, docs: bool) -> Any:
+        """One script call for the whole batch; the resulting documents when `docs`."""
+        keys: list[str] = []
+        for change in changes:
+            cid = change["command_id"]
+            keys += (status_key(cid), result_key(cid), channel(cid))
+        return await asyncio.wait_for(
+            self._script(keys=keys, args=[self.ttl, "1" if docs else "0", *map(json.dumps, changes)]),
+            REDIS_TIMEOUT)
 
     async def update(self, command_id: str, status: str, message: str = "", *,
                      result: Any = None, error: Any = None, progress: float | None = None,
                      **fields: Any) -> dict[str, Any] | None:
-        change = {"command_id": command_id, "status": str(status), "message": message,
-                  "timestamp": time.time(), **{k: v for k, v in fields.items() if v is not None}}
-        if progress is not None:
-            change["progress"] = progress
-        if error is not None:
-            change["error"] = error
-        if result is not None:
-            change["result"] = result
+        change = make_change(command_id, status, message, result=result, error=error,
+                             progress=progress, **fields)
         doc: dict[str, Any] | None = None
         try:
             self._check_up()
@@ -207,6 +231,23 @@ class StatusTracker:
             await self.emit(change)
         return doc
 
+    async def record_many(self, changes: list[dict[str, Any]]) -> None:
+        """Transitions whose resulting documents nobody reads (a projection batch's
+        PROJECTED steps): one script call per REPLAY_BATCH, no future per change."""
+        for start in range(0, len(changes), REPLAY_BATCH):
+            chunk = changes[start:start + REPLAY_BATCH]
+            try:
+                self._check_up()
+                await self._apply(chunk, docs=False)
+            except (TimeoutError, RedisError, OSError) as error:
+                if self.emit is None:
+                    raise
+                self._missed.extend(chunk)
+                self._went_down(error)
+            if self.emit is not None:
+                for change in chunk:
+                    await self.emit(change)
+
     def _queue(self, change: dict[str, Any]) -> asyncio.Future[str]:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending.append((change, future))
@@ -216,15 +257,12 @@ class StatusTracker:
 
     async def _flush(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending, []
+            batch, self._pending = self._pending[:REPLAY_BATCH], self._pending[REPLAY_BATCH:]
             try:
-                # Building the pipeline can fail too (the script is loaded on the way when
-                # Redis restarted empty): every failure must reach every waiter, or an
-                # update would wait forever on a future nobody resolves.
-                pipe = self.redis.pipeline(transaction=False)
-                for change, _ in batch:
-                    await self._call_script(change, pipe)
-                results = await asyncio.wait_for(pipe.execute(), REDIS_TIMEOUT)
+                # The script is loaded on the way when Redis restarted empty, and that can
+                # fail too: every failure must reach every waiter, or an update would wait
+                # forever on a future nobody resolves.
+                results = await self._apply([change for change, _ in batch], docs=True)
             except asyncio.CancelledError:
                 for _, future in batch:
                     if not future.done():

@@ -2,13 +2,13 @@
 it survives a Redis flush) and counts by state and command type."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter, deque
 from typing import Any
 
 from spice.app import app
+from spice.stores.status_topic import decode
 from spice.topics import CHANGELOG_CONFIGS, STATUS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,22 @@ def merge(doc: dict[str, Any] | None, change: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def changes_of(event: Any) -> list[dict[str, Any]]:
+    """A message holds one change or several (spice/stores/status_topic.py); one that is
+    not a status change is logged and skipped, never allowed to stop the agent."""
+    try:
+        changes = decode(event.value)
+        for change in changes:
+            if not isinstance(change.get("command_id"), str) or "status" not in change \
+                    or "timestamp" not in change:
+                raise ValueError("a change needs command_id, status and timestamp")
+        return changes
+    except (ValueError, TypeError, AttributeError) as error:
+        log.warning("command_status %s@%s skipped: %s", event.message.partition,
+                    event.message.offset, error)
+        return []
+
+
 @app.agent(status_topic, name="spice.agents.command_status")
 async def status_agent(stream: Any) -> None:
     # Changes are taken in batches and merged per command before the table is written:
@@ -77,14 +93,16 @@ async def status_agent(stream: Any) -> None:
         previous: dict[bytes, str | None] = {}
         partitions: dict[bytes, int] = {}
         for event in events:
-            change = json.loads(event.value)
-            key = change["command_id"].encode()
-            if key not in docs:
-                before = command_status.get(key)
-                previous[key] = (before or {}).get("status")
-                docs[key] = before or {}
-                partitions[key] = event.message.partition
-            docs[key] = merge(docs[key] or None, change)
+            for change in changes_of(event):
+                key = change["command_id"].encode()
+                if key not in docs:
+                    # .data: the plain dict under the table (its own get costs an
+                    # exception per unknown key, and most keys here are new)
+                    before = command_status.data.get(key)
+                    previous[key] = (before or {}).get("status")
+                    docs[key] = before or {}
+                    partitions[key] = event.message.partition
+                docs[key] = merge(docs[key] or None, change)
         deltas: Counter[bytes] = Counter()
         finished: Counter[bytes] = Counter()
         for key, doc in docs.items():
@@ -104,12 +122,12 @@ async def status_agent(stream: Any) -> None:
                     finished[f"{partitions[key]}|{window}|{kind}|{now}".encode()] += 1
         for key, count in finished.items():
             partition = int(key.split(b"|", 1)[0])
-            put(command_rates, partition, key, (command_rates.get(key) or 0) + count)
+            put(command_rates, partition, key, (command_rates.data.get(key) or 0) + count)
         expire_windows()
         for key, delta in deltas.items():
             if delta:
                 partition = int(key.split(b"|", 1)[0])
-                put(command_counts, partition, key, (command_counts.get(key) or 0) + delta)
+                put(command_counts, partition, key, (command_counts.data.get(key) or 0) + delta)
 
 
 @app.timer(interval=10.0)
