@@ -78,20 +78,27 @@ async def rebuilt(settings: Settings, count: int) -> float:
     """A bucket of its own per run, so the rebuild replays exactly these `count` events
     (the shared bench bucket holds every earlier run's events too, which made the
     figure a function of the bucket's history)."""
-    runtime = await Runtime.open(settings.model_copy(
-        update={"event_store_bucket": f"spice-bench-rebuild-{uuid.uuid4().hex[:8]}"}))
+    own = settings.model_copy(update={"event_store_bucket": f"spice-bench-rebuild-{uuid.uuid4().hex[:8]}"})
+    db = f"bench{uuid.uuid4().hex[:8]}"
+    writer = await Runtime.open(own)
     try:
-        db = f"bench{uuid.uuid4().hex[:8]}"
         batch = events(db, count)
         sem = asyncio.Semaphore(64)
 
         async def store(envelope: Envelope) -> None:
             async with sem:
-                await runtime.event_store.append(envelope)
+                await writer.event_store.append(envelope)
         await asyncio.gather(*[store(e) for e in batch])
         # A rebuild runs over a populated read model (that is what it is for): project
         # the events live first, untimed, as the worker would have.
-        await PostgresSearchIndex(runtime.pool).apply_many(batch)
+        await PostgresSearchIndex(writer.pool).apply_many(batch)
+    finally:
+        await writer.close()
+    del batch
+    # The rebuild on a runtime of its own, as `spice projections rebuild` runs in its own
+    # process: not on the writer's, whose cache holds every envelope just appended.
+    runtime = await Runtime.open(own)
+    try:
         started = time.perf_counter()
         result = await rebuild.rebuild(runtime, db, out=io.StringIO())
         elapsed = time.perf_counter() - started

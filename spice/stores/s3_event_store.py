@@ -351,22 +351,22 @@ class S3EventStore:
 
     async def list_positions(self, after: str | None = None,
                              limit: int | None = None) -> AsyncIterator[str]:
-        token: dict[str, str] = {"StartAfter": after} if after else {}
+        token: str | None = None
         listed = 0
         while True:
             try:
-                page = await self.s3.list_objects_v2(
-                    Bucket=self.bucket, Prefix=BATCH_PREFIX, MaxKeys=1000, **token)
+                keys, token = await self.signed.list_keys(
+                    self.bucket, BATCH_PREFIX, start_after=after if token is None else None,
+                    token=token)
             except (ClientError, BotoCoreError, OSError) as error:
                 raise _as_store_error(error) from error
-            for item in page.get("Contents", []):
-                yield item["Key"]
+            for key in keys:
+                yield key
                 listed += 1
                 if limit is not None and listed >= limit:
                     return
-            if not page.get("IsTruncated"):
+            if token is None:
                 return
-            token = {"ContinuationToken": page["NextContinuationToken"]}
 
     async def indexed_batches(self, after: str, up_to: str, limit: int | None = None) -> list[str]:
         """Batch keys in (after, up_to] from the PostgreSQL index, in order. Every append

@@ -1,4 +1,5 @@
-"""A small SigV4 client for the event store's two hot S3 calls: create-only PUT and GET.
+"""A small SigV4 client for the event store's hot S3 calls: create-only PUT, GET and
+the listing of batch keys (the publisher's catch-up and a rebuild's replay).
 
 Why not aiobotocore for these: botocore spends about 4 ms of CPU on every request
 (event hooks, endpoint rules, user-agent assembly, response parsing) on this
@@ -7,7 +8,7 @@ every publisher read pays it on the event loop that also serves the API and the
 agents. This client signs with AWS Signature Version 4 (path-style URLs, signed
 payload hash) over one shared aiohttp session, about 0.2 ms a request.
 
-Everything else (listing, HEAD, buckets, checkpoints) stays on aiobotocore. Errors
+Everything else (HEAD, buckets, checkpoints) stays on aiobotocore. Errors
 look like botocore's, so callers keep one set of except clauses:
 - an S3 error answer raises botocore's ClientError with the S3 error code;
 - a connection failure or timeout raises ConnectionError (an OSError).
@@ -19,9 +20,11 @@ import hmac
 import re
 from datetime import UTC, datetime
 from urllib.parse import quote, urlparse
+from xml.sax.saxutils import unescape
 
 import aiohttp
 from botocore.exceptions import ClientError
+from yarl import URL
 
 from spice.settings import Settings
 
@@ -29,6 +32,15 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 SIGNED_HEADERS = "host;x-amz-content-sha256;x-amz-date"
 _CODE = re.compile(rb"<Code>([^<]+)</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<]*)</Message>")
+_KEY = re.compile(rb"<Key>([^<]*)</Key>")
+_NEXT_TOKEN = re.compile(rb"<NextContinuationToken>([^<]*)</NextContinuationToken>")
+_TRUNCATED = re.compile(rb"<IsTruncated>true</IsTruncated>")
+
+
+def canonical_query(query: dict[str, str]) -> str:
+    """SigV4's canonical query string; the request URL carries exactly this string."""
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
+                    for k, v in sorted(query.items()))
 
 
 class SignedS3:
@@ -73,6 +85,21 @@ class SignedS3:
         """The object's bytes; a missing key raises ClientError NoSuchKey."""
         return await self._request("GET", bucket, key, b"", {}, "GetObject")
 
+    async def list_keys(self, bucket: str, prefix: str, *, start_after: str | None = None,
+                        token: str | None = None, max_keys: int = 1000
+                        ) -> tuple[list[str], str | None]:
+        """One ListObjectsV2 page: (keys in order, the continuation token if there are more).
+        botocore's XML parsing cost ~0.3 ms a key; a regex over the answer a few µs."""
+        query = {"list-type": "2", "prefix": prefix, "max-keys": str(max_keys)}
+        if start_after:
+            query["start-after"] = start_after
+        if token:
+            query["continuation-token"] = token
+        content = await self._request("GET", bucket, "", b"", {}, "ListObjectsV2", query)
+        keys = [unescape(k.decode()) for k in _KEY.findall(content)]
+        following = _NEXT_TOKEN.search(content) if _TRUNCATED.search(content) else None
+        return keys, unescape(following.group(1).decode()) if following else None
+
     # ---- signing ---------------------------------------------------------------
 
     def _signing_key(self, day: str) -> bytes:
@@ -84,12 +111,13 @@ class SignedS3:
             self._keys = {day: key}  # one day's key is all that is ever needed
         return key
 
-    def sign(self, method: str, path: str, payload_hash: str, at: datetime) -> dict[str, str]:
+    def sign(self, method: str, path: str, payload_hash: str, at: datetime,
+             query: str = "") -> dict[str, str]:
         """The headers that authenticate one request (exposed for the unit test)."""
         stamp = at.strftime("%Y%m%dT%H%M%SZ")
         day = stamp[:8]
         canonical = "\n".join([
-            method, path, "",
+            method, path, query,
             f"host:{self.host}", f"x-amz-content-sha256:{payload_hash}", f"x-amz-date:{stamp}", "",
             SIGNED_HEADERS, payload_hash])
         scope = f"{day}/{self.region}/s3/aws4_request"
@@ -104,14 +132,18 @@ class SignedS3:
         }
 
     async def _request(self, method: str, bucket: str, key: str, body: bytes,
-                       headers: dict[str, str], operation: str) -> bytes:
-        path = "/" + quote(f"{bucket}/{key}", safe="/-_.~")
+                       headers: dict[str, str], operation: str,
+                       query: dict[str, str] | None = None) -> bytes:
+        path = "/" + quote(f"{bucket}/{key}" if key else bucket, safe="/-_.~")
         payload_hash = hashlib.sha256(body).hexdigest()
+        encoded_query = canonical_query(query) if query else ""
+        url = URL(self.base + path + (f"?{encoded_query}" if encoded_query else ""), encoded=True)
         for attempt in (1, 2):
-            all_headers = {**headers, **self.sign(method, path, payload_hash, datetime.now(UTC))}
+            all_headers = {**headers, **self.sign(method, path, payload_hash, datetime.now(UTC),
+                                                  encoded_query)}
             try:
                 async with self._session_now().request(
-                        method, self.base + path, data=body if method == "PUT" else None,
+                        method, url, data=body if method == "PUT" else None,
                         headers=all_headers) as response:
                     content = await response.read()
                     status = response.status

@@ -94,7 +94,7 @@ def bulk_operations(folded: dict[tuple[str, str, str], tuple[int, Any, str | Non
             ops.append({"doc_id": doc_id, "class_id": class_id, "version": version, "deleted": True,
                         "labels": "", "body": {}, "document": {}})
         else:
-            body = json.loads(row[2])
+            body = row[2]
             ops.append({"index": {"_index": index_of(db, kind), "_id": doc_id, "version": version,
                                   "version_type": "external"}})
             ops.append({"doc_id": doc_id, "class_id": row[0], "version": version, "deleted": False,

@@ -47,6 +47,29 @@ async def test_signed_client_speaks_s3_like_botocore(scratch):
     await nobody.close()
 
 
+async def test_signed_listing_agrees_with_botocore(scratch):
+    """Pages, start-after and continuation tokens of the signed client's ListObjectsV2
+    give exactly botocore's keys, in the same order."""
+    import uuid
+
+    signed, bucket = scratch.event_store.signed, scratch.settings.event_store_bucket
+    prefix = f"tests/listing/{uuid.uuid4()}/"
+    names = [f"{prefix}{n:03d}-a&b.jsonl" for n in range(7)]  # '&' arrives XML-escaped
+    await asyncio.gather(*[signed.put_if_absent(bucket, k, b"{}\n") for k in names])
+
+    listed, token = [], None
+    while True:
+        keys, token = await signed.list_keys(bucket, prefix, token=token, max_keys=3)
+        listed += keys
+        if token is None:
+            break
+    assert listed == names
+    after, _ = await signed.list_keys(bucket, prefix, start_after=names[2])
+    theirs = await scratch.s3.list_objects_v2(Bucket=bucket, Prefix=prefix, StartAfter=names[2])
+    assert after == [item["Key"] for item in theirs["Contents"]] == names[3:]
+    assert await signed.list_keys(bucket, prefix + "none/") == ([], None)
+
+
 async def test_index_listing_leaves_out_other_buckets_batches(scratch, runtime):
     """Two stores share the PostgreSQL index (tests, benchmarks): the index-driven
     listings (sweeper, publisher lookback) of one must not name the other's batches."""

@@ -39,3 +39,26 @@ def test_error_answer_becomes_client_error_with_s3_code() -> None:
     assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 412
     # A HEAD-like answer without a body still names a code.
     assert _client_error(404, b"", "GetObject", "").response["Error"]["Code"] == "NoSuchKey"
+
+
+def test_listing_signature_matches_botocore() -> None:
+    """A query string is part of what is signed: sorted, RFC 3986-encoded ('/' too)."""
+    import hashlib
+
+    from spice.stores.s3_signed import canonical_query
+
+    at = datetime(2026, 11, 26, 17, 30, 5, tzinfo=UTC)
+    client = SignedS3("http://127.0.0.1:18333", "AKID", "secret/key", "us-east-1")
+    query = {"list-type": "2", "prefix": "events/", "max-keys": "1000",
+             "start-after": "events/2026/11/26/17/0001764178205000000-a b+c-00000001.jsonl"}
+    encoded = canonical_query(query)
+    assert encoded.startswith("list-type=2&max-keys=1000&prefix=events%2F&start-after=events%2F")
+    payload_hash = hashlib.sha256(b"").hexdigest()
+    ours = client.sign("GET", "/spice-events", payload_hash, at, encoded)
+    request = AWSRequest(method="GET", url=f"http://127.0.0.1:18333/spice-events?{encoded}",
+                         headers={"x-amz-content-sha256": payload_hash})
+    signer = S3SigV4Auth(Credentials("AKID", "secret/key"), "s3", "us-east-1")
+    with mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)):
+        signer.add_auth(request)
+    theirs = request.headers["Authorization"]
+    assert theirs.split("Signature=")[1] == ours["Authorization"].split("Signature=")[1], theirs

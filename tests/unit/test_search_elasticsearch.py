@@ -1,5 +1,4 @@
 """Pure parts of the Elasticsearch adapter: index names, filters, versioned bulk actions."""
-import json
 
 import pytest
 
@@ -24,7 +23,7 @@ def test_filters_become_keyword_terms_on_the_flattened_copy():
 
 
 def test_upserts_use_external_versions_and_deletes_are_tombstones_with_external_gte():
-    folded = {("db", "instance", "Item/a"): (4, ("Item", "a lamp", json.dumps({"name": "lamp"})), "Item"),
+    folded = {("db", "instance", "Item/a"): (4, ("Item", "a lamp", {"name": "lamp"}), "Item"),
               ("db", "instance", "Item/b"): (7, None, "Item")}
     ops = bulk_operations(folded)
     assert ops[0]["index"]["version"] == 4 and ops[0]["index"]["version_type"] == "external"
