@@ -189,7 +189,7 @@ async def _rebuild(runtime: Runtime, db: str | None, out: TextIO) -> dict[str, A
             # table cost 40 % more per row).
             await conn.execute(f"CREATE UNLOGGED TABLE {NEXT_TABLE} (LIKE {LIVE_TABLE} "
                                "INCLUDING DEFAULTS)")
-        total = await conn.fetchval("SELECT count(*) FROM event_index")
+        total = await _estimated_envelopes(conn)
     index = PostgresSearchIndex(pool, NEXT_TABLE, append_only=db is not None)
     progress = Progress(total, out)
     started = time.time()
@@ -222,6 +222,14 @@ async def _rebuild(runtime: Runtime, db: str | None, out: TextIO) -> dict[str, A
     out.write("\n")
     return {"envelopes_replayed": progress.done, "rate_per_second": round(progress.rate),
             "db": db or "all", "position": position}
+
+
+async def _estimated_envelopes(conn: Any) -> int:
+    """The progress bar's total: the planner's row estimate of the event index, not a
+    count(*) that scans it (65 ms at 700,000 envelopes, growing with the store)."""
+    estimate = await conn.fetchval(
+        "SELECT reltuples::bigint FROM pg_class WHERE oid = 'event_index'::regclass")
+    return max(int(estimate or 0), 0)
 
 
 async def _swap_database(conn: Any, db: str) -> None:
@@ -257,7 +265,7 @@ async def _rebuild_elasticsearch(runtime: Runtime, live: Any, db: str | None,
     from spice.stores.search_elasticsearch import ElasticsearchSearchIndex
 
     async with runtime.pool.acquire() as conn:
-        total = await conn.fetchval("SELECT count(*) FROM event_index")
+        total = await _estimated_envelopes(conn)
     target = ElasticsearchSearchIndex("", client=live.es, build=f"r{int(time.time())}")
     progress = Progress(total, out)
     started = time.time()
