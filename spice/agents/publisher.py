@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
@@ -263,7 +263,7 @@ class Publisher:
             for line in body.splitlines():
                 if not line.strip():
                     continue
-                envelope = json.loads(line)
+                envelope = orjson.loads(line)  # only its topic and key are needed
                 topic = await self._routable(envelope["metadata"].get("kafka_topic"))
                 futures.append(await self._producer.send(
                     topic, line, key=envelope["aggregate_id"].encode(), headers=STORED_HEADER))
