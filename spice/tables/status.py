@@ -141,9 +141,12 @@ def expire_finished(cutoff: float) -> int:
     """Finished commands older than the retention leave the table (a tombstone, so the
     changelog compacts them away too): the table holds recent history, Redis holds a
     day, and the event store, which the status API falls back to, holds everything."""
+    # A document with no status at all holds only PROJECTED steps (a domain event whose
+    # command this table never saw, e.g. one produced at topic level): it would never
+    # become terminal, so it leaves on the same clock.
     stale = [(key, doc["_p"]) for key, doc in command_status.data.items()
-             if doc and doc.get("status") in TERMINAL and "_p" in doc
-             and (doc.get("updated_at") or 0) < cutoff]
+             if doc and (doc.get("status") in TERMINAL or doc.get("status") is None)
+             and "_p" in doc and (doc.get("updated_at") or 0) < cutoff]
     for key, partition in stale:
         del command_status.data[key]
         command_status.send_changelog(partition, key, None)

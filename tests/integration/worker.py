@@ -29,7 +29,13 @@ class WorkerProcess:
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
             env={**os.environ, "SPICE_WEB_PORT": str(self.port), "SPICE_DATA_DIR": str(data_dir),
                  **self.env})
-        self.wait_healthy(timeout)
+        try:
+            self.wait_healthy(timeout)
+        except BaseException:
+            # A worker that never became healthy must not outlive the failed start: it
+            # would hold the port (and its partitions) for every later test.
+            self.kill()
+            raise
         return self
 
     def healthy(self) -> bool:
