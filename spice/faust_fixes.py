@@ -1,4 +1,5 @@
-"""A fix for a faust-streaming bug that loses messages; applied when spice.app loads.
+"""Fixes to faust-streaming, applied when spice.app loads: a bug that loses messages
+(below), and three costs found by profiling (each explained where it is patched).
 
 faust-streaming issue #606 (open; PR #707 proposes a fix): `Consumer._new_offset`
 treats one unacked offset at the head of a partition as a compaction gap and
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.producer import ProducerBuffer
 
@@ -125,7 +127,21 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         unset_flag(CONSUMER_FETCHING)
 
 
+def _need_recovery(self: Any) -> bool:
+    """Faust's own answer (`any` over `active_remaining()`), without building a Counter
+    of every changelog partition for each message it recovers: table recovery asks this
+    once per changelog record, and that was a fifth of a worker's start-up CPU."""
+    offsets = self.active_offsets
+    for tp, highwater in self.active_highwaters.items():
+        if highwater is not None:
+            offset = offsets[tp]
+            if offset is not None and highwater - offset > 0:
+                return True
+    return False
+
+
 def apply() -> None:
+    Recovery.need_recovery = _need_recovery  # type: ignore[method-assign]
     ProducerBuffer.max_messages = PRODUCER_BUFFER_MESSAGES
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
     if Consumer._new_offset is not _new_offset:
