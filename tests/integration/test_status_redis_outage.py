@@ -119,3 +119,48 @@ async def test_the_same_outcome_reported_twice_is_recorded_once(tmp_path):
         await tracker.close()
         await redis.aclose()
         server.stop()
+
+
+async def test_a_batch_of_transitions_is_applied_in_order_by_one_script_call(tmp_path):
+    """Concurrent updates share one script call (several changes for one command among
+    them); record_many does the same without answers. Each command ends as if its
+    changes had been applied one by one, and every change is published to waiters."""
+    from spice.stores.status import channel, make_change
+
+    server = PrivateRedis(tmp_path, free_port())
+    await server.start()
+    redis = aioredis.Redis(port=server.port, decode_responses=True)
+    tracker = StatusTracker(redis, 3600)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    pubsub = redis.pubsub()
+    try:
+        await pubsub.subscribe(channel(a))
+        docs = await asyncio.gather(
+            tracker.update(a, "PENDING", "accepted"), tracker.update(a, "PROCESSING", "claimed"),
+            tracker.update(b, "PENDING", "accepted"),
+            tracker.update(a, "COMPLETED", "done", result={"n": 1}, progress=100.0),
+            tracker.update(a, "PROCESSING", "late redelivery"))  # after a terminal: ignored
+        assert [d["status"] for d in docs] == ["PENDING", "PROCESSING", "PENDING", "COMPLETED",
+                                               "COMPLETED"]
+        await tracker.record_many([make_change(a, "PROJECTED", "caught up", projected=True),
+                                   make_change(b, "PROJECTED", "caught up", projected=True)])
+        doc = await tracker.get(a)
+        assert [h["status"] for h in doc["history"]] == ["PENDING", "PROCESSING", "COMPLETED",
+                                                         "PROJECTED"]
+        assert doc["status"] == "COMPLETED" and doc["projected"] is True
+        assert doc["result"] == {"n": 1} and doc["progress"] == 100.0
+        other = await tracker.get(b)
+        assert other["status"] == "PENDING" and other["projected"] is True
+        published: list[str] = []
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while len(published) < 4 and asyncio.get_running_loop().time() < deadline:
+            # None for the subscription's own confirmation, and when nothing came yet.
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            if message is not None:
+                published.append(json.loads(message["data"])["history"][-1]["status"])
+        assert published == ["PENDING", "PROCESSING", "COMPLETED", "PROJECTED"]
+    finally:
+        await pubsub.aclose()
+        await tracker.close()
+        await redis.aclose()
+        server.stop()
