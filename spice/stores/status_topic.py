@@ -89,10 +89,18 @@ class StatusTopicWriter:
         while self._count >= MAX_QUEUED:
             self._room.clear()
             await self._room.wait()
-        self._queued.setdefault(partition_for(change["command_id"], self.partitions), []).append(change)
+        self._queued.setdefault(partition_for(change["command_id"], self._partition_count()),
+                                []).append(change)
         self._count += 1
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_queued(), name="status-topic")
+
+    def _partition_count(self) -> int:
+        """The topic's partitions as the producer's metadata knows them (what Kafka's
+        partitioner would hash over), else the configured count."""
+        cluster = getattr(getattr(self.producer, "client", None), "cluster", None)
+        known = cluster.partitions_for_topic(self.topic) if cluster is not None else None
+        return len(known) if known else self.partitions
 
     async def _send_queued(self) -> None:
         await asyncio.sleep(0)  # transitions made in this loop turn share the messages

@@ -113,3 +113,21 @@ async def test_emitters_wait_while_the_queue_is_full(monkeypatch: pytest.MonkeyP
     await asyncio.wait_for(blocked, 2.0)
     await writer.close()
     assert sum(len(decode(v)) for _, v, _, _ in producer.sent) == 6
+
+
+async def test_partitions_follow_the_topics_metadata_when_the_producer_knows_it() -> None:
+    """Kafka's partitioner hashes over the topic's real partition count; a topic created
+    with another count than configured still gets each change where its key would go."""
+    from types import SimpleNamespace
+
+    producer = FakeProducer()
+    producer.client = SimpleNamespace(cluster=SimpleNamespace(  # type: ignore[attr-defined]
+        partitions_for_topic=lambda topic: {0, 1, 2, 3}))
+    writer = StatusTopicWriter(producer, "command_status", 8)
+    changes = [change() for _ in range(50)]
+    for c in changes:
+        await writer.emit(c)
+    await writer.close()
+    for _, value, _, partition in producer.sent:
+        assert partition < 4
+        assert {partition_for(c["command_id"], 4) for c in decode(value)} == {partition}
