@@ -70,8 +70,9 @@ def changes_in(body: bytes, db: str | None) -> tuple[list[tuple[str, int | None,
     return changes, count
 
 
-def _parse_chunk(keys: list[str], bodies: list[bytes], db: str | None
-                 ) -> tuple[list[str], list[Any], int]:
+async def _read_chunk(store: Any, keys: list[str], db: str | None) -> tuple[list[str], list[Any], int]:
+    # The signed client's connection limit bounds the GETs in flight.
+    bodies = await asyncio.gather(*[store.read_raw(key) for key in keys])
     changes: list[Any] = []
     count = 0
     for body in bodies:
@@ -109,13 +110,6 @@ async def replay_into(runtime: Runtime, index: PostgresSearchIndex, after: str |
     # Chunks in order, each read by its own task as soon as it is listed: the GETs of
     # the next chunks overlap the parsing of this one and the writing of the one before.
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=AHEAD)
-    gets = asyncio.Semaphore(PREFETCH * 2)
-
-    async def read_chunk(keys: list[str]) -> tuple[list[str], list[Any], int]:
-        async def get(key: str) -> bytes:
-            async with gets:
-                return await store.read_raw(key)
-        return _parse_chunk(keys, await asyncio.gather(*[get(key) for key in keys]), db)
 
     async def read() -> None:
         try:
@@ -125,10 +119,10 @@ async def replay_into(runtime: Runtime, index: PostgresSearchIndex, after: str |
                     continue
                 chunk.append(key)
                 if len(chunk) == PREFETCH:
-                    await queue.put(asyncio.create_task(read_chunk(chunk)))
+                    await queue.put(asyncio.create_task(_read_chunk(store, chunk, db)))
                     chunk = []
             if chunk:
-                await queue.put(asyncio.create_task(read_chunk(chunk)))
+                await queue.put(asyncio.create_task(_read_chunk(store, chunk, db)))
             await queue.put(None)
         except Exception as error:  # noqa: BLE001 - handed to the writer, which raises it
             await queue.put(error)

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -215,38 +216,35 @@ class StatusTracker:
                      **fields: Any) -> dict[str, Any] | None:
         change = make_change(command_id, status, message, result=result, error=error,
                              progress=progress, **fields)
-        doc: dict[str, Any] | None = None
-        try:
-            self._check_up()
-            encoded = await asyncio.wait_for(self._queue(change), REDIS_TIMEOUT)
-            doc = json.loads(encoded)
-        except (TimeoutError, RedisError, OSError) as error:
-            # Redis is a cache of status: the topic below (and its Faust table) still
-            # records the transition, and the status API falls back to that table.
-            if self.emit is None:
-                raise
-            self._missed.append(change)
-            self._went_down(error)
-        if self.emit is not None:
-            await self.emit(change)
-        return doc
+        encoded = await self._record([change], lambda: asyncio.wait_for(self._queue(change),
+                                                                        REDIS_TIMEOUT))
+        return json.loads(encoded) if encoded is not None else None
 
     async def record_many(self, changes: list[dict[str, Any]]) -> None:
         """Transitions whose resulting documents nobody reads (a projection batch's
         PROJECTED steps): one script call per REPLAY_BATCH, no future per change."""
         for start in range(0, len(changes), REPLAY_BATCH):
             chunk = changes[start:start + REPLAY_BATCH]
-            try:
-                self._check_up()
-                await self._apply(chunk, docs=False)
-            except (TimeoutError, RedisError, OSError) as error:
-                if self.emit is None:
-                    raise
-                self._missed.extend(chunk)
-                self._went_down(error)
-            if self.emit is not None:
-                for change in chunk:
-                    await self.emit(change)
+            await self._record(chunk, partial(self._apply, chunk, docs=False))
+
+    async def _record(self, changes: list[dict[str, Any]],
+                      to_redis: Callable[[], Awaitable[Any]]) -> Any:
+        """Redis first (what `to_redis` returns, None when Redis is down), then the topic.
+        Redis is a cache of status: the topic (and its Faust table) still records the
+        transitions, and the status API falls back to that table."""
+        answer = None
+        try:
+            self._check_up()
+            answer = await to_redis()
+        except (TimeoutError, RedisError, OSError) as error:
+            if self.emit is None:
+                raise
+            self._missed.extend(changes)
+            self._went_down(error)
+        if self.emit is not None:
+            for change in changes:
+                await self.emit(change)
+        return answer
 
     def _queue(self, change: dict[str, Any]) -> asyncio.Future[str]:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
