@@ -96,7 +96,10 @@ class Runtime:
                                   health_check_interval=5)
         stack.push_async_callback(redis.aclose)
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                    acks="all", linger_ms=2, max_request_size=8 << 20)
+                                    acks="all", linger_ms=2, max_request_size=8 << 20,
+                                    # batches of table changelog records (tables/changelog.py);
+                                    # under the broker's 1 MiB message limit
+                                    max_batch_size=512 << 10)
         await producer.start()
         stack.push_async_callback(producer.stop)
         breakers = {name: CircuitBreaker(name) for name in ("event_store", "graph")}

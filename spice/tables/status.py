@@ -9,6 +9,7 @@ from typing import Any
 
 from spice.app import app
 from spice.stores.status_topic import decode
+from spice.tables.changelog import ChangelogWrites
 from spice.topics import CHANGELOG_CONFIGS, STATUS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,10 @@ async def status_agent(stream: Any) -> None:
     # Changes are taken in batches and merged per command before the table is written:
     # every table write is a changelog message, and Faust pauses *all* agents while
     # its changelog buffer is full, so one write per change would starve the workers.
+    # The batch's writes then go to the changelogs as one record batch per partition
+    # (spice/tables/changelog.py), acknowledged before the batch's messages are acked.
     async for events in stream.take_events(1000, within=0.05):
+        writes = ChangelogWrites()
         docs: dict[bytes, dict[str, Any]] = {}
         previous: dict[bytes, str | None] = {}
         partitions: dict[bytes, int] = {}
@@ -107,7 +111,7 @@ async def status_agent(stream: Any) -> None:
         finished: Counter[bytes] = Counter()
         for key, doc in docs.items():
             doc["_p"] = partitions[key]  # where its tombstone goes when it expires
-            put(command_status, partitions[key], key, doc)
+            writes.put(command_status, partitions[key], key, doc)
             if key in RECENT:
                 RECENT.remove(key)
             RECENT.append(key)
@@ -122,22 +126,26 @@ async def status_agent(stream: Any) -> None:
                     finished[f"{partitions[key]}|{window}|{kind}|{now}".encode()] += 1
         for key, count in finished.items():
             partition = int(key.split(b"|", 1)[0])
-            put(command_rates, partition, key, (command_rates.data.get(key) or 0) + count)
-        expire_windows()
+            writes.put(command_rates, partition, key, (command_rates.data.get(key) or 0) + count)
+        expire_windows(writes)
         for key, delta in deltas.items():
             if delta:
                 partition = int(key.split(b"|", 1)[0])
-                put(command_counts, partition, key, (command_counts.data.get(key) or 0) + delta)
+                writes.put(command_counts, partition, key,
+                           (command_counts.data.get(key) or 0) + delta)
+        await writes.flush(app.runtime.producer)
 
 
 @app.timer(interval=10.0)
 async def expire_statuses() -> None:
-    expired = expire_finished(time.time() - app.settings.status_table_retention_seconds)
+    writes = ChangelogWrites()
+    expired = expire_finished(time.time() - app.settings.status_table_retention_seconds, writes)
+    await writes.flush(app.runtime.producer)
     if expired:
         log.info("status table: %d finished commands past retention tombstoned", expired)
 
 
-def expire_finished(cutoff: float) -> int:
+def expire_finished(cutoff: float, writes: ChangelogWrites) -> int:
     """Finished commands older than the retention leave the table (a tombstone, so the
     changelog compacts them away too): the table holds recent history, Redis holds a
     day, and the event store, which the status API falls back to, holds everything."""
@@ -148,17 +156,15 @@ def expire_finished(cutoff: float) -> int:
              if doc and (doc.get("status") in TERMINAL or doc.get("status") is None)
              and "_p" in doc and (doc.get("updated_at") or 0) < cutoff]
     for key, partition in stale:
-        del command_status.data[key]
-        command_status.send_changelog(partition, key, None)
+        writes.put(command_status, partition, key, None)  # a tombstone: compacted away
     return len(stale)
 
 
-def expire_windows() -> None:
+def expire_windows(writes: ChangelogWrites) -> None:
     horizon = time.time() - WINDOW_SECONDS * WINDOWS_KEPT
     for key in [k for k, v in command_rates.items() if v is None or int(k.split(b"|")[1]) < horizon]:
         partition = int(key.split(b"|", 1)[0])
-        del command_rates.data[key]
-        command_rates.send_changelog(partition, key, None)  # a tombstone compacts it away
+        writes.put(command_rates, partition, key, None)  # a tombstone compacts it away
 
 
 def rates() -> list[dict[str, Any]]:
@@ -177,14 +183,6 @@ def rates() -> list[dict[str, Any]]:
     for entry in windows.values():
         entry["per_second"] = round(entry["finished"] / WINDOW_SECONDS, 2)
     return sorted(windows.values(), key=lambda e: -e["window_start"])
-
-
-def put(table: Any, partition: int, key: bytes, value: Any) -> None:
-    """A table write from a batch: Faust's `table[key] = value` needs the current event to
-    find the changelog partition, and a batch has none, so name it (it is the source
-    event's partition, as Faust would pick)."""
-    table.data[key] = value
-    table.send_changelog(partition, key, value)
 
 
 def read_status(command_id: str) -> dict[str, Any] | None:

@@ -75,3 +75,29 @@ async def test_table_changelogs_are_compacted_eagerly(worker, settings):
                     assert configs[key] == value, (resource[3], key, configs[key])
     finally:
         await admin.close()
+
+
+async def test_the_status_table_is_recovered_from_its_changelog(worker, runtime, http):
+    """The status agent writes its changelogs as record batches of its own
+    (spice/tables/changelog.py): a restarted worker, whose memory starts empty, must
+    rebuild the table from them and answer from it with Redis emptied."""
+    db = unique_db()
+    command_id = await create_db(http, worker, db)
+
+    async def in_table():
+        await runtime.redis.delete(f"command:{command_id}:status", f"command:{command_id}:result")
+        async with http.get(f"{worker.url}{V1}/commands/{command_id}/status") as r:
+            body = await r.json()
+        return r.status == 200 and body["source"] == "table" and body["status"] == "COMPLETED"
+
+    await wait_for(in_table, timeout=30, interval=0.2)
+    async with http.get(f"{worker.url}{V1}/status/commands") as r:
+        before = (await r.json())["by_state"].get("COMPLETED", 0)
+    worker.stop()
+    worker.start()
+    await wait_for(in_table, timeout=60, interval=0.5)
+    async with http.get(f"{worker.url}{V1}/commands/{command_id}/status") as r:
+        body = await r.json()
+    assert [h["status"] for h in body["result"]["history"]][:1] == ["PENDING"]
+    async with http.get(f"{worker.url}{V1}/status/commands") as r:
+        assert (await r.json())["by_state"].get("COMPLETED", 0) >= before  # counts recovered too
