@@ -17,6 +17,7 @@ from spice.agents.lanes import InOrderAcks, KeyedLanes
 from spice.app import app
 from spice.domain.envelope import Envelope
 from spice.handlers.commands import Origin
+from spice.raw_topics import raw_topic
 from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
 
 log = logging.getLogger(__name__)
@@ -26,15 +27,12 @@ PROJECTION_LINGER = 0.01  # seconds a partial batch waits for more events
 PROJECTION_DLQ = "projection_failures_dlq"
 
 
-def raw_topic(name: str) -> Any:
-    return app.topic(name, partitions=app.settings.topic_partitions, key_type=bytes,
-                     value_type=bytes, key_serializer="raw", value_serializer="raw")
-
-
 async def poison(dlq: str, topic: str, message: Any, error: Exception) -> None:
     """An undecodable message: to the DLQ with its raw bytes; the agent keeps going."""
     raw = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
+    key = message.key if isinstance(message.key, bytes) else None
     payload = {"raw": raw.decode("utf-8", errors="backslashreplace"), "error": str(error)[:2000],
+               "key": None if key is None else key.decode("utf-8", errors="backslashreplace"),
                "topic": topic, "partition": message.partition, "offset": message.offset,
                "failed_at": time.time(), "attempts": 0}
     await app.runtime.producer.send_and_wait(dlq, json.dumps(payload).encode())

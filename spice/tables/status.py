@@ -8,6 +8,7 @@ from collections import Counter, deque
 from typing import Any
 
 from spice.app import app
+from spice.raw_topics import raw_topic
 from spice.stores.status_topic import decode
 from spice.tables.changelog import ChangelogWrites
 from spice.topics import CHANGELOG_CONFIGS, STATUS_TOPIC
@@ -21,8 +22,7 @@ RECENT: deque[bytes] = deque(maxlen=50)
 WINDOW_SECONDS = 10
 WINDOWS_KEPT = 60  # ten minutes of tumbling windows
 
-status_topic = app.topic(STATUS_TOPIC, partitions=app.settings.topic_partitions, key_type=bytes,
-                         value_type=bytes, key_serializer="raw", value_serializer="raw")
+status_topic = raw_topic(STATUS_TOPIC)
 # Raw keys: the status topic is keyed by the command id's bytes, and table routing
 # must hash the very same bytes, or a request lands on a worker that lacks the key.
 # key_type=bytes is what makes Faust pick the raw key serializer (str gets JSON).

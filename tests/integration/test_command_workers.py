@@ -17,7 +17,7 @@ from tests.integration.worker import WorkerProcess
 V1 = "/api/v1"
 
 
-async def produce(settings, topic: str, value: bytes, key: bytes | None = None) -> None:
+async def produce(settings, topic: str, value: bytes | None, key: bytes | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
     await producer.start()
     try:
@@ -99,6 +99,10 @@ async def test_poison_message_goes_to_the_dlq_and_the_agent_keeps_going(worker, 
     await produce(settings, "ontology_commands", b"\xff\xfe not json " + marker.encode())
     letters = await wait_for(lambda: _letters_with(settings, marker), timeout=30)
     assert "raw" in letters[0].body and letters[0].body["topic"] == "ontology_commands"
+    # A null value (a tombstone another service sent) is poison too, kept with its key.
+    await produce(settings, "ontology_commands", None, key=f"tombstone-{marker}".encode())
+    letters = await wait_for(lambda: _letters_with(settings, f"tombstone-{marker}"), timeout=30)
+    assert letters[0].body["key"] == f"tombstone-{marker}" and letters[0].body["raw"] == ""
     db = unique_db()
     await create_db(http, worker, db)
     async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create", json={"id": "After"}) as r:
