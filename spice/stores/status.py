@@ -17,6 +17,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -208,7 +209,7 @@ class StatusTracker:
             cid = change["command_id"]
             keys += (status_key(cid), result_key(cid), channel(cid))
         return await asyncio.wait_for(
-            self._script(keys=keys, args=[self.ttl, "1" if docs else "0", *map(json.dumps, changes)]),
+            self._script(keys=keys, args=[self.ttl, "1" if docs else "0", *map(orjson.dumps, changes)]),
             REDIS_TIMEOUT)
 
     async def update(self, command_id: str, status: str, message: str = "", *,
