@@ -11,6 +11,12 @@ compaction see an ordinary changelog.
 Durability is the agent's: `flush()` returns once Kafka has acknowledged every record,
 and the status agent acks its source messages only after that, so a crash re-reads
 them instead of leaving the table's changelog behind its source.
+
+Order: one flush sends a partition's records in write order. Two flushes (the agent's
+and the expiry timer's) may overlap, and a partition one of them has to send again
+can land after the other's records; for a key both wrote, a restarted worker may then
+recover the older value, or lose the key, and the status API answers that command
+from Redis or the event store (its fallbacks) instead.
 """
 from __future__ import annotations
 

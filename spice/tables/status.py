@@ -87,10 +87,10 @@ def changes_of(event: Any) -> list[dict[str, Any]]:
 @app.agent(status_topic, name="spice.agents.command_status")
 async def status_agent(stream: Any) -> None:
     # Changes are taken in batches and merged per command before the table is written:
-    # every table write is a changelog message, and Faust pauses *all* agents while
-    # its changelog buffer is full, so one write per change would starve the workers.
-    # The batch's writes then go to the changelogs as one record batch per partition
-    # (spice/tables/changelog.py), acknowledged before the batch's messages are acked.
+    # every table write is a changelog record, one per command per batch rather than
+    # one per change. The batch's writes go to the changelogs as one record batch per
+    # partition (spice/tables/changelog.py), acknowledged before the batch's messages
+    # are acked.
     async for events in stream.take_events(1000, within=0.05):
         writes = ChangelogWrites()
         docs: dict[bytes, dict[str, Any]] = {}
