@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 
 
 def machine() -> str:
@@ -12,7 +13,20 @@ def machine() -> str:
     except (OSError, StopIteration):
         model = platform.processor() or "unknown cpu"
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores, {model}, {memory:.0f} GiB, Python {platform.python_version()}"
+    return (f"{os.cpu_count()} cores, {model}, {memory:.0f} GiB, Python {platform.python_version()}, "
+            f"CPU probe {cpu_probe_ms():.0f} ms")
+
+
+def cpu_probe_ms() -> float:
+    """The best of 5 timings of a fixed pure-Python loop. The machine is a VM on a shared
+    host whose speed moves: the same loop took 55 ms and 87 ms twenty minutes apart, and
+    every figure moved with it. Printed with each benchmark so runs can be compared."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        sum(i * i for i in range(1_000_000))
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
 
 
 def report(name: str, median: float, samples: list[float]) -> None:
