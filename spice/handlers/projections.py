@@ -1,6 +1,7 @@
 """Project one domain event into the search read model, exactly once in effect."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -86,19 +87,24 @@ class ProjectionHandler:
                 except TRANSIENT_ERRORS:
                     pass
                 raise
-            await self.registry.mark_done_many(
-                HANDLER, [(e.event_id, e.aggregate_id, e.sequence_number) for e in claimed])
-            for envelope in claimed:
-                PROJECTED.inc(envelope.event_type)
-        for envelope in busy:  # another worker holds it (a rebalance): wait for it alone
-            await self.handle(envelope)
-        # Stale events change nothing but their writes are as searchable as they will get;
-        # busy ones were reported by handle().
+        # The read model holds the batch now. Marking it done and reporting it searchable
+        # do not depend on each other, so they share one wait (each was a quarter of a
+        # batch's time). Stale events change nothing but their writes are as searchable
+        # as they will get; busy ones are reported by handle() below.
         skip = {e.event_id for e, c in zip(envelopes, claims, strict=True)
                 if c.outcome in (ClaimOutcome.DONE, ClaimOutcome.IN_PROGRESS)}
-        await self.status.record_many([
+        report = self.status.record_many([
             make_change(e.command_id, "PROJECTED", "read model caught up", projected=True)
             for e in envelopes if e.event_id not in skip])
+        if claimed:
+            await asyncio.gather(self.registry.mark_done_many(
+                HANDLER, [(e.event_id, e.aggregate_id, e.sequence_number) for e in claimed]), report)
+            for envelope in claimed:
+                PROJECTED.inc(envelope.event_type)
+        else:
+            await report
+        for envelope in busy:  # another worker holds it (a rebalance): wait for it alone
+            await self.handle(envelope)
 
     async def handle(self, envelope: Envelope) -> None:
         claim = await self.registry.claim_when_free(HANDLER, envelope.event_id,
