@@ -93,16 +93,15 @@ class ProjectionHandler:
         # as they will get; busy ones are reported by handle() below.
         skip = {e.event_id for e, c in zip(envelopes, claims, strict=True)
                 if c.outcome in (ClaimOutcome.DONE, ClaimOutcome.IN_PROGRESS)}
-        report = self.status.record_many([
+        work = [self.status.record_many([
             make_change(e.command_id, "PROJECTED", "read model caught up", projected=True)
-            for e in envelopes if e.event_id not in skip])
+            for e in envelopes if e.event_id not in skip])]
         if claimed:
-            await asyncio.gather(self.registry.mark_done_many(
-                HANDLER, [(e.event_id, e.aggregate_id, e.sequence_number) for e in claimed]), report)
-            for envelope in claimed:
-                PROJECTED.inc(envelope.event_type)
-        else:
-            await report
+            work.append(self.registry.mark_done_many(
+                HANDLER, [(e.event_id, e.aggregate_id, e.sequence_number) for e in claimed]))
+        await asyncio.gather(*work)
+        for envelope in claimed:
+            PROJECTED.inc(envelope.event_type)
         for envelope in busy:  # another worker holds it (a rebalance): wait for it alone
             await self.handle(envelope)
 

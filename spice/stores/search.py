@@ -9,10 +9,8 @@ matching (pg_trgm) for prefixes and typos.
 from __future__ import annotations
 
 import base64
-import gc
 import json
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import asyncpg
@@ -106,23 +104,6 @@ def fold_segments(changes: Iterable[tuple[str, int | None, dict[str, Any]]]
     return segments
 
 
-@contextmanager
-def without_gc() -> Iterator[None]:
-    """No cyclic garbage collection during a stretch of synchronous parsing or folding.
-    Each parsed JSON document is a few container objects, and the collector, counting
-    allocations, ran full passes over the whole heap again and again: half of a
-    rebuild's CPU (0.62 vs 0.26-0.41 s per 20,000 events with it off). These objects
-    form no cycles (reference counting frees them); a pass may run when it is over.
-    Synchronous code only: no other task runs while the collector is off."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def result_page(hits: list[dict[str, Any]], total: int, offset: int) -> dict[str, Any]:
     """One page of search results, with the cursor of the next page if there is one."""
     more = offset + len(hits) < total
@@ -202,33 +183,23 @@ class PostgresSearchIndex(QueryIndex):
         """(event type, sequence number, data) of domain events, in order. Each document's
         latest version wins, in the batch as in the table; a database deletion applies
         at its place in the order."""
-        with without_gc():
-            segments = fold_segments(changes)
         async with self.pool.acquire() as conn:
-            for folded, dropped in segments:
+            for folded, dropped in fold_segments(changes):
                 await self._write(conn, folded)
                 if dropped is not None:
                     await conn.execute(f"DELETE FROM {self.table} WHERE db = $1", dropped)
 
     async def _write(self, conn: Any, folded: Folded) -> None:
-        with without_gc():
-            upserts, tombstones = self._rows(folded)
-        if upserts:
-            await conn.execute(self.upsert_sql(), upserts)
-        if tombstones:
-            await conn.execute(self.tombstone_sql(), tombstones)
-
-    @staticmethod
-    def _rows(folded: Folded) -> tuple[str | None, str | None]:
-        """The folded documents as the JSON parameters of the upsert and the tombstones."""
         upserts = [{"db": k[0], "kind": k[1], "doc_id": k[2], "class_id": row[0], "version": version,
                     "labels": row[1], "body": row[2]}
                    for k, (version, row, _) in folded.items() if row is not None]
         tombstones = [{"db": k[0], "kind": k[1], "doc_id": k[2], "class_id": class_id,
                        "version": version}
                       for k, (version, row, class_id) in folded.items() if row is None]
-        return (orjson.dumps(upserts).decode() if upserts else None,
-                orjson.dumps(tombstones).decode() if tombstones else None)
+        if upserts:
+            await conn.execute(self.upsert_sql(), orjson.dumps(upserts).decode())
+        if tombstones:
+            await conn.execute(self.tombstone_sql(), orjson.dumps(tombstones).decode())
 
     async def _query(self, db: str, kind: str, q: str, class_id: str | None,
                      filters: dict[str, Any], limit: int, offset: int) -> dict[str, Any]:

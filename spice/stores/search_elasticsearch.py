@@ -27,9 +27,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from spice.domain.messages import EventType
 from spice.stores.errors import StoreUnavailable
-from spice.stores.search import QueryIndex, fold_one, result_page
+from spice.stores.search import QueryIndex, fold_segments, result_page
 
 PREFIX = "spice"
 KINDS = ("class", "instance")
@@ -167,20 +166,10 @@ class ElasticsearchSearchIndex(QueryIndex):
         await self.apply_changes((e.event_type, e.sequence_number, e.data) for e in events)
 
     async def apply_changes(self, changes: Iterable[tuple[str, int | None, dict[str, Any]]]) -> None:
-        folded: dict[tuple[str, str, str], tuple[int, Any, str | None]] = {}
-        for event_type, sequence, data in changes:
-            if event_type == EventType.DATABASE_DELETED:
-                await self._write(folded)
-                folded = {}
-                await self.drop_database(data["name"])
-                continue
-            change = fold_one(event_type, sequence or 0, data)
-            if change is None:
-                continue
-            key, version, row, class_id = change
-            if key not in folded or version >= folded[key][0]:
-                folded[key] = (version, row, class_id)
-        await self._write(folded)
+        for folded, dropped in fold_segments(changes):
+            await self._write(folded)
+            if dropped is not None:
+                await self.drop_database(dropped)
 
     async def _write(self, folded: dict[tuple[str, str, str], tuple[int, Any, str | None]]) -> None:
         if not folded:

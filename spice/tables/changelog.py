@@ -81,17 +81,16 @@ class ChangelogWrites:
         deliveries = []
         batch = producer.create_batch()
         for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                if batch.record_count() == 0:
-                    log.error("changelog %s[%d]: record for %r larger than a batch; dropped",
-                              topic, partition, key)
-                    continue
+            if batch.append(key=key, value=value, timestamp=None) is not None:
+                continue
+            if batch.record_count():  # full: send it, and try the record in a new one
                 batch.close()
                 deliveries.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    log.error("changelog %s[%d]: record for %r larger than a batch; dropped",
-                              topic, partition, key)
+                if batch.append(key=key, value=value, timestamp=None) is not None:
+                    continue
+            log.error("changelog %s[%d]: record for %r larger than a batch; dropped",
+                      topic, partition, key)
         if batch.record_count():
             batch.close()
             deliveries.append(await producer.send_batch(batch, topic, partition=partition))
