@@ -65,3 +65,31 @@ def test_need_recovery_answers_as_faust_does() -> None:
         state = SimpleNamespace(active_highwaters=highwaters, active_offsets=offsets)
         expected = any(v > 0 for v in original(state).values())  # type: ignore[arg-type]
         assert _need_recovery(state) is expected
+
+
+async def test_the_stream_iterator_yields_to_the_loop_once_every_n_events() -> None:
+    import asyncio
+
+    import faust._cython.streams as compiled_streams
+
+    faust_fixes.apply()
+    sleep = compiled_streams.sleep
+    assert isinstance(sleep, faust_fixes._YieldNowAndThen)
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_turns())
+    await asyncio.sleep(0)
+    before = turns
+    for _ in range(sleep.every * 3):
+        await sleep(0)
+    yielded = turns - before
+    counter.cancel()
+    # Faust's own sleep(0) would have given the other task a turn per event.
+    assert 2 <= yielded <= 4
+    assert await sleep(0, "value") == "value"
