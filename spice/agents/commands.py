@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from spice.agents.lanes import InOrderAcks, KeyedLanes
+from spice.agents.lanes import Batches, InOrderAcks
 from spice.app import app
 from spice.domain.envelope import Envelope
 from spice.handlers.commands import Origin
@@ -21,7 +21,8 @@ from spice.raw_topics import raw_topic
 from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
 
 log = logging.getLogger(__name__)
-MAX_IN_FLIGHT = 256
+MAX_IN_FLIGHT = 1000  # commands read ahead of the batch being applied
+COMMAND_BATCH = 500
 PROJECTION_BATCH = 500
 PROJECTION_LINGER = 0.01  # seconds a partial batch waits for more events
 PROJECTION_DLQ = "projection_failures_dlq"
@@ -40,38 +41,43 @@ async def poison(dlq: str, topic: str, message: Any, error: Exception) -> None:
                 message.offset, error)
 
 
-def envelope_agent(topic_name: str, kind: str, process: Callable[[], Any]) -> None:
-    """An agent that hands each envelope of `kind` to `process()` (resolved per message,
-    once the worker's stores are open), in per-aggregate lanes, acking when done."""
+def envelope_agent(topic_name: str, kind: str, process_batch: Callable[[], Any]) -> None:
+    """An agent that hands envelopes of `kind` to `process_batch()` (resolved per batch,
+    once the worker's stores are open) in batches of what arrived together, acking each
+    message, in offset order, once its batch is done."""
     @app.agent(raw_topic(topic_name), name=f"spice.agents.{topic_name}")
     async def worker(stream: Any) -> None:
-        lanes = KeyedLanes(MAX_IN_FLIGHT)
         manual = stream.noack()
         acks = InOrderAcks(manual.ack)
-        async for event in manual.events():
-            message = event.message
-            entry = acks.started(event)
-            try:
-                envelope = Envelope.from_json(event.value)
-                if envelope.kind != kind or (kind == "command"
-                                             and "command_type" not in envelope.metadata):
-                    raise ValueError(f"not a {kind} envelope (metadata.kind/command_type)")
-            except (ValidationError, ValueError, UnicodeDecodeError) as error:
-                await poison(f"{topic_name}_dlq", topic_name, message, error)
-                await acks.finished(entry)
-                continue
-            headers = dict(message.headers or [])
-            origin = Origin(message.topic, message.partition, message.offset,
-                            from_store=headers.get("spice-stored") == b"1")
 
-            async def work(envelope: Envelope = envelope, entry: list[Any] = entry,
-                           origin: Origin = origin) -> None:
-                try:
-                    await process()(envelope, origin)
-                finally:
+        async def run(items: list[tuple[Envelope, Origin, list[Any]]]) -> None:
+            try:
+                await process_batch()([(envelope, origin) for envelope, origin, _ in items])
+            finally:
+                for _, _, entry in items:
                     await acks.finished(entry)
 
-            await lanes.submit(envelope.aggregate_id, work)
+        batches: Batches[tuple[Envelope, Origin, list[Any]]] = Batches(
+            run, max_batch=COMMAND_BATCH, max_pending=MAX_IN_FLIGHT)
+        try:
+            async for event in manual.events():
+                message = event.message
+                entry = acks.started(event)
+                try:
+                    envelope = Envelope.from_json(event.value)
+                    if envelope.kind != kind or (kind == "command"
+                                                 and "command_type" not in envelope.metadata):
+                        raise ValueError(f"not a {kind} envelope (metadata.kind/command_type)")
+                except (ValidationError, ValueError, UnicodeDecodeError) as error:
+                    await poison(f"{topic_name}_dlq", topic_name, message, error)
+                    await acks.finished(entry)
+                    continue
+                headers = dict(message.headers or [])
+                origin = Origin(message.topic, message.partition, message.offset,
+                                from_store=headers.get("spice-stored") == b"1")
+                await batches.put((envelope, origin, entry))
+        finally:
+            batches.cancel()
 
 
 def projection_agent(topic_name: str) -> None:
@@ -98,6 +104,6 @@ def projection_agent(topic_name: str) -> None:
 
 
 for _name in COMMAND_TOPICS:
-    envelope_agent(_name, "command", lambda: app.runtime.handler.process)
+    envelope_agent(_name, "command", lambda: app.runtime.handler.process_batch)
 for _name in EVENT_TOPICS:
     projection_agent(_name)

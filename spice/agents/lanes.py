@@ -1,47 +1,62 @@
-"""Run work concurrently across keys and strictly in order within a key.
+"""How an agent hands its messages on: in batches, and acked in offset order.
 
-A partition carries many aggregates; processing them one at a time would cap
-a worker at one command per round trip. Lanes let different aggregates proceed
-in parallel while each aggregate's commands keep their order.
+A command at a time would cap a worker at one command per round trip, and a task
+per command (the lanes this module held until session 7) spent the worker's core on
+tasks, futures and statements of one row. A batch takes each stage at once for every
+command in it (spice/handlers/command_batch.py); order within an aggregate holds
+because one batch runs at a time and a batch keeps its items' order.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-class KeyedLanes:
-    def __init__(self, max_in_flight: int = 64) -> None:
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._tails: dict[str, asyncio.Task[None]] = {}
+class Batches(Generic[T]):
+    """Hand items to `run` in batches: each batch is what arrived while the one before
+    it ran. A lone item goes at once (no linger: a sync request waits for nothing);
+    under load batches grow to `max_batch`. One batch runs at a time, so an item never
+    overtakes an earlier one; `put` waits while `max_pending` items are queued."""
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tails)
+    def __init__(self, run: Callable[[list[T]], Awaitable[None]], *, max_batch: int = 500,
+                 max_pending: int = 1000) -> None:
+        self._run, self.max_batch, self.max_pending = run, max_batch, max_pending
+        self._items: list[T] = []
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task: asyncio.Task[None] | None = None
 
-    async def submit(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
-        """Returns once the work is scheduled; blocks while every slot is busy (back-pressure)."""
-        await self._slots.acquire()
-        previous = self._tails.get(key)
+    async def put(self, item: T) -> None:
+        while len(self._items) >= self.max_pending:
+            self._room.clear()
+            await self._room.wait()
+        self._items.append(item)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
 
-        async def run() -> None:
+    async def _drain(self) -> None:
+        await asyncio.sleep(0)  # whatever the stream hands over in this turn joins in
+        while self._items:
+            batch, self._items = self._items[:self.max_batch], self._items[self.max_batch:]
+            self._room.set()
             try:
-                if previous is not None:
-                    await asyncio.gather(previous, return_exceptions=True)
-                await work()
-            finally:
-                self._slots.release()
-                if self._tails.get(key) is task:
-                    del self._tails[key]
-
-        task = asyncio.create_task(run())
-        self._tails[key] = task
+                await self._run(batch)
+            except Exception:  # noqa: BLE001 - `run` owns its errors; the next batch still goes
+                log.exception("a batch of %d failed", len(batch))
 
     async def drain(self) -> None:
-        while self._tails:
-            await asyncio.gather(*list(self._tails.values()), return_exceptions=True)
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 class InOrderAcks:

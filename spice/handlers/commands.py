@@ -34,12 +34,13 @@ from spice.domain.messages import (
 )
 from spice.faults import crash_point
 from spice.handlers import state
+from spice.handlers.command_batch import CommandBatch, Item
 from spice.handlers.retry import RETRYABLE, with_retries
 from spice.observability import COMMANDS, log_context
 from spice.stores.errors import TRANSIENT_ERRORS, EventIdConflict
 from spice.stores.event_store import EventStore
 from spice.stores.graph import GraphStore
-from spice.stores.registry import ClaimOutcome, PostgresRegistry
+from spice.stores.registry import Claim, ClaimOutcome, PostgresRegistry
 from spice.stores.status import CommandStatus, StatusTracker
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 def _type_name(envelope: Envelope) -> str:
     return str(envelope.metadata.get("command_type") or envelope.event_type)
+
+
 HANDLER = "command-worker"
 BULK_CHUNK = 200
 
@@ -72,6 +75,12 @@ class CommandHandler:
         self.max_attempts = max_attempts
         self.retry_base = retry_base
         self.gap_wait = gap_wait
+
+    async def process_batch(self, items: list[Item]) -> None:
+        """Commands that arrived together: the plain ones in one pass per stage, the rest
+        one by one (spice/handlers/command_batch.py). Never raises: a command that fails
+        ends in the DLQ through `process`."""
+        await CommandBatch(self, HANDLER).process(items)
 
     # ---- the retry envelope around one command ------------------------------
 
@@ -124,11 +133,7 @@ class CommandHandler:
             await self._report_done(envelope)
             return
         if claim.outcome is ClaimOutcome.STALE:
-            COMMANDS.inc(_type_name(envelope), "stale")
-            await self.status.update(
-                envelope.command_id, CommandStatus.FAILED, "stale sequence: the aggregate moved on",
-                error={"code": "sequence_mismatch", "message":
-                       f"aggregate is at {claim.last_sequence}, command has {envelope.sequence_number}"})
+            await self._report_stale(envelope, claim)
             return
         crash_point("after_claim")
         beat = asyncio.create_task(self._heartbeat(envelope.event_id))
@@ -140,6 +145,13 @@ class CommandHandler:
             raise
         finally:
             beat.cancel()
+
+    async def _report_stale(self, envelope: Envelope, claim: Claim) -> None:
+        COMMANDS.inc(_type_name(envelope), "stale")
+        await self.status.update(
+            envelope.command_id, CommandStatus.FAILED, "stale sequence: the aggregate moved on",
+            error={"code": "sequence_mismatch", "message":
+                   f"aggregate is at {claim.last_sequence}, command has {envelope.sequence_number}"})
 
     async def _heartbeat(self, event_id: str) -> None:
         """Keep the lease while a long command (a bulk create) is still working."""
