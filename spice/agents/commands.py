@@ -13,16 +13,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from spice.agents.lanes import Batches, InOrderAcks
+from spice.agents.lanes import Batches, InOrderAcks, KeyedLanes
 from spice.app import app
 from spice.domain.envelope import Envelope
+from spice.handlers.command_batch import split
 from spice.handlers.commands import Origin
 from spice.raw_topics import raw_topic
 from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
 
 log = logging.getLogger(__name__)
-MAX_IN_FLIGHT = 1000  # commands read ahead of the batch being applied
+MAX_READ_AHEAD = 1000  # commands read while the batch before them is applied
 COMMAND_BATCH = 500
+MAX_ONE_BY_ONE = 256  # commands in the per-aggregate lanes at once
 PROJECTION_BATCH = 500
 PROJECTION_LINGER = 0.01  # seconds a partial batch waits for more events
 PROJECTION_DLQ = "projection_failures_dlq"
@@ -41,24 +43,46 @@ async def poison(dlq: str, topic: str, message: Any, error: Exception) -> None:
                 message.offset, error)
 
 
-def envelope_agent(topic_name: str, kind: str, process_batch: Callable[[], Any]) -> None:
-    """An agent that hands envelopes of `kind` to `process_batch()` (resolved per batch,
-    once the worker's stores are open) in batches of what arrived together, acking each
-    message, in offset order, once its batch is done."""
+def envelope_agent(topic_name: str, kind: str, handler: Callable[[], Any]) -> None:
+    """An agent that hands envelopes of `kind` to `handler()` (resolved per batch, once
+    the worker's stores are open): in batches of what arrived together, and what cannot
+    join a batch in per-aggregate lanes; each message is acked, in offset order, once
+    it is done."""
     @app.agent(raw_topic(topic_name), name=f"spice.agents.{topic_name}")
     async def worker(stream: Any) -> None:
         manual = stream.noack()
         acks = InOrderAcks(manual.ack)
+        lanes = KeyedLanes(MAX_ONE_BY_ONE)
 
-        async def run(items: list[tuple[Envelope, Origin, list[Any]]]) -> None:
-            try:
-                await process_batch()([(envelope, origin) for envelope, origin, _ in items])
-            finally:
-                for _, _, entry in items:
+        async def one_by_one(envelope: Envelope, origin: Origin, entry: list[Any]) -> None:
+            async def work() -> None:
+                try:
+                    await handler().process(envelope, origin)
+                finally:
                     await acks.finished(entry)
 
+            await lanes.submit(envelope.aggregate_id, work)
+
+        async def run(items: list[tuple[Envelope, Origin, list[Any]]]) -> None:
+            entries = {id(envelope): entry for envelope, _, entry in items}
+            batch, rest = split([(envelope, origin) for envelope, origin, _ in items], lanes.busy)
+            leftovers: list[tuple[Envelope, Origin]] = []
+            try:
+                leftovers = await handler().process_batch(batch) if batch else []
+            except Exception:  # noqa: BLE001 - process_batch hands back what it could not do
+                log.exception("a batch of %d commands failed; each goes alone", len(batch))
+                leftovers = batch
+            finally:
+                left = {id(envelope) for envelope, _ in leftovers}
+                for envelope, _ in batch:
+                    if id(envelope) not in left:
+                        await acks.finished(entries[id(envelope)])
+            # A leftover is its aggregate's first command here, so it goes first.
+            for envelope, origin in leftovers + rest:
+                await one_by_one(envelope, origin, entries[id(envelope)])
+
         batches: Batches[tuple[Envelope, Origin, list[Any]]] = Batches(
-            run, max_batch=COMMAND_BATCH, max_pending=MAX_IN_FLIGHT)
+            run, max_batch=COMMAND_BATCH, max_pending=MAX_READ_AHEAD)
         try:
             async for event in manual.events():
                 message = event.message
@@ -104,6 +128,6 @@ def projection_agent(topic_name: str) -> None:
 
 
 for _name in COMMAND_TOPICS:
-    envelope_agent(_name, "command", lambda: app.runtime.handler.process_batch)
+    envelope_agent(_name, "command", lambda: app.runtime.handler)
 for _name in EVENT_TOPICS:
     projection_agent(_name)

@@ -1,10 +1,12 @@
-"""How an agent hands its messages on: in batches, and acked in offset order.
+"""How an agent hands its messages on: in batches, in per-key lanes, acked in offset order.
 
 A command at a time would cap a worker at one command per round trip, and a task
-per command (the lanes this module held until session 7) spent the worker's core on
-tasks, futures and statements of one row. A batch takes each stage at once for every
-command in it (spice/handlers/command_batch.py); order within an aggregate holds
-because one batch runs at a time and a batch keeps its items' order.
+per command spent the worker's core on tasks, futures and one-row statements. So
+commands go in batches, each stage at once for the whole batch
+(spice/handlers/command_batch.py), one batch at a time; the few that cannot join a
+batch go to per-aggregate lanes, where waiting (for another worker's lease, for a
+retry's backoff) holds up only their own aggregate. An aggregate with work in a lane
+keeps its later commands in that lane, so its order holds across both paths.
 """
 from __future__ import annotations
 
@@ -16,6 +18,46 @@ from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class KeyedLanes:
+    """Work concurrently across keys and strictly in order within a key: the commands
+    that cannot join a batch (a busy claim waits out another worker's lease, a retry
+    backs off), so that they hold up only their own aggregate."""
+
+    def __init__(self, max_in_flight: int = 64) -> None:
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._tails: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tails)
+
+    def busy(self, key: str) -> bool:
+        """Work for `key` is queued or running: its later work must follow it here."""
+        return key in self._tails
+
+    async def submit(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Returns once the work is scheduled; blocks while every slot is busy (back-pressure)."""
+        await self._slots.acquire()
+        previous = self._tails.get(key)
+
+        async def run() -> None:
+            try:
+                if previous is not None:
+                    await asyncio.gather(previous, return_exceptions=True)
+                await work()
+            finally:
+                self._slots.release()
+                if self._tails.get(key) is task:
+                    del self._tails[key]
+
+        task = asyncio.create_task(run())
+        self._tails[key] = task
+
+    async def drain(self) -> None:
+        while self._tails:
+            await asyncio.gather(*list(self._tails.values()), return_exceptions=True)
 
 
 class Batches(Generic[T]):

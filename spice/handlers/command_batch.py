@@ -8,18 +8,20 @@ group-committed append, the graph writes of the batch, one mark-done.
 
 Only the plain case is batched: a single-instance command, already in the event
 store, first of its aggregate in the batch, claimed for the first time and with no
-sequence gap before it. Everything else (a duplicate, a stale or busy claim, a retry,
-a gap to catch up, a bulk create, a command produced straight to the topic, a second
-command for the same aggregate) goes the one-by-one way after the batch, in its
-aggregate's order, through `CommandHandler.process` with its retries and its DLQ. So
-does every command of a batch that fails as a whole: its claims are given back first,
-and the one-by-one path finds whatever the failed attempt already stored (event ids
-are deterministic) exactly as it does after a crash.
+sequence gap before it. Duplicates and stale claims are answered here. Everything
+else (a busy claim, a retry, a gap to catch up, a bulk create, a command produced
+straight to the topic, a second command for the same aggregate) goes the one-by-one
+way, `CommandHandler.process` with its retries and its DLQ, in a per-aggregate lane
+(spice/agents/lanes.py) so that its waiting holds up only its aggregate. So does
+every command of a batch that fails as a whole: its claims are given back first, and
+the one-by-one path finds whatever the failed attempt already stored (event ids are
+deterministic) exactly as it does after a crash.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from spice.domain.envelope import Envelope
@@ -40,18 +42,20 @@ BATCHABLE = frozenset({CommandType.CREATE_INSTANCE, CommandType.UPDATE_INSTANCE,
 Item = tuple[Envelope, "Origin"]
 
 
-def split(items: list[Item]) -> tuple[list[Item], list[Item]]:
+def split(items: list[Item], held: Callable[[str], bool] = lambda aggregate: False
+          ) -> tuple[list[Item], list[Item]]:
     """(the batch, the rest): an aggregate's first command joins the batch if it is a
-    plain one; its later commands, and every command after one that is not, wait."""
+    plain one and `held(aggregate)` is false (no earlier work of it still going on
+    elsewhere); its later commands, and every command after one that is not, wait."""
     batch: list[Item] = []
     rest: list[Item] = []
     taken: set[str] = set()
-    held: set[str] = set()
+    waiting: set[str] = set()
     for envelope, origin in items:
         aggregate = envelope.aggregate_id
-        if (aggregate in taken or aggregate in held or not origin.from_store
+        if (aggregate in taken or aggregate in waiting or held(aggregate) or not origin.from_store
                 or envelope.metadata.get("command_type") not in BATCHABLE):
-            held.add(aggregate)
+            waiting.add(aggregate)
             rest.append((envelope, origin))
         else:
             taken.add(aggregate)
@@ -70,25 +74,9 @@ class CommandBatch:
         self.handler = handler
         self.name = name  # the registry's handler name, shared with the one-by-one path
 
-    async def process(self, items: list[Item]) -> None:
-        batch, rest = split(items)
-        leftovers = await self._run(batch) if batch else []
-        # A leftover is its aggregate's first command in `items`: it goes before the rest.
-        await self._one_by_one(leftovers + rest)
-
-    async def _one_by_one(self, items: list[Item]) -> None:
-        chains: dict[str, list[Item]] = {}
-        for item in items:
-            chains.setdefault(item[0].aggregate_id, []).append(item)
-
-        async def chain(entries: list[Item]) -> None:
-            for envelope, origin in entries:
-                await self.handler.process(envelope, origin)
-
-        await asyncio.gather(*[chain(entries) for entries in chains.values()])
-
-    async def _run(self, batch: list[Item]) -> list[Item]:
-        """Apply the plain commands of `batch`; return the ones left for one-by-one."""
+    async def run(self, batch: list[Item]) -> list[Item]:
+        """Apply the plain commands of `batch` (distinct aggregates, from `split`); return,
+        in their order, the ones that must go one by one (`CommandHandler.process`)."""
         registry = self.handler.registry
         try:
             claims = await registry.claim_many(self.name, [
@@ -103,9 +91,9 @@ class CommandBatch:
             if plain(envelope, claim):
                 ready.append(item)
             elif claim.outcome is ClaimOutcome.DONE:
-                await self.handler._report_done(envelope)
+                await self.handler._quietly(self.handler._report_done(envelope))
             elif claim.outcome is ClaimOutcome.STALE:
-                await self.handler._report_stale(envelope, claim)
+                await self.handler._quietly(self.handler._report_stale(envelope, claim))
             else:
                 # Busy elsewhere (a rebalance), or ours but a retry or behind a gap: the
                 # one-by-one path. Ours are given back first, so that it can claim them

@@ -76,11 +76,10 @@ class CommandHandler:
         self.retry_base = retry_base
         self.gap_wait = gap_wait
 
-    async def process_batch(self, items: list[Item]) -> None:
-        """Commands that arrived together: the plain ones in one pass per stage, the rest
-        one by one (spice/handlers/command_batch.py). Never raises: a command that fails
-        ends in the DLQ through `process`."""
-        await CommandBatch(self, HANDLER).process(items)
+    async def process_batch(self, batch: list[Item]) -> list[Item]:
+        """Plain commands of distinct aggregates (`command_batch.split`) in one pass per
+        stage; returns those that must go through `process` one by one instead."""
+        return await CommandBatch(self, HANDLER).run(batch)
 
     # ---- the retry envelope around one command ------------------------------
 

@@ -210,3 +210,37 @@ async def test_bulk_create_checks_relationship_targets_per_item(worker, http):
     result = body["data"]["result"]
     assert status == 200 and result["created"] == 2 and result["failed"] == 1
     assert result["errors"][0]["index"] == 2 and result["errors"][0]["field"] == "items[2].data.next"
+
+
+async def test_a_command_held_by_another_workers_lease_holds_up_only_its_aggregate(
+        worker, runtime, http):
+    """Commands go in batches, one batch at a time; a command whose claim another worker
+    still holds (a rebalance, a crashed worker's lease) waits in its own lane instead, so
+    the commands behind it keep flowing, and it completes once the lease is given up."""
+    from spice.domain.messages import instance_aggregate
+    from spice.stores.registry import PostgresRegistry
+
+    db = unique_db()
+    await create_db(http, worker, db)
+    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create",
+                         json={"id": "Item", "properties": [{"name": "n", "type": "integer"}]}) as r:
+        assert r.status == 200, await r.text()
+    held = new_command(CommandType.CREATE_INSTANCE, instance_aggregate(db, "Item", "held"),
+                       {"db": db, "class_id": "Item", "instance_id": "held", "data": {"n": 0}},
+                       actor="test")
+    other = PostgresRegistry(runtime.pool, owner="another-worker", lease_seconds=300)
+    claim = await other.claim("command-worker", held.event_id, held.aggregate_id, None)
+    assert claim.outcome.value == "claimed"
+    await runtime.event_store.append(held, allocate=True)
+    await asyncio.sleep(1)  # published and read: its claim is refused, it waits
+    started = asyncio.get_running_loop().time()
+    for n in range(1, 4):
+        async with http.post(f"{worker.url}{V1}/instances/{db}/sync/Item/create?timeout=20",
+                             json={"instance_id": f"i{n}", "data": {"n": n}}) as r:
+            assert r.status == 200, await r.text()
+    assert asyncio.get_running_loop().time() - started < 20
+    assert await runtime.graph.get_instance(db, "Item", "held") is None
+    await other.mark_failed("command-worker", held.event_id, "given up by its owner")
+    status, body = await wait(http, worker, held.command_id)
+    assert status == 200, body
+    assert await runtime.graph.get_instance(db, "Item", "held") == {"n": 0}

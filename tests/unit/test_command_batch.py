@@ -48,6 +48,13 @@ def test_commands_not_in_the_store_and_schema_commands_go_one_by_one():
     assert ids(rest) == [("a", 1), ("k", 1)]
 
 
+def test_an_aggregate_with_work_still_going_on_elsewhere_is_held():
+    items = [(command("a"), STORED), (command("b"), STORED)]
+    batch, rest = split(items, held=lambda aggregate: aggregate == "a")
+    assert ids(batch) == [("b", 1)]
+    assert ids(rest) == [("a", 1)]
+
+
 def test_only_a_first_claim_without_a_gap_is_plain():
     env = command("a", seq=5)
     assert plain(env, Claim(ClaimOutcome.CLAIMED, attempt=1, last_sequence=4))

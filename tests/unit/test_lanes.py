@@ -1,6 +1,6 @@
 import asyncio
 
-from spice.agents.lanes import Batches
+from spice.agents.lanes import Batches, KeyedLanes
 
 
 async def test_a_lone_item_goes_at_once_and_later_ones_wait_for_the_batch_before():
@@ -58,6 +58,43 @@ async def test_a_failing_batch_does_not_stop_the_next():
     await batches.put(1)
     await batches.drain()
     assert ran == [[0], [1]]
+
+
+async def test_same_key_in_order_other_keys_in_parallel():
+    lanes = KeyedLanes(max_in_flight=8)
+    log: list[tuple[str, int]] = []
+    running = {"max": 0, "now": 0}
+
+    def work(key: str, i: int, delay: float):
+        async def run():
+            running["now"] += 1
+            running["max"] = max(running["max"], running["now"])
+            await asyncio.sleep(delay)
+            log.append((key, i))
+            running["now"] -= 1
+        return run
+
+    for i in range(5):
+        await lanes.submit("a", work("a", i, 0.01 * (5 - i)))
+        await lanes.submit(f"b{i}", work(f"b{i}", i, 0.01))
+    assert lanes.busy("a") and not lanes.busy("c")
+    await lanes.drain()
+    assert not lanes.busy("a")
+    assert [i for k, i in log if k == "a"] == [0, 1, 2, 3, 4]
+    assert running["max"] > 1
+
+
+async def test_back_pressure_limits_in_flight():
+    lanes = KeyedLanes(max_in_flight=2)
+    gate = asyncio.Event()
+    for i in range(2):
+        await lanes.submit(str(i), gate.wait)
+    blocked = asyncio.create_task(lanes.submit("x", gate.wait))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()
+    gate.set()
+    await blocked
+    await lanes.drain()
 
 
 async def test_acks_go_out_in_offset_order_per_partition():
