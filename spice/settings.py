@@ -19,6 +19,8 @@ class Settings(BaseSettings):
 
     # The worker's event loop: uvloop (default) or aio (asyncio's own). See spice/app.py.
     event_loop: Literal["uvloop", "aio"] = "uvloop"
+    # The worker's cyclic collector thresholds (Python's own are 700,10,10). See spice/app.py.
+    worker_gc_threshold: str = Field(default="10000,50,100", pattern=r"^\d+,\d+,\d+$")
     # Broker
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     kafka_controller_port: int = 19093
