@@ -128,7 +128,7 @@ class CommandBatch:
         await handler.status.record_many([
             make_change(e.command_id, CommandStatus.PROCESSING, "processing (attempt 1)",
                         progress=0.0) for e in envelopes])
-        beat = asyncio.create_task(self._heartbeat([e.event_id for e in envelopes]))
+        beat = asyncio.create_task(handler._heartbeat(*[e.event_id for e in envelopes]))
         try:
             decided = await asyncio.gather(*[self._decide(e) for e in envelopes])
             accepted = [(envelope, outcome) for envelope, outcome in zip(envelopes, decided, strict=True)
@@ -163,15 +163,3 @@ class CommandBatch:
         except DomainError as error:
             await self.handler._reject(envelope, error)
             return None
-
-    async def _heartbeat(self, event_ids: list[str]) -> None:
-        """Keep the batch's leases while it works (a slow store can hold a batch long)."""
-        registry = self.handler.registry
-        while True:
-            await asyncio.sleep(max(0.5, registry.lease_seconds / 3))
-            try:
-                await asyncio.gather(*[registry.heartbeat(self.name, e) for e in event_ids])
-            except TRANSIENT_ERRORS as error:
-                log.warning("heartbeat for a batch of %d failed: %s", len(event_ids), error)
-
-

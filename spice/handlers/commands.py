@@ -75,11 +75,12 @@ class CommandHandler:
         self.max_attempts = max_attempts
         self.retry_base = retry_base
         self.gap_wait = gap_wait
+        self._batch = CommandBatch(self, HANDLER)
 
     async def process_batch(self, batch: list[Item]) -> list[Item]:
         """Plain commands of distinct aggregates (`command_batch.split`) in one pass per
         stage; returns those that must go through `process` one by one instead."""
-        return await CommandBatch(self, HANDLER).run(batch)
+        return await self._batch.run(batch)
 
     # ---- the retry envelope around one command ------------------------------
 
@@ -152,14 +153,14 @@ class CommandHandler:
             error={"code": "sequence_mismatch", "message":
                    f"aggregate is at {claim.last_sequence}, command has {envelope.sequence_number}"})
 
-    async def _heartbeat(self, event_id: str) -> None:
-        """Keep the lease while a long command (a bulk create) is still working."""
+    async def _heartbeat(self, *event_ids: str) -> None:
+        """Keep the leases while long work (a bulk create, a batch on a slow store) goes on."""
         while True:
             await asyncio.sleep(max(0.5, self.registry.lease_seconds / 3))
             try:
-                await self.registry.heartbeat(HANDLER, event_id)
+                await asyncio.gather(*[self.registry.heartbeat(HANDLER, e) for e in event_ids])
             except TRANSIENT_ERRORS as error:
-                log.warning("heartbeat for %s failed: %s", event_id, error)
+                log.warning("heartbeat for %d claims failed: %s", len(event_ids), error)
 
     async def _ensure_stored(self, envelope: Envelope) -> Envelope:
         """A command produced straight to the topic is recorded before anything else."""
