@@ -58,16 +58,22 @@ async def submit(session: aiohttp.ClientSession, urls: list[str], db: str, total
 
 
 async def wait_applied(runtime: Runtime, ids: list[str], timeout: float = 600) -> float:
+    """When the registry has every one of `ids` done. Each poll asks only about the
+    commands not yet seen done: the poll shares the cores with what it measures, and
+    counting all of them again every time cost Postgres ~35 ms a poll at 3,000."""
     deadline = time.monotonic() + timeout
+    waiting = list(ids)
     while time.monotonic() < deadline:
         async with runtime.pool.acquire() as conn:
-            done = await conn.fetchval(
-                "SELECT count(*) FROM processed_events WHERE handler = 'command-worker' "
-                "AND status = 'done' AND event_id = ANY($1)", ids)
-        if done == len(ids):
+            rows = await conn.fetch(
+                "SELECT event_id FROM processed_events WHERE handler = 'command-worker' "
+                "AND status = 'done' AND event_id = ANY($1)", waiting)
+        done = {row["event_id"] for row in rows}
+        waiting = [event_id for event_id in waiting if event_id not in done]
+        if not waiting:
             return time.perf_counter()
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"only {done} of {len(ids)} commands applied in {timeout}s")
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{len(waiting)} of {len(ids)} commands not applied in {timeout}s")
 
 
 async def applied_rate(runtime: Runtime, session: aiohttp.ClientSession, urls: list[str],

@@ -6,6 +6,7 @@ starts the agents, the tables, the publisher task and the web views.
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import gc
 import logging
 
@@ -55,6 +56,7 @@ _tune_collector(get_settings().worker_gc_threshold)
 class SpiceApp(faust.App):
     settings: Settings
     _runtime: Runtime | None = None
+    _profiler: cProfile.Profile | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -80,10 +82,18 @@ class SpiceApp(faust.App):
         gc.freeze()
         log.info("worker started: %d objects frozen out of the cyclic collector",
                  gc.get_freeze_count())
+        if self.settings.worker_profile:
+            self._profiler = cProfile.Profile()
+            self._profiler.enable()
+            log.info("profiling the worker into %s", self.settings.worker_profile)
 
     async def on_stop(self) -> None:
         from spice.agents import publisher_task
 
+        if self._profiler is not None:
+            self._profiler.disable()
+            self._profiler.dump_stats(self.settings.worker_profile)
+            self._profiler = None
         await publisher_task.stop()
         await super().on_stop()
         if self._runtime is not None:

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from spice.handlers.commands import CommandHandler
 from spice.handlers.projections import ProjectionHandler
+from spice.partitioner import KeyPartitioner
 from spice.settings import Settings
 from spice.stores.breaker import CircuitBreaker, Guarded
 from spice.stores.graph import GraphStore
@@ -99,7 +100,7 @@ class Runtime:
                                     acks="all", linger_ms=2, max_request_size=8 << 20,
                                     # batches of table changelog records (tables/changelog.py);
                                     # under the broker's 1 MiB message limit
-                                    max_batch_size=512 << 10)
+                                    max_batch_size=512 << 10, partitioner=KeyPartitioner())
         await producer.start()
         stack.push_async_callback(producer.stop)
         breakers = {name: CircuitBreaker(name) for name in ("event_store", "graph")}

@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from spice.agents.sweeper import Sweeper
 from spice.faults import crash_point
+from spice.partitioner import KeyPartitioner
 from spice.settings import Settings
 from spice.stores.checkpoint import Checkpoint, CheckpointStore
 from spice.stores.errors import StoreUnavailable
@@ -143,7 +144,7 @@ class Publisher:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all",
             enable_idempotence=True, linger_ms=1, max_batch_size=1 << 20,
-            max_request_size=8 << 20)
+            max_request_size=8 << 20, partitioner=KeyPartitioner())
         await self._producer.start()
         await self._refresh_topics()
         loaded = await self.checkpoints.load()

@@ -20,7 +20,8 @@ from typing import Any
 
 import orjson
 from aiokafka.errors import MessageSizeTooLargeError
-from aiokafka.partitioner import murmur2
+
+from spice.partitioner import partition_of
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +32,9 @@ MAX_QUEUED = 100_000
 RETRY_SECONDS = 1.0
 
 
-_PARTITIONS: dict[tuple[str, int], int] = {}
-_PARTITIONS_KEPT = 50_000
-
-
 def partition_for(command_id: str, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2 of the key bytes), as the producer would.
-    aiokafka's murmur2 is pure Python (~10 µs) and a command makes three or four
-    transitions in quick succession, so recent answers are kept."""
-    known = _PARTITIONS.get((command_id, partitions))
-    if known is None:
-        if len(_PARTITIONS) >= _PARTITIONS_KEPT:
-            _PARTITIONS.clear()
-        known = _PARTITIONS[(command_id, partitions)] = (
-            (murmur2(command_id.encode()) & 0x7FFFFFFF) % partitions)
-    return known
+    """Kafka's default partitioner (murmur2 of the key bytes), as the producer would."""
+    return partition_of(command_id.encode(), partitions)
 
 
 def messages(changes: list[dict[str, Any]]) -> Iterator[tuple[bytes, bytes]]:
