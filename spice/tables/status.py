@@ -140,25 +140,60 @@ async def status_agent(stream: Any) -> None:
         await writes.flush(app.runtime.producer)
 
 
-@app.timer(interval=10.0)
+# Expiry walks the table a slice per tick. A whole pass every 10 s made a stall that
+# grew with the table (~180,000 documents at 600 commands/s and five minutes'
+# retention) and, after a restart or a busy hour, tombstoned tens of thousands of
+# documents at once: a live projection benchmark ran at 583 events/s instead of ~3,000
+# while one pass tombstoned 20,290. A slice bounds both the scan and the tombstones of
+# one tick; a new pass starts from a fresh list of keys, so keys that arrived with a
+# rebalance are seen too.
+EXPIRY_TICK_SECONDS = 1.0
+EXPIRY_SLICE = 10_000
+
+
+class _ExpiryPass:
+    keys: list[bytes] = []
+    at = 0
+    expired = 0  # in this pass, logged once it is over
+
+    def next_slice(self) -> list[bytes]:
+        if self.at >= len(self.keys):
+            if self.expired:
+                log.info("status table: %d finished commands past retention tombstoned "
+                         "(a pass over %d documents)", self.expired, len(self.keys))
+            self.keys, self.at, self.expired = list(command_status.data), 0, 0
+        keys = self.keys[self.at:self.at + EXPIRY_SLICE]
+        self.at += len(keys)
+        return keys
+
+
+expiry = _ExpiryPass()
+
+
+@app.timer(interval=EXPIRY_TICK_SECONDS)
 async def expire_statuses() -> None:
     writes = ChangelogWrites()
-    expired = expire_finished(time.time() - app.settings.status_table_retention_seconds, writes)
+    expired = expire_finished(time.time() - app.settings.status_table_retention_seconds, writes,
+                              expiry.next_slice())
     await writes.flush(app.runtime.producer)
-    if expired:
-        log.info("status table: %d finished commands past retention tombstoned", expired)
+    expiry.expired += expired
 
 
-def expire_finished(cutoff: float, writes: ChangelogWrites) -> int:
-    """Finished commands older than the retention leave the table (a tombstone, so the
-    changelog compacts them away too): the table holds recent history, Redis holds a
-    day, and the event store, which the status API falls back to, holds everything."""
+def expire_finished(cutoff: float, writes: ChangelogWrites, keys: list[bytes]) -> int:
+    """Finished commands among `keys` older than the retention leave the table (a
+    tombstone, so the changelog compacts them away too): the table holds recent history,
+    Redis holds a day, and the event store, which the status API falls back to, holds
+    everything."""
     # A document with no status at all holds only PROJECTED steps (a domain event whose
     # command this table never saw, e.g. one produced at topic level): it would never
     # become terminal, so it leaves on the same clock.
-    stale = [(key, doc["_p"]) for key, doc in command_status.data.items()
-             if doc and (doc.get("status") in TERMINAL or doc.get("status") is None)
-             and "_p" in doc and (doc.get("updated_at") or 0) < cutoff]
+    data = command_status.data
+    stale = []
+    for key in keys:
+        doc = data.get(key)
+        if doc and (doc.get("status") in TERMINAL or doc.get("status") is None) \
+                and "_p" in doc and (doc.get("updated_at") or 0) < cutoff:
+            stale.append((key, doc["_p"]))
     for key, partition in stale:
         writes.put(command_status, partition, key, None)  # a tombstone: compacted away
     return len(stale)
