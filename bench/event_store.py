@@ -64,7 +64,7 @@ async def put_per_event(runtime: Runtime, writers: int, total: int) -> float:
 
 
 async def consume(settings: Settings, expected: set[str], stamps: dict[str, float],
-                  latencies: list[float], timeout: float = 120) -> float:
+                  latencies: list[float], timeout: float = 120) -> int:
     consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=settings.kafka_bootstrap_servers,
                                 group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=5)
     await consumer.start()

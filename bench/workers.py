@@ -19,7 +19,7 @@ import time
 import aiohttp
 
 from bench.api import LOGS, setup_db, wait_applied
-from bench.common import machine, report
+from bench.common import CpuMeter, machine, report
 from spice.domain.messages import CommandType, instance_aggregate
 from spice.handlers.submit import CommandSubmitter
 from spice.runtime import Runtime
@@ -27,7 +27,8 @@ from spice.settings import Settings
 from tests.integration.worker import WorkerProcess
 
 
-async def applied_rate(runtime: Runtime, session: aiohttp.ClientSession, url: str, total: int) -> float:
+async def applied_rate(runtime: Runtime, session: aiohttp.ClientSession, url: str, total: int,
+                       meter: CpuMeter) -> float:
     db = await setup_db(session, url)
     submitter = CommandSubmitter(runtime.event_store, runtime.status)
     slots = asyncio.Semaphore(64)
@@ -41,9 +42,11 @@ async def applied_rate(runtime: Runtime, session: aiohttp.ClientSession, url: st
                                             actor="bench", db=db)
             ids.append(stored.command_id)
 
+    meter.start()
     started = time.perf_counter()
     await asyncio.gather(*[one(n) for n in range(total)])
     finished = await wait_applied(runtime, ids)
+    meter.stop()
     return total / (finished - started)
 
 
@@ -55,9 +58,21 @@ async def main(total: int) -> None:
         _, key = await runtime.keys.create("bench-workers", {"*": "admin"}, rate_per_second=1e6)
         async with aiohttp.ClientSession(headers={"X-API-Key": key}) as session:
             print(f"# command worker benchmark ({machine()}), {total:,} commands a run")
-            runs = [await applied_rate(runtime, session, worker.url, total) for _ in range(3)]
+            runs, worker_ms, machine_ms = [], [], []
+            assert worker.proc is not None
+            meter = CpuMeter(worker.proc.pid)
+            for _ in range(3):
+                runs.append(await applied_rate(runtime, session, worker.url, total, meter))
+                worker_ms.append(meter.process * 1000 / total)
+                machine_ms.append(meter.machine * 1000 / total)
             report("commands fully applied/s, 1 worker, commands appended to the store",
                    statistics.median(runs), runs)
+            # Per command, and steadier than the rate when the host's speed moves: the
+            # worker's own CPU, and every process's (this one, the servers) together.
+            print(f"CPU per command: worker {statistics.median(worker_ms):.2f} ms "
+                  f"(runs: {', '.join(f'{x:.2f}' for x in worker_ms)}); whole machine "
+                  f"{statistics.median(machine_ms):.2f} ms "
+                  f"(runs: {', '.join(f'{x:.2f}' for x in machine_ms)})", flush=True)
     finally:
         worker.stop()
         await runtime.close()
