@@ -136,6 +136,7 @@ app = create_app()
 
 # Registration happens on import: each module decorates agents, tables and views on `app`.
 from spice.agents import commands as _commands  # noqa: E402,F401
+from spice.agents import loop_lag as _loop_lag  # noqa: E402,F401
 from spice.agents import publisher_task as _publisher  # noqa: E402,F401
 from spice.agents import watchdog as _watchdog  # noqa: E402,F401
 from spice.tables import status as _status_tables  # noqa: E402,F401

@@ -84,7 +84,12 @@ RESENT = Counter("spice_sweeper_resent_total",
                  "Stored envelopes the sweeper found unprocessed and sent again", ("kind",))
 REWOUND = Counter("spice_partitions_rewound_total",
                   "Partitions sought back to a head message the worker had lost", ("topic",))
-ALL = (RESENT, REWOUND, HTTP_REQUESTS, HTTP_LATENCY, COMMANDS, CLAIMS, PROJECTED, RATE_LIMITED, AUTH_FAILURES)
+LOOP_LAG = Histogram("spice_event_loop_lag_seconds",
+                     "How much later than asked the worker's event loop woke a timer: the stall "
+                     "its agents, producer and API all share (spice/agents/loop_lag.py)", (),
+                     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+ALL = (RESENT, REWOUND, LOOP_LAG, HTTP_REQUESTS, HTTP_LATENCY, COMMANDS, CLAIMS, PROJECTED,
+       RATE_LIMITED, AUTH_FAILURES)
 
 
 def render_all() -> list[str]:

@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.web import Request, Response
 
-from spice.agents import publisher_task
+from spice.agents import loop_lag, publisher_task
 from spice.agents.publisher import publisher_lag
 from spice.app import app
 from spice.observability import render_all
@@ -100,6 +100,10 @@ async def render() -> str:
     out.append(line("spice_status_redis_down", int(app.runtime.status.redis_down)))
     out.append("# TYPE spice_status_redis_missed gauge")
     out.append(line("spice_status_redis_missed", app.runtime.status.missed))
+    out.append("# HELP spice_event_loop_lag_max_seconds The latest a 0.25 s timer woke in the "
+               "last minute: the longest the worker's loop was held")
+    out.append("# TYPE spice_event_loop_lag_max_seconds gauge")
+    out.append(line("spice_event_loop_lag_max_seconds", round(loop_lag.meter.worst_recent, 4)))
     out.extend(render_all())
     return "\n".join(out) + "\n"
 

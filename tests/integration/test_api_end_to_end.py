@@ -240,3 +240,7 @@ async def test_metrics_expose_lag_dlq_and_commands(worker, http):
     assert 'spice_consumer_lag{topic="database_commands"' in text
     assert 'spice_dlq_depth{topic="ontology_commands_dlq"}' in text
     assert 'spice_circuit_open{store="graph"} 0' in text
+    # The loop-lag meter runs in every worker: its timer has woken many times by now.
+    assert "spice_event_loop_lag_max_seconds " in text
+    woke = [line for line in text.splitlines() if line.startswith("spice_event_loop_lag_seconds_count")]
+    assert woke and float(woke[0].split()[-1]) > 0
