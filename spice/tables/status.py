@@ -154,9 +154,10 @@ EXPIRY_SLICE = 2_000
 
 
 class _ExpiryPass:
-    keys: list[bytes] = []
-    at = 0
-    expired = 0  # in this pass, logged once it is over
+    def __init__(self) -> None:
+        self.keys: list[bytes] = []  # the table's keys when this pass began
+        self.at = 0
+        self.expired = 0  # in this pass, logged once it is over
 
     def next_slice(self) -> list[bytes]:
         if self.at >= len(self.keys):
