@@ -5,6 +5,7 @@ message not yet acked, so concurrent lanes never commit past unfinished work.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,6 +19,7 @@ from spice.app import app
 from spice.domain.envelope import Envelope
 from spice.handlers.command_batch import split
 from spice.handlers.commands import Origin
+from spice.handlers.projections import Finish
 from spice.raw_topics import raw_topic
 from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
 
@@ -26,7 +28,6 @@ MAX_READ_AHEAD = 1000  # commands read while the batch before them is applied
 COMMAND_BATCH = 500
 MAX_ONE_BY_ONE = 256  # commands in the per-aggregate lanes at once
 PROJECTION_BATCH = 500
-PROJECTION_LINGER = 0.01  # seconds a partial batch waits for more events
 PROJECTION_DLQ = "projection_failures_dlq"
 
 
@@ -106,25 +107,54 @@ def envelope_agent(topic_name: str, kind: str, handler: Callable[[], Any]) -> No
 
 def projection_agent(topic_name: str) -> None:
     """Domain events in batches: the read model takes a batch in a few statements
-    (claims, one folded write, mark-done) where one event at a time costs the same
-    round trips per event. take_events acks a batch, in offset order, only once the
-    loop body has returned, so a crash mid-batch redelivers the whole batch."""
+    (claims, one folded write, mark-done) where one event at a time costs the same round
+    trips per event. A batch is what arrived while the one before it was written (a
+    lone event goes at once). Its read-model write starts while the batch before it is
+    still being marked done and reported searchable: each of the three steps is mostly a
+    round trip (~25 ms each for 340 events), and the worker sat at half a core. The
+    finishes run one at a time, in order, and a message is acked, in offset order, only
+    once its batch is finished, so a crash redelivers whatever was not."""
     @app.agent(raw_topic(topic_name), name=f"spice.agents.{topic_name}")
     async def projector(stream: Any) -> None:
-        async for events in stream.take_events(PROJECTION_BATCH, within=PROJECTION_LINGER):
-            batch = []
-            for event in events:
+        manual = stream.noack()
+        acks = InOrderAcks(manual.ack)
+        finishing: asyncio.Task[None] | None = None
+
+        async def finish_then_ack(finish: Finish | None, entries: list[list[Any]]) -> None:
+            try:
+                if finish is not None:
+                    await finish()
+            finally:
+                for entry in entries:
+                    await acks.finished(entry)
+
+        async def run(items: list[tuple[Envelope, Origin, list[Any]]]) -> None:
+            nonlocal finishing
+            finish = await app.runtime.projector.start_batch([(e, o) for e, o, _ in items])
+            if finishing is not None:
+                await finishing  # the batch before finishes (and is acked) first
+            finishing = asyncio.create_task(finish_then_ack(finish, [entry for *_, entry in items]))
+
+        batches: Batches[tuple[Envelope, Origin, list[Any]]] = Batches(
+            run, max_batch=PROJECTION_BATCH, max_pending=2 * PROJECTION_BATCH)
+        try:
+            async for event in manual.events():
                 message = event.message
+                entry = acks.started(event)
                 try:
                     envelope = Envelope.from_json(event.value)
                     if envelope.kind != "domain":
                         raise ValueError("not a domain event envelope (metadata.kind)")
                 except (ValidationError, ValueError, UnicodeDecodeError) as error:
                     await poison(PROJECTION_DLQ, topic_name, message, error)
+                    await acks.finished(entry)
                     continue
-                batch.append((envelope, Origin(message.topic, message.partition, message.offset)))
-            if batch:
-                await app.runtime.projector.process_batch(batch)
+                await batches.put((envelope, Origin(message.topic, message.partition,
+                                                    message.offset), entry))
+        finally:
+            batches.cancel()
+            if finishing is not None:
+                finishing.cancel()
 
 
 for _name in COMMAND_TOPICS:

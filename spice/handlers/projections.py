@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from spice import tracing
@@ -12,13 +14,14 @@ from spice.handlers.commands import DeadLetter, Origin
 from spice.handlers.retry import with_retries
 from spice.observability import PROJECTED, log_context
 from spice.stores.errors import TRANSIENT_ERRORS
-from spice.stores.registry import ClaimOutcome, PostgresRegistry
+from spice.stores.registry import Claim, ClaimOutcome, PostgresRegistry
 from spice.stores.search import SearchIndex
 from spice.stores.status import StatusTracker, make_change
 
 log = logging.getLogger(__name__)
 HANDLER = "projection"
 DLQ = "projection_failures_dlq"
+Finish = Callable[[], Awaitable[None]]
 
 
 class ProjectionHandler:
@@ -51,46 +54,79 @@ class ProjectionHandler:
             pass
 
     async def process_batch(self, items: list[tuple[Envelope, Origin]]) -> None:
-        """A batch in one go: one claim statement, one index write, one mark-done. If the
-        batch keeps failing, each event goes the one-by-one way (its own retries, and the
-        DLQ for the one that must), so one bad event never holds the others."""
+        finish = await self.start_batch(items)
+        await finish()
+
+    async def start_batch(self, items: list[tuple[Envelope, Origin]]) -> Finish:
+        """Write a batch to the read model (one claim statement, one index write) and
+        return what is left: mark it done and report it searchable (one wait for both).
+        Each of the three is about a third of a batch's time, mostly waiting on a round
+        trip, so the projection agent starts the next batch while this one finishes; it
+        runs the finishes one at a time, in order. A batch that keeps failing goes the
+        one-by-one way (each event with its own retries, and the DLQ for the one that
+        must), so one bad event never holds the others."""
         unique: dict[str, tuple[Envelope, Origin]] = {}
         for envelope, origin in items:
             unique.setdefault(envelope.event_id, (envelope, origin))
         batch = list(unique.values())
+        envelopes = [e for e, _ in batch]
+        claims: list[Claim] = []
         failed: list[BaseException] = []
+
+        async def write() -> None:
+            claims[:] = await self._write(envelopes)
 
         async def fall_back(error: BaseException, attempts: int) -> None:
             failed.append(error)
 
-        await with_retries(lambda: self.handle_batch([e for e, _ in batch]),
-                           what=f"projection batch of {len(batch)}", max_attempts=3,
+        await with_retries(write, what=f"projection batch of {len(batch)}", max_attempts=3,
                            base=self.retry_base, give_up=fall_back)
         if failed:
-            for envelope, origin in batch:
-                await self.process(envelope, origin)
+            return partial(self._one_by_one, batch)
 
-    async def handle_batch(self, envelopes: list[Envelope]) -> None:
+        async def finish() -> None:
+            await with_retries(lambda: self._finish(envelopes, claims),
+                               what=f"projection batch of {len(batch)} (mark done)", max_attempts=3,
+                               base=self.retry_base, give_up=fall_back)
+            if failed:
+                # Give the claims back so that each event can be claimed again at once.
+                await self._release([e for e, c in zip(envelopes, claims, strict=True)
+                                     if c.outcome is ClaimOutcome.CLAIMED], failed[0])
+                await self._one_by_one(batch)
+        return finish
+
+    async def _one_by_one(self, batch: list[tuple[Envelope, Origin]]) -> None:
+        for envelope, origin in batch:
+            await self.process(envelope, origin)
+
+    async def _release(self, envelopes: list[Envelope], error: BaseException) -> None:
+        try:
+            await self.registry.mark_failed_many(
+                HANDLER, [e.event_id for e in envelopes], f"{type(error).__name__}: {error}")
+        except TRANSIENT_ERRORS:
+            pass  # the leases lapse on their own
+
+    async def _write(self, envelopes: list[Envelope]) -> list[Claim]:
         keys = [(e.event_id, e.aggregate_id, e.sequence_number) for e in envelopes]
         claims = await self.registry.claim_many(HANDLER, keys)
         claimed = [e for e, c in zip(envelopes, claims, strict=True) if c.outcome is ClaimOutcome.CLAIMED]
-        busy = [e for e, c in zip(envelopes, claims, strict=True)
-                if c.outcome is ClaimOutcome.IN_PROGRESS]
         if claimed:
             try:
                 await self.index.apply_many(claimed)
             except BaseException as error:
                 # Give the claims back at once, so the retry need not wait out the lease.
-                try:
-                    await self.registry.mark_failed_many(
-                        HANDLER, [e.event_id for e in claimed], f"{type(error).__name__}: {error}")
-                except TRANSIENT_ERRORS:
-                    pass
+                await self._release(claimed, error)
                 raise
+        return claims
+
+    async def _finish(self, envelopes: list[Envelope], claims: list[Claim]) -> None:
         # The read model holds the batch now. Marking it done and reporting it searchable
         # do not depend on each other, so they share one wait (each was a quarter of a
         # batch's time). Stale events change nothing but their writes are as searchable
         # as they will get; busy ones are reported by handle() below.
+        claimed = [e for e, c in zip(envelopes, claims, strict=True) if c.outcome is ClaimOutcome.CLAIMED]
+        busy = [e for e, c in zip(envelopes, claims, strict=True)
+                if c.outcome is ClaimOutcome.IN_PROGRESS]
         skip = {e.event_id for e, c in zip(envelopes, claims, strict=True)
                 if c.outcome in (ClaimOutcome.DONE, ClaimOutcome.IN_PROGRESS)}
         work = [self.status.record_many([
