@@ -3,7 +3,9 @@ comes from the worker that owns the command's partition."""
 import asyncio
 from pathlib import Path
 
+from tests.integration.kafka_helpers import wait_for
 from tests.integration.test_api_end_to_end import create_db, unique_db
+from tests.integration.test_status_retention import projected
 from tests.integration.worker import WorkerProcess
 
 V1 = "/api/v1"
@@ -16,9 +18,10 @@ async def test_status_from_the_table_is_routed_to_the_owner(worker, runtime, htt
         commands = []
         for _ in range(8):  # enough commands that both workers own some of them
             commands.append(await create_db(http, worker, unique_db()))
-        await asyncio.sleep(2)
         workers_seen = set()
         for command_id in commands:
+            # The last step (PROJECTED) lands first, or it would write the Redis entry again.
+            await wait_for(lambda cid=command_id: projected(runtime, cid), timeout=30)
             await runtime.redis.delete(f"command:{command_id}:status", f"command:{command_id}:result")
             answers = []
             for node in (worker, second):
