@@ -3,6 +3,7 @@ comes from the worker that owns the command's partition."""
 import asyncio
 from pathlib import Path
 
+from spice.stores.status_topic import partition_for
 from tests.integration.kafka_helpers import wait_for
 from tests.integration.test_api_end_to_end import create_db, unique_db
 from tests.integration.test_status_retention import projected
@@ -11,15 +12,13 @@ from tests.integration.worker import WorkerProcess
 V1 = "/api/v1"
 
 
-async def test_status_from_the_table_is_routed_to_the_owner(worker, runtime, http):
+async def test_status_from_the_table_is_routed_to_the_owner(worker, runtime, http, settings):
     second = WorkerProcess(16168, Path("test-artifacts") / "worker-2.log").start()
     try:
         await asyncio.sleep(12)  # the group rebalances the partitions across both workers
-        commands = []
-        for _ in range(8):  # enough commands that both workers own some of them
-            commands.append(await create_db(http, worker, unique_db()))
-        workers_seen = set()
-        for command_id in commands:
+        owners: dict[int, str] = {}  # partition -> the worker that answered for it
+        for _ in range(24):  # until both workers have answered for commands they own
+            command_id = await create_db(http, worker, unique_db())
             # The last step (PROJECTED) lands first, or it would write the Redis entry again.
             await wait_for(lambda cid=command_id: projected(runtime, cid), timeout=30)
             await runtime.redis.delete(f"command:{command_id}:status", f"command:{command_id}:result")
@@ -34,8 +33,13 @@ async def test_status_from_the_table_is_routed_to_the_owner(worker, runtime, htt
                 assert r.status == 200 and body["source"] == "table", body
                 answers.append(body)
             assert answers[0]["worker"] == answers[1]["worker"]  # both came from the owner
-            workers_seen.add(answers[0]["worker"])
-        assert len(workers_seen) == 2, "expected the two workers to own some commands each"
+            partition = partition_for(command_id, settings.topic_partitions)
+            assert owners.setdefault(partition, answers[0]["worker"]) == answers[0]["worker"], owners
+            if len(set(owners.values())) == 2:
+                break
+        # A partition has one owner, and both workers own some (24 random keys all in one
+        # worker's half of the partitions: one chance in 2**23).
+        assert len(set(owners.values())) == 2, f"one worker answered for every partition: {owners}"
 
         # The dashboard's data, asked of either worker, merges both workers' tables.
         answers = {}
