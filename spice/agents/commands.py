@@ -120,11 +120,14 @@ def projection_agent(topic_name: str) -> None:
         acks = InOrderAcks(manual.ack)
         finishing: asyncio.Task[None] | None = None
 
-        async def finish_then_ack(finish: Finish | None, entries: list[list[Any]]) -> None:
+        async def finish_then_ack(finish: Finish, entries: list[list[Any]]) -> None:
             try:
-                if finish is not None:
-                    await finish()
+                await finish()
+            except Exception:  # noqa: BLE001 - a finish owns its errors; the next must still run
+                log.exception("finishing a projection batch of %d failed", len(entries))
             finally:
+                # Acked even after a failure: the registry still has the events unfinished,
+                # and the sweeper sends such stored events again.
                 for entry in entries:
                     await acks.finished(entry)
 
