@@ -53,10 +53,6 @@ class ProjectionHandler:
         except TRANSIENT_ERRORS:
             pass
 
-    async def process_batch(self, items: list[tuple[Envelope, Origin]]) -> None:
-        finish = await self.start_batch(items)
-        await finish()
-
     async def start_batch(self, items: list[tuple[Envelope, Origin]]) -> Finish:
         """Write a batch to the read model (one claim statement, one index write) and
         return what is left: mark it done and report it searchable (one wait for both).
