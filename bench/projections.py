@@ -128,7 +128,8 @@ async def drop_bucket(s3: Any, bucket: str) -> None:
     await s3.delete_bucket(Bucket=bucket)
 
 
-async def main(count: int, rebuild_events: int = 0, live_runs: bool = True) -> None:
+async def main(count: int, rebuild_events: int = 0, live_runs: bool = True,
+               rebuild_runs: bool = True) -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     print(f"# projection benchmark ({machine()}), {count:,} events a run")
     if live_runs:
@@ -141,6 +142,8 @@ async def main(count: int, rebuild_events: int = 0, live_runs: bool = True) -> N
         finally:
             worker.stop()
             await runtime.close()
+    if not rebuild_runs:
+        return
     rebuild_count = rebuild_events or count
     runs = [await rebuilt(Settings(), rebuild_count) for _ in range(3)]
     report(f"events projected/s during a rebuild (--db, {rebuild_count:,} events, from S3, "
@@ -154,5 +157,6 @@ if __name__ == "__main__":
     parser.add_argument("--rebuild-events", type=int, default=20000,
                         help="events in the store the rebuild replays (default 20,000)")
     parser.add_argument("--rebuild-only", action="store_true")
+    parser.add_argument("--live-only", action="store_true")
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.rebuild_events, not args.rebuild_only))
+    asyncio.run(main(args.events, args.rebuild_events, not args.rebuild_only, not args.live_only))

@@ -20,6 +20,7 @@ from spice.stores.breaker import CircuitBreaker, Guarded
 from spice.stores.graph import GraphStore
 from spice.stores.keys import KeyStore
 from spice.stores.postgres import create_pool
+from spice.stores.projection_postgres import FusedProjection
 from spice.stores.ratelimit import RateLimiter
 from spice.stores.registry import PostgresRegistry
 from spice.stores.s3 import ensure_bucket, open_s3_client
@@ -131,9 +132,12 @@ class Runtime:
         search = make_search_index(settings, pool)
         if hasattr(search, "close"):
             stack.push_async_callback(search.close)
+        # The default read model shares the registry's pool: claims, writes and
+        # mark-done of a batch go in one statement.
+        fused = FusedProjection(pool, search.table) if isinstance(search, PostgresSearchIndex) else None
         projector = ProjectionHandler(registry, search, status, dead_letter,
                                       max_attempts=settings.command_max_attempts,
-                                      retry_base=settings.command_retry_base_seconds)
+                                      retry_base=settings.command_retry_base_seconds, fused=fused)
         keys = KeyStore(pool)
         if settings.auth_bootstrap_admin_key:
             await keys.create("bootstrap-admin", {"*": "admin"}, key=settings.auth_bootstrap_admin_key)

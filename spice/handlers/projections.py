@@ -14,6 +14,7 @@ from spice.handlers.commands import DeadLetter, Origin
 from spice.handlers.retry import with_retries
 from spice.observability import PROJECTED, log_context
 from spice.stores.errors import TRANSIENT_ERRORS
+from spice.stores.projection_postgres import FusedProjection, fusable
 from spice.stores.registry import Claim, ClaimOutcome, PostgresRegistry
 from spice.stores.search import SearchIndex
 from spice.stores.status import StatusTracker, make_change
@@ -26,8 +27,12 @@ Finish = Callable[[], Awaitable[None]]
 
 class ProjectionHandler:
     def __init__(self, registry: PostgresRegistry, index: SearchIndex, status: StatusTracker,
-                 dead_letter: DeadLetter, *, max_attempts: int = 8, retry_base: float = 0.5) -> None:
+                 dead_letter: DeadLetter, *, max_attempts: int = 8, retry_base: float = 0.5,
+                 fused: FusedProjection | None = None) -> None:
+        """`fused`: the read model shares the registry's database, and a batch's claims,
+        writes and mark-done go in one statement (see spice/stores/projection_postgres)."""
         self.registry, self.index, self.status = registry, index, status
+        self.fused = fused
         self.dead_letter = dead_letter
         self.max_attempts = max_attempts
         self.retry_base = retry_base
@@ -68,9 +73,14 @@ class ProjectionHandler:
         envelopes = [e for e, _ in batch]
         claims: list[Claim] = []
         failed: list[BaseException] = []
+        fused = self.fused is not None and fusable(envelopes)
 
         async def write() -> None:
-            claims[:] = await self._write(envelopes)
+            if fused:
+                assert self.fused is not None
+                claims[:] = await self.fused.project(HANDLER, envelopes)
+            else:
+                claims[:] = await self._write(envelopes)
 
         async def fall_back(error: BaseException, attempts: int) -> None:
             failed.append(error)
@@ -81,13 +91,15 @@ class ProjectionHandler:
             return partial(self._one_by_one, batch)
 
         async def finish() -> None:
-            await with_retries(lambda: self._finish(envelopes, claims),
+            await with_retries(lambda: self._finish(envelopes, claims, done=fused),
                                what=f"projection batch of {len(batch)} (mark done)", max_attempts=3,
                                base=self.retry_base, give_up=fall_back)
             if failed:
-                # Give the claims back so that each event can be claimed again at once.
-                await self._release([e for e, c in zip(envelopes, claims, strict=True)
-                                     if c.outcome is ClaimOutcome.CLAIMED], failed[0])
+                # Give the claims back so that each event can be claimed again at once
+                # (fused claims are done already: the one-by-one pass finds them so).
+                if not fused:
+                    await self._release([e for e, c in zip(envelopes, claims, strict=True)
+                                         if c.outcome is ClaimOutcome.CLAIMED], failed[0])
                 await self._one_by_one(batch)
         return finish
 
@@ -115,7 +127,7 @@ class ProjectionHandler:
                 raise
         return claims
 
-    async def _finish(self, envelopes: list[Envelope], claims: list[Claim]) -> None:
+    async def _finish(self, envelopes: list[Envelope], claims: list[Claim], *, done: bool) -> None:
         # The read model holds the batch now. Marking it done and reporting it searchable
         # do not depend on each other, so they share one wait (each was a quarter of a
         # batch's time). Stale events change nothing but their writes are as searchable
@@ -128,7 +140,7 @@ class ProjectionHandler:
         work = [self.status.record_many([
             make_change(e.command_id, "PROJECTED", "read model caught up", projected=True)
             for e in envelopes if e.event_id not in skip])]
-        if claimed:
+        if claimed and not done:
             work.append(self.registry.mark_done_many(
                 HANDLER, [(e.event_id, e.aggregate_id, e.sequence_number) for e in claimed]))
         await asyncio.gather(*work)
