@@ -2,7 +2,7 @@
 
     python -m bench.workers [--commands N]
 
-One real worker runs (`faust -A spice.app worker`); this process appends N
+One real worker runs (`faust -A spice.app worker`), then two; this process appends N
 CREATE_INSTANCE commands to the event store exactly as the API does (group commit,
 64 at a time, PENDING recorded), and the clock stops when the processed-events
 registry says all N are done. What is measured is the worker's path: publisher →
@@ -54,6 +54,7 @@ async def main(total: int) -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     runtime = await Runtime.open(Settings())
     worker = WorkerProcess(16268, LOGS / "worker-only.log").start()
+    second: WorkerProcess | None = None
     try:
         _, key = await runtime.keys.create("bench-workers", {"*": "admin"}, rate_per_second=1e6)
         async with aiohttp.ClientSession(headers={"X-API-Key": key}) as session:
@@ -73,7 +74,14 @@ async def main(total: int) -> None:
                   f"(runs: {', '.join(f'{x:.2f}' for x in worker_ms)}); whole machine "
                   f"{statistics.median(machine_ms):.2f} ms "
                   f"(runs: {', '.join(f'{x:.2f}' for x in machine_ms)})", flush=True)
+            second = WorkerProcess(16269, LOGS / "worker-only-2.log").start()
+            await asyncio.sleep(15)  # let the group rebalance across both workers
+            two = [await applied_rate(runtime, session, worker.url, total, meter) for _ in range(3)]
+            report("commands fully applied/s, 2 workers (the same two cores)",
+                   statistics.median(two), two)
     finally:
+        if second is not None:
+            second.stop()
         worker.stop()
         await runtime.close()
 
