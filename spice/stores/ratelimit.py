@@ -56,6 +56,7 @@ ALLOWED = Decision(True, 0)
 class _Held:
     tokens: int = 0
     until: float = 0.0
+    refill: asyncio.Task[tuple[int, float]] | None = None  # a call to the bucket under way
 
 
 def chunk_for(rate: float, burst: int) -> int:
@@ -70,25 +71,43 @@ class RateLimiter:
         self.script = redis.register_script(TOKEN_BUCKET)
         self.calls = 0  # Redis calls made (tests, metrics)
         self._held: dict[str, _Held] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
 
     async def take(self, principal: str, rate: float, burst: int) -> Decision:
-        held = self._held.get(principal)
-        if held is not None and held.tokens > 0 and time.monotonic() < held.until:
-            held.tokens -= 1
-            return ALLOWED
-        lock = self._locks.setdefault(principal, asyncio.Lock())
-        async with lock:  # one refill at a time; those queued behind it spend its tokens
-            held = self._held.setdefault(principal, _Held())
+        held = self._held.setdefault(principal, _Held())
+        chunk = chunk_for(rate, burst)
+        while True:
             if held.tokens > 0 and time.monotonic() < held.until:
                 held.tokens -= 1
+                if chunk > 1 and held.tokens < chunk // 2 and held.refill is None:
+                    # Running low: the next chunk is fetched before anyone has to wait
+                    # for it (a refill under way held up every request meanwhile).
+                    self._refill(principal, rate, burst, chunk, held)
                 return ALLOWED
-            self.calls += 1
-            granted, wait = await self.script(keys=[f"ratelimit:{principal}"],
-                                              args=[rate, burst, chunk_for(rate, burst)])
-            granted = int(granted)
-            if granted == 0:
-                held.tokens = 0
-                return Decision(False, max(1, math.ceil(float(wait))))
-            held.tokens, held.until = granted - 1, time.monotonic() + LEASE_SECONDS
-            return ALLOWED
+            task = held.refill or self._refill(principal, rate, burst, chunk, held)
+            # Shielded: one request given up on must not cancel the call others wait on.
+            granted, wait = await asyncio.shield(task)
+            if granted == 0 and not (held.tokens > 0 and time.monotonic() < held.until):
+                return Decision(False, max(1, math.ceil(wait)))
+
+    def _refill(self, principal: str, rate: float, burst: int, chunk: int,
+                held: _Held) -> asyncio.Task[tuple[int, float]]:
+        async def call() -> tuple[int, float]:
+            try:
+                self.calls += 1
+                granted, wait = await self.script(keys=[f"ratelimit:{principal}"],
+                                                  args=[rate, burst, chunk])
+                granted = int(granted)
+                if granted:
+                    now = time.monotonic()
+                    held.tokens = granted + (held.tokens if now < held.until else 0)
+                    held.until = now + LEASE_SECONDS
+                return granted, float(wait)
+            finally:
+                held.refill = None
+
+        task = asyncio.create_task(call())
+        # A look-ahead refill nobody awaits may fail (Redis down): the next request
+        # that needs tokens calls again and hears the error itself.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        held.refill = task
+        return task

@@ -51,3 +51,16 @@ async def test_unspent_tokens_lapse_and_tokens_come_back_at_the_rate(runtime):
     calls = limiter.calls
     assert (await limiter.take(principal, rate, burst)).allowed
     assert limiter.calls == calls + 1  # the held tokens had lapsed: a fresh call
+
+
+async def test_the_next_chunk_is_fetched_before_the_held_one_runs_out(runtime):
+    principal = f"rl-{uuid.uuid4().hex[:8]}"
+    limiter = RateLimiter(runtime.redis)
+    rate, burst = 1000.0, 1000  # chunks of 64
+    assert (await limiter.take(principal, rate, burst)).allowed
+    held = limiter._held[principal]
+    for _ in range(40):  # below half a chunk left: a look-ahead refill starts
+        assert (await limiter.take(principal, rate, burst)).allowed
+    assert held.refill is not None
+    await held.refill
+    assert held.tokens > 64 - 41  # the next chunk joined what was left
