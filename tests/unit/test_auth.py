@@ -105,3 +105,9 @@ def test_traceparent_is_continued_or_started():
     assert tracing.trace_id(continued) == "a" * 32 and continued != incoming
     assert tracing.valid(tracing.from_headers({"traceparent": "garbage"}))
     assert not tracing.valid("00-" + "0" * 32 + "-" + "b" * 16 + "-01")
+
+
+def test_new_trace_ids_are_valid_and_distinct():
+    started = [tracing.new_traceparent() for _ in range(2000)]
+    assert all(tracing.valid(t) for t in started)
+    assert len({tracing.trace_id(t) for t in started}) == 2000
