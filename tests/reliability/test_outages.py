@@ -22,7 +22,8 @@ SERVERS = {"kafka": KafkaServer, "s3": SeaweedServer, "postgres": PostgresServer
 
 
 class Load:
-    """Clients creating instances without pause; every answer is recorded."""
+    """Clients creating instances, without pause unless given a rate; every answer is
+    recorded."""
 
     def __init__(self, http, url: str, db: str, clients: int = 8, rate: float | None = None) -> None:
         self.http, self.url, self.db, self.clients = http, url, db, clients
@@ -55,6 +56,8 @@ class Load:
             except (TimeoutError, OSError):
                 self.answers[0] += 1
                 await asyncio.sleep(0.2)
+            if self.pause:
+                await asyncio.sleep(self.pause)
 
     async def run_while(self, work) -> None:
         tasks = [asyncio.create_task(self.client()) for _ in range(self.clients)]
