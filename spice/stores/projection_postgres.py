@@ -119,8 +119,10 @@ class FusedProjection:
         worker's live lease (the caller waits for that one alone)."""
         if not envelopes:
             return []
-        upserts, tombstones = documents(envelopes)
         ids = [e.event_id for e in envelopes]
+        if len(set(ids)) != len(ids):  # one statement cannot claim a row twice
+            raise ValueError("a projected batch needs distinct event ids")
+        upserts, tombstones = documents(envelopes)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(self.sql, handler, ids, [e.aggregate_id for e in envelopes],
                                     [e.sequence_number for e in envelopes],
