@@ -128,8 +128,12 @@ async def main(total: int) -> None:
                   f"p99 {pct(lat, 99):.1f} ms")
             second = WorkerProcess(16267, LOGS / "worker-2.log").start()
             await asyncio.sleep(15)  # let the group rebalance across both workers
-            applied2 = [(await applied_rate(runtime, session, [first.url, second.url], total))[1]
-                        for _ in range(3)]
+            both = [await applied_rate(runtime, session, [first.url, second.url], total)
+                    for _ in range(3)]
+            accepted2, applied2 = [a for a, _ in both], [b for _, b in both]
+            print(f"async create accepted/s, 64 clients over 2 workers: "
+                  f"{statistics.median(accepted2):,.0f} "
+                  f"(runs: {', '.join(f'{x:,.0f}' for x in accepted2)})")
             print(f"commands applied/s end to end, 2 workers: {statistics.median(applied2):,.0f} "
                   f"(runs: {', '.join(f'{x:,.0f}' for x in applied2)})")
     finally:
