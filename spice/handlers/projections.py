@@ -94,14 +94,37 @@ class ProjectionHandler:
             await with_retries(lambda: self._finish(envelopes, claims, done=fused),
                                what=f"projection batch of {len(batch)} (mark done)", max_attempts=3,
                                base=self.retry_base, give_up=fall_back)
-            if failed:
-                # Give the claims back so that each event can be claimed again at once
-                # (fused claims are done already: the one-by-one pass finds them so).
-                if not fused:
-                    await self._release([e for e, c in zip(envelopes, claims, strict=True)
-                                         if c.outcome is ClaimOutcome.CLAIMED], failed[0])
-                await self._one_by_one(batch)
+            if not failed:
+                return
+            if fused:
+                # The read model and the registry hold the batch already: what is left
+                # is reporting it (a one-by-one pass would find the events done and
+                # report nothing, and `wait=projected` would wait in vain).
+                await self._report_each(batch, claims)
+                return
+            # Give the claims back so that each event can be claimed again at once.
+            await self._release([e for e, c in zip(envelopes, claims, strict=True)
+                                 if c.outcome is ClaimOutcome.CLAIMED], failed[0])
+            await self._one_by_one(batch)
         return finish
+
+    async def _report_each(self, batch: list[tuple[Envelope, Origin]], claims: list[Claim]) -> None:
+        for (envelope, origin), claim in zip(batch, claims, strict=True):
+            if claim.outcome is ClaimOutcome.IN_PROGRESS:
+                await self.process(envelope, origin)  # waits for the holder, then reports
+            elif claim.outcome is not ClaimOutcome.DONE:
+                async def report(envelope: Envelope = envelope) -> None:
+                    await self.status.update(envelope.command_id, "PROJECTED", "read model caught up",
+                                             projected=True)
+
+                async def unreported(error: BaseException, attempts: int,
+                                     envelope: Envelope = envelope) -> None:
+                    log.warning("event %s is searchable but its PROJECTED step was not recorded "
+                                "after %d attempts: %s", envelope.event_id, attempts, error)
+
+                await with_retries(report, what=f"PROJECTED step of {envelope.event_id}",
+                                   max_attempts=self.max_attempts, base=self.retry_base,
+                                   give_up=unreported)
 
     async def _one_by_one(self, batch: list[tuple[Envelope, Origin]]) -> None:
         for envelope, origin in batch:
