@@ -73,14 +73,10 @@ class ProjectionHandler:
         envelopes = [e for e, _ in batch]
         claims: list[Claim] = []
         failed: list[BaseException] = []
-        fused = self.fused is not None and fusable(envelopes)
+        fused = self.fused if self.fused is not None and fusable(envelopes) else None
 
         async def write() -> None:
-            if fused:
-                assert self.fused is not None
-                claims[:] = await self.fused.project(HANDLER, envelopes)
-            else:
-                claims[:] = await self._write(envelopes)
+            claims[:] = await (fused.project(HANDLER, envelopes) if fused else self._write(envelopes))
 
         async def fall_back(error: BaseException, attempts: int) -> None:
             failed.append(error)
@@ -91,7 +87,7 @@ class ProjectionHandler:
             return partial(self._one_by_one, batch)
 
         async def finish() -> None:
-            await with_retries(lambda: self._finish(envelopes, claims, done=fused),
+            await with_retries(lambda: self._finish(envelopes, claims, done=fused is not None),
                                what=f"projection batch of {len(batch)} (mark done)", max_attempts=3,
                                base=self.retry_base, give_up=fall_back)
             if not failed:
@@ -113,16 +109,13 @@ class ProjectionHandler:
             if claim.outcome is ClaimOutcome.IN_PROGRESS:
                 await self.process(envelope, origin)  # waits for the holder, then reports
             elif claim.outcome is not ClaimOutcome.DONE:
-                async def report(envelope: Envelope = envelope) -> None:
-                    await self.status.update(envelope.command_id, "PROJECTED", "read model caught up",
-                                             projected=True)
-
                 async def unreported(error: BaseException, attempts: int,
                                      envelope: Envelope = envelope) -> None:
                     log.warning("event %s is searchable but its PROJECTED step was not recorded "
                                 "after %d attempts: %s", envelope.event_id, attempts, error)
 
-                await with_retries(report, what=f"PROJECTED step of {envelope.event_id}",
+                await with_retries(partial(self._report, envelope),
+                                   what=f"PROJECTED step of {envelope.event_id}",
                                    max_attempts=self.max_attempts, base=self.retry_base,
                                    give_up=unreported)
 
@@ -183,5 +176,8 @@ class ProjectionHandler:
         if claim.outcome is not ClaimOutcome.DONE:
             # Stale events change nothing (a newer version is in), but the write they
             # stand for is as searchable as it will get.
-            await self.status.update(envelope.command_id, "PROJECTED", "read model caught up",
-                                     projected=True)
+            await self._report(envelope)
+
+    async def _report(self, envelope: Envelope) -> None:
+        await self.status.update(envelope.command_id, "PROJECTED", "read model caught up",
+                                 projected=True)

@@ -24,8 +24,8 @@ import orjson
 from spice.domain.envelope import Envelope
 from spice.domain.messages import EventType
 from spice.observability import CLAIMS
-from spice.stores.registry import Claim, ClaimOutcome
-from spice.stores.search import fold_one
+from spice.stores.registry import Claim, ClaimOutcome, current_statuses, refused
+from spice.stores.search import Folded, document_rows, fold_one
 
 # Every CTE sees the snapshot the statement started with; `claimed` hands the later
 # ones what this statement inserted. A stale event (at or below its aggregate's last
@@ -89,20 +89,19 @@ def fusable(envelopes: list[Envelope]) -> bool:
 def documents(envelopes: list[Envelope]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Each document's latest version in the batch, with the event it comes from:
     (upserts, tombstones)."""
-    folded: dict[tuple[str, str, str], tuple[int, Any, str | None, str]] = {}
+    folded: Folded = {}
+    source: dict[tuple[str, str, str], str] = {}
     for envelope in envelopes:
         change = fold_one(envelope.event_type, envelope.sequence_number or 0, envelope.data)
         if change is None:
             continue
         key, version, row, class_id = change
         if key not in folded or version >= folded[key][0]:
-            folded[key] = (version, row, class_id, envelope.event_id)
-    upserts = [{"db": k[0], "kind": k[1], "doc_id": k[2], "class_id": row[0], "version": version,
-                "labels": row[1], "body": row[2], "event_id": event_id}
-               for k, (version, row, _, event_id) in folded.items() if row is not None]
-    tombstones = [{"db": k[0], "kind": k[1], "doc_id": k[2], "class_id": class_id,
-                   "version": version, "event_id": event_id}
-                  for k, (version, row, class_id, event_id) in folded.items() if row is None]
+            folded[key] = (version, row, class_id)
+            source[key] = envelope.event_id
+    upserts, tombstones = document_rows(folded)
+    for doc in upserts + tombstones:
+        doc["event_id"] = source[(doc["db"], doc["kind"], doc["doc_id"])]
     return upserts, tombstones
 
 
@@ -127,14 +126,8 @@ class FusedProjection:
             rows = await conn.fetch(self.sql, handler, ids, [e.aggregate_id for e in envelopes],
                                     [e.sequence_number for e in envelopes],
                                     orjson.dumps(upserts).decode(), orjson.dumps(tombstones).decode())
-            raced = [r["event_id"] for r in rows if r["claimed"] is None and r["before"] is None]
-            late: dict[str, str] = {}
-            if raced:
-                # Another worker inserted these after this statement's snapshot: its
-                # commit is what made our insert conflict, so the row is there now.
-                late = {r["event_id"]: r["status"] for r in await conn.fetch(
-                    "SELECT event_id, status FROM processed_events WHERE handler = $1 "
-                    "AND event_id = ANY($2)", handler, raced)}
+            late = await current_statuses(conn, handler, [
+                r["event_id"] for r in rows if r["claimed"] is None and r["before"] is None])
         claims = [outcome(row, late) for row in rows]
         for claim in claims:
             CLAIMS.inc(handler, claim.outcome.value)
@@ -147,7 +140,4 @@ def outcome(row: Any, late: dict[str, str]) -> Claim:
         return Claim(ClaimOutcome.CLAIMED, row["attempt"], last)
     if row["claimed"] == "skipped_stale":
         return Claim(ClaimOutcome.STALE, row["attempt"], last)
-    status = row["before"] or late.get(row["event_id"])
-    if status == "processing":
-        return Claim(ClaimOutcome.IN_PROGRESS, last_sequence=last)
-    return Claim(ClaimOutcome.DONE, last_sequence=last)
+    return refused(row["before"] or late.get(row["event_id"]), last)

@@ -58,6 +58,9 @@ class _Held:
     until: float = 0.0
     refill: asyncio.Task[tuple[int, float]] | None = None  # a call to the bucket under way
 
+    def usable(self) -> bool:
+        return self.tokens > 0 and time.monotonic() < self.until
+
 
 def chunk_for(rate: float, burst: int) -> int:
     """Tokens taken per call: a tenth of a second's worth, at most a quarter of the
@@ -76,7 +79,7 @@ class RateLimiter:
         held = self._held.setdefault(principal, _Held())
         chunk = chunk_for(rate, burst)
         while True:
-            if held.tokens > 0 and time.monotonic() < held.until:
+            if held.usable():
                 held.tokens -= 1
                 if chunk > 1 and held.tokens < chunk // 2 and held.refill is None:
                     # Running low: the next chunk is fetched before anyone has to wait
@@ -86,7 +89,7 @@ class RateLimiter:
             task = held.refill or self._refill(principal, rate, burst, chunk, held)
             # Shielded: one request given up on must not cancel the call others wait on.
             granted, wait = await asyncio.shield(task)
-            if granted == 0 and not (held.tokens > 0 and time.monotonic() < held.until):
+            if granted == 0 and not held.usable():
                 return Decision(False, max(1, math.ceil(wait)))
 
     def _refill(self, principal: str, rate: float, burst: int, chunk: int,

@@ -30,6 +30,23 @@ class Claim:
     last_sequence: int = 0
 
 
+def refused(status: str | None, last_sequence: int) -> Claim:
+    """A claim that was not taken: another owner's live lease, or processed already."""
+    outcome = ClaimOutcome.IN_PROGRESS if status == "processing" else ClaimOutcome.DONE
+    return Claim(outcome, last_sequence=last_sequence)
+
+
+async def current_statuses(conn: asyncpg.Connection, handler: str,
+                           event_ids: list[str]) -> dict[str, str]:
+    """Statuses as they are now, for rows a concurrent claim inserted after a claiming
+    statement's snapshot (its commit is what made that statement's insert conflict)."""
+    if not event_ids:
+        return {}
+    return {r["event_id"]: r["status"] for r in await conn.fetch(
+        "SELECT event_id, status FROM processed_events WHERE handler = $1 AND event_id = ANY($2)",
+        handler, event_ids)}
+
+
 # One statement, one round trip: the claim, the aggregate's last done sequence, and
 # (when the claim was refused) the status that refused it, read from the snapshot
 # the statement started with.
@@ -145,9 +162,7 @@ class PostgresRegistry:
                     "SELECT status FROM processed_events WHERE handler = $1 AND event_id = $2",
                     handler, event_id)
             if attempt is None:
-                if status == "processing":
-                    return Claim(ClaimOutcome.IN_PROGRESS, last_sequence=last)
-                return Claim(ClaimOutcome.DONE, last_sequence=last)
+                return refused(status, last)
             if sequence is not None and sequence <= last:
                 await conn.execute(
                     "UPDATE processed_events SET status = 'skipped_stale', owner = NULL, "
@@ -168,20 +183,12 @@ class PostgresRegistry:
                                     self.owner, self.lease_seconds)
             claims: list[Claim] = []
             stale: list[str] = []
-            raced = [row["event_id"] for row in rows if row["attempt"] is None and row["status"] is None]
-            late: dict[str, str] = {}
-            if raced:
-                # A concurrent claim inserted these rows after this statement's snapshot.
-                late = {r["event_id"]: r["status"] for r in await conn.fetch(
-                    "SELECT event_id, status FROM processed_events WHERE handler = $1 "
-                    "AND event_id = ANY($2)", handler, raced)}
+            late = await current_statuses(conn, handler, [
+                row["event_id"] for row in rows if row["attempt"] is None and row["status"] is None])
             for row, (_, _, sequence) in zip(rows, events, strict=True):
                 attempt, last = row["attempt"], row["last"]
                 if attempt is None:
-                    status = row["status"] or late.get(row["event_id"])
-                    outcome = (ClaimOutcome.IN_PROGRESS if status == "processing"
-                               else ClaimOutcome.DONE)
-                    claims.append(Claim(outcome, last_sequence=last))
+                    claims.append(refused(row["status"] or late.get(row["event_id"]), last))
                 elif sequence is not None and sequence <= last:
                     stale.append(row["event_id"])
                     claims.append(Claim(ClaimOutcome.STALE, attempt, last))

@@ -104,6 +104,17 @@ def fold_segments(changes: Iterable[tuple[str, int | None, dict[str, Any]]]
     return segments
 
 
+def document_rows(folded: Folded) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Folded documents as the rows the upsert and tombstone statements unpack:
+    (upserts, tombstones)."""
+    upserts = [{"db": k[0], "kind": k[1], "doc_id": k[2], "class_id": row[0], "version": version,
+                "labels": row[1], "body": row[2]}
+               for k, (version, row, _) in folded.items() if row is not None]
+    tombstones = [{"db": k[0], "kind": k[1], "doc_id": k[2], "class_id": class_id, "version": version}
+                  for k, (version, row, class_id) in folded.items() if row is None]
+    return upserts, tombstones
+
+
 def result_page(hits: list[dict[str, Any]], total: int, offset: int) -> dict[str, Any]:
     """One page of search results, with the cursor of the next page if there is one."""
     more = offset + len(hits) < total
@@ -190,12 +201,7 @@ class PostgresSearchIndex(QueryIndex):
                     await conn.execute(f"DELETE FROM {self.table} WHERE db = $1", dropped)
 
     async def _write(self, conn: Any, folded: Folded) -> None:
-        upserts = [{"db": k[0], "kind": k[1], "doc_id": k[2], "class_id": row[0], "version": version,
-                    "labels": row[1], "body": row[2]}
-                   for k, (version, row, _) in folded.items() if row is not None]
-        tombstones = [{"db": k[0], "kind": k[1], "doc_id": k[2], "class_id": class_id,
-                       "version": version}
-                      for k, (version, row, class_id) in folded.items() if row is None]
+        upserts, tombstones = document_rows(folded)
         if upserts:
             await conn.execute(self.upsert_sql(), orjson.dumps(upserts).decode())
         if tombstones:
