@@ -48,15 +48,20 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Run the worker in the foreground (what `make run` ends with)."""
+    """Run a worker (what `make run` ends with) or an API process in the foreground."""
     import os
     import shutil
 
     from spice.settings import get_settings
 
     settings = get_settings()
+    role = args.role
+    # A worker keeps the configured port; an API process on the same host takes the next.
+    port = args.port or settings.spice_web_port + (1 if role == "api" else 0)
     faust = shutil.which("faust") or os.path.join(os.path.dirname(sys.executable), "faust")
-    print(f"spice: API on http://{settings.spice_web_host}:{settings.spice_web_port}/api/v1 "
+    what = "worker (agents, publisher, status tables and the API)" if role == "worker" else \
+        f"API process (no agents; asks the workers at {settings.spice_worker_urls})"
+    print(f"spice: {what}\nspice: API on http://{settings.spice_web_host}:{port}/api/v1 "
           f"(health: /health, OpenAPI: /openapi.json); stack logs in {settings.spice_run_dir}/pids",
           file=sys.stderr, flush=True)
     if settings.auth_enabled:
@@ -66,8 +71,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"spice: authentication is on. Admin API key (also in {settings.spice_run_dir}/admin-key):\n"
               f"  {key}\n  curl -H 'X-API-Key: {key}' ...   (more keys: spice keys create --help)",
               file=sys.stderr, flush=True)
-    os.execv(faust, [faust, "-A", "spice.app", "worker", "-l", args.log_level,
-                     "--web-port", str(settings.spice_web_port)])
+    env = {**os.environ, "SPICE_ROLE": role, "SPICE_WEB_PORT": str(port)}
+    if role == "api":  # its own data directory: Faust keeps a lock file there
+        env.setdefault("SPICE_DATA_DIR", str(settings.spice_run_dir / f"api-{port}"))
+    os.execve(faust, [faust, "-A", "spice.app", "worker", "-l", args.log_level,
+                      "--web-port", str(port)], env)
     return 0
 
 
@@ -127,8 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     stack = sub.add_parser("stack", help="the local stack of real servers")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.set_defaults(run=_stack)
-    run = sub.add_parser("run", help="run the worker (agents, publisher, HTTP API) in the foreground")
+    run = sub.add_parser("run", help="run a worker (agents, publisher, HTTP API) or an API "
+                         "process in the foreground")
     run.add_argument("--log-level", default="info")
+    run.add_argument("--role", choices=("worker", "api"), default="worker",
+                     help="api: the HTTP API alone, beside workers (docs/roles.md)")
+    run.add_argument("--port", type=int, default=0,
+                     help="web port (default SPICE_WEB_PORT; +1 for --role api)")
     run.set_defaults(run=_run)
     dead = sub.add_parser("dlq", help="inspect dead letters and submit them again")
     dead.add_argument("action", choices=["list", "show", "retry"])

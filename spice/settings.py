@@ -73,6 +73,17 @@ class Settings(BaseSettings):
 
     # Worker and web
     spice_app_id: str = "spice"
+    # What this process runs (docs/roles.md). "worker": the agents, the status tables,
+    # the publisher and the HTTP API. "api": the HTTP API alone, in a Faust app of its
+    # own ("<SPICE_APP_ID>-api") that takes none of the workers' partitions; what only
+    # the workers' tables know is asked of SPICE_WORKER_URLS.
+    spice_role: Literal["worker", "api"] = "worker"
+    # Comma-separated base URLs of workers, asked in order by an API process.
+    spice_worker_urls: str = "http://127.0.0.1:16066"
+    # A worker's CPU priority, as `nice` increments (0-19). On a host where API
+    # processes and workers share the cores, a positive value lets intake go first;
+    # commands accepted meanwhile wait, stored, in their topics (docs/roles.md).
+    worker_nice: int = Field(default=0, ge=0, le=19)
     spice_web_host: str = "127.0.0.1"
     spice_web_port: int = 16066
     spice_data_dir: Path = PROJECT_ROOT / ".run" / "worker"
@@ -99,6 +110,16 @@ class Settings(BaseSettings):
     command_max_attempts: int = 12
     command_retry_base_seconds: float = 0.5
     registry_lease_seconds: float = 30.0
+
+    @property
+    def faust_app_id(self) -> str:
+        """The Faust app id, which is also the consumer group: API processes form a
+        group of their own, so the workers' partitions are never assigned to them."""
+        return self.spice_app_id if self.spice_role == "worker" else f"{self.spice_app_id}-api"
+
+    @property
+    def worker_urls(self) -> list[str]:
+        return [url.strip().rstrip("/") for url in self.spice_worker_urls.split(",") if url.strip()]
 
     @property
     def kafka_port(self) -> int:

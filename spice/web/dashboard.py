@@ -19,16 +19,18 @@ import aiohttp
 from faust.web import Request, Response
 
 from spice import dlq
-from spice.agents import publisher_task
 from spice.agents.publisher import publisher_lag
 from spice.app import app
 from spice.observability import COMMANDS
-from spice.tables import status as tables
 from spice.topics import EVENT_TOPICS
+from spice.web import workers
 from spice.web.auth import Access
 from spice.web.http import ApiView
-from spice.web.metrics import consumer_lag, oldest_waiting
+from spice.web.metrics import consumer_lag, oldest_waiting, running_publisher
 from spice.web.ops import dlq_depth
+
+if workers.IS_WORKER:  # an API process has no tables: its dashboard views ask a worker
+    from spice.tables import status as tables
 
 PAGE = Path(__file__).parent / "static" / "dashboard.html"
 CLUSTER_CACHE_SECONDS = 2.0  # Kafka admin round trips; every open page polls
@@ -41,7 +43,7 @@ def worker_url() -> str:
 
 async def local_view() -> dict[str, Any]:
     publisher: dict[str, Any] = {"is_leader": False}
-    running = publisher_task.publisher
+    running = running_publisher()
     if running is not None:
         publisher = {"is_leader": running.stats.is_leader, "events_published": running.stats.events}
         if running.stats.is_leader:
@@ -136,6 +138,8 @@ class DashboardLocal(ApiView):
     access = {"get": Access.OPS}
 
     async def get(self, request: Request) -> Response:
+        if not workers.IS_WORKER:
+            return await workers.forward_or_503(self, request)
         return self.json(await local_view())
 
 
@@ -143,6 +147,8 @@ class DashboardData(ApiView):
     access = {"get": Access.OPS}
 
     async def get(self, request: Request) -> Response:
+        if not workers.IS_WORKER:  # a worker knows the group; it merges every worker's view
+            return await workers.forward_or_503(self, request)
         credentials = {k: v for k, v in request.headers.items()
                        if k.lower() in ("x-api-key", "authorization")}
         async with aiohttp.ClientSession() as session:

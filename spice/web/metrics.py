@@ -9,15 +9,15 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.web import Request, Response
 
-from spice.agents import loop_lag, publisher_task
+from spice.agents import loop_lag
 from spice.agents.publisher import publisher_lag
 from spice.app import app
 from spice.observability import render_all
-from spice.tables import status as tables
 from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
 from spice.web.auth import Access
 from spice.web.http import ApiView
 from spice.web.ops import dlq_depth
+from spice.web.workers import IS_WORKER
 
 
 def line(name: str, value: float, **labels: Any) -> str:
@@ -37,7 +37,8 @@ async def consumer_lag(oldest_of: tuple[str, ...] = ()) -> dict[tuple[str, int],
     await admin.start()
     await consumer.start()
     try:
-        committed = await admin.list_consumer_group_offsets(app.conf.id)
+        # The workers' group, also when an API process asks (its own group consumes nothing).
+        committed = await admin.list_consumer_group_offsets(app.settings.spice_app_id)
         wanted = [tp for tp in committed if tp.topic in COMMAND_TOPICS + EVENT_TOPICS]
         ends = await consumer.end_offsets(wanted) if wanted else {}
         lag = {(tp.topic, tp.partition): max(0, ends[tp] - committed[tp].offset) for tp in wanted}
@@ -61,13 +62,32 @@ async def consumer_lag(oldest_of: tuple[str, ...] = ()) -> dict[tuple[str, int],
 oldest_waiting: dict[str, float] = {}
 
 
-async def render() -> str:
+def running_publisher() -> Any:
+    """The publisher task's Publisher on a worker (None until it starts); never on an API
+    process, which does not import the task (importing it would register it)."""
+    if not IS_WORKER:
+        return None
+    from spice.agents import publisher_task
+
+    return publisher_task.publisher
+
+
+def worker_lines() -> list[str]:
+    """The worker's own: its partitions of the status counts. An API process has none."""
+    if not IS_WORKER:
+        return []
+    from spice.tables import status as tables
+
     out = ["# TYPE spice_commands gauge"]
-    counts = tables.counts()
-    for kind, states in counts["by_command_type"].items():
+    for kind, states in tables.counts()["by_command_type"].items():
         for state, value in states.items():
             out.append(line("spice_commands", value, command_type=kind, status=state))
-    publisher = publisher_task.publisher
+    return out
+
+
+async def render() -> str:
+    out = [f"# spice role: {app.settings.spice_role}", *worker_lines()]
+    publisher = running_publisher()
     if publisher is not None:
         out.append("# TYPE spice_publisher_is_leader gauge")
         out.append(line("spice_publisher_is_leader", int(publisher.stats.is_leader)))

@@ -44,17 +44,23 @@ async def health() -> tuple[bool, dict[str, Any]]:
         _check("search", runtime.search.ping())))
     # Agents start only once the tables are restored from their changelogs: until
     # then a write would be accepted but nothing would process it yet.
-    recovery = app.tables.recovery  # type: ignore[attr-defined]
-    if app.in_recovery or not recovery.completed.is_set():
-        checks["tables"] = {"status": "failing", "reason": "restoring tables from their changelogs"}
-    else:
-        checks["tables"] = {"status": "ok"}
+    # An API process (SPICE_ROLE=api) has no tables and processes nothing: it is ready
+    # once its own dependencies are.
+    if app.settings.spice_role == "worker":
+        checks["tables"] = tables_check()
     for name, breaker in runtime.breakers.items():
         checks.setdefault("circuit_breakers", {})[name] = breaker.state
     ready = all(v.get("status") == "ok" for k, v in checks.items() if k != "circuit_breakers")
     return ready, checks
 
 
+
+
+def tables_check() -> dict[str, str]:
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    if app.in_recovery or not recovery.completed.is_set():
+        return {"status": "failing", "reason": "restoring tables from their changelogs"}
+    return {"status": "ok"}
 
 
 async def dlq_depth(settings: Settings) -> dict[str, int]:
@@ -75,4 +81,5 @@ class HealthView(ApiView):
     async def get(self, request: Request) -> Response:
         ready, checks = await health()
         return self.json({"status": "ok" if ready else "degraded", "ready": ready,
-                          "dependencies": checks}, status=200 if ready else 503)
+                          "role": app.settings.spice_role, "dependencies": checks},
+                         status=200 if ready else 503)

@@ -1,4 +1,5 @@
-"""Command status: Redis first, the Faust table (on the worker that owns the key) after."""
+"""Command status: Redis first, the Faust table (on the worker that owns the key) after,
+the event store last. An API process has no table: it asks a worker (spice/web/workers.py)."""
 from __future__ import annotations
 
 import time
@@ -11,10 +12,19 @@ from redis.exceptions import RedisError
 from spice.app import app
 from spice.domain.envelope import domain_event_id
 from spice.domain.messages import SUCCESS_EVENTS, CommandType, EventType
-from spice.tables import status as tables
+from spice.web import workers
 from spice.web.auth import Access
 from spice.web.http import ApiView, HttpError, query_number
-from spice.web.waiting import outcome_response, wait_for_outcome
+from spice.web.waiting import outcome_response, read_table, wait_for_outcome
+
+if workers.IS_WORKER:
+    from spice.tables import status as tables
+
+    routed_to_owner: Any = app.table_route(table=tables.command_status,  # type: ignore[arg-type,has-type]
+                                           match_info="command_id")
+else:
+    def routed_to_owner(method: Any) -> Any:  # no table here: API processes ask a worker
+        return method
 
 
 def check_command_id(command_id: str) -> str:
@@ -62,12 +72,15 @@ class CommandStatusView(ApiView):
             doc = None
         if doc is not None:
             return self.json({**status_body(visible(self, request, command_id, doc)), "source": "redis"})
+        if not workers.IS_WORKER:
+            answer = await workers.forward(self, request)
+            if answer is not None:
+                return answer
         return await self.from_table(request, command_id=command_id)  # type: ignore[call-arg]
 
-    @app.table_route(table=tables.command_status,  # type: ignore[arg-type,has-type]
-                     match_info="command_id")
+    @routed_to_owner
     async def from_table(self, request: Request, command_id: str, **_: str) -> Response:
-        doc = tables.read_status(command_id)
+        doc = read_table(command_id)
         if doc is None:
             stored = visible(self, request, command_id, await stored_command(self, command_id))
             return self.json({**status_body(stored), "source": "event_store"})
@@ -118,7 +131,7 @@ class CommandWaitView(ApiView):
         try:
             known = await self.runtime.status.get(command_id)
         except (RedisError, OSError):
-            known = tables.read_status(command_id)
+            known = read_table(command_id)
         if known is None:
             known = await stored_command(self, command_id)
             if known is not None and known["status"] in ("COMPLETED", "FAILED") and \
@@ -137,6 +150,8 @@ class CommandCountsView(ApiView):
     async def get(self, request: Request) -> Response:
         from spice.web.ops import dlq_depth
 
+        if not workers.IS_WORKER:
+            return await workers.forward_or_503(self, request)
         return self.json({**tables.counts(), "rates": tables.rates(),
                           "window_seconds": tables.WINDOW_SECONDS,
                           "dlq_depth": await dlq_depth(app.settings),

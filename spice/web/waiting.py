@@ -8,7 +8,10 @@ from typing import Any
 from faust.web import Response
 from redis.exceptions import RedisError
 
+from spice.settings import get_settings
 from spice.stores.status import TERMINAL
+
+IS_WORKER = get_settings().spice_role == "worker"
 
 FAILURE_STATUS = {"not_found": 404, "already_exists": 409, "referenced": 409,
                   "sequence_mismatch": 409, "invalid": 422, "exhausted": 503}
@@ -29,16 +32,29 @@ async def wait_status(view: Any, command_id: str, timeout: float, wait: str) -> 
         return await asyncio.wait_for(view.runtime.status.wait(command_id, timeout, done=done),
                                       timeout + 1.0)
     except (TimeoutError, RedisError, OSError):
-        # Redis is down: fall back to polling the status table.
-        from spice.tables.status import read_status
-
+        # Redis is down: poll the status table (a worker), or the event store (an API
+        # process, which has no table; the store knows COMPLETED and FAILED, not
+        # PROJECTED).
         while True:
-            doc = read_status(command_id)
+            doc = read_table(command_id)
+            if doc is None and not IS_WORKER:
+                from spice.web.status import stored_command
+
+                doc = await stored_command(view, command_id)
             if doc is not None and done(doc):
                 return doc
             if time.monotonic() >= deadline:
                 return None
             await asyncio.sleep(0.5)
+
+
+def read_table(command_id: str) -> dict[str, Any] | None:
+    """The status table's document, on a worker that has the key; None elsewhere."""
+    if not IS_WORKER:
+        return None
+    from spice.tables.status import read_status
+
+    return read_status(command_id)
 
 
 async def wait_for_outcome(view: Any, command_id: str, timeout: float, started: float,
