@@ -2,9 +2,11 @@
 
     python -m bench.api [--commands N]
 
-Prints: accepted commands/s on the async endpoint with 64 concurrent clients;
-commands fully applied per second with one worker and with two; sync create
-latency p50/p99.
+Prints: accepted commands/s on the async endpoint with 64 concurrent clients and
+commands fully applied per second, served (1) by one worker that also applies,
+(2) by an API process beside that worker, at the same CPU priority and with the
+worker at WORKER_NICE=10 (docs/roles.md), (3) by two workers; sync create latency
+p50/p99.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import machine
+from bench.http_client import Connection
 from spice.runtime import Runtime
 from spice.settings import Settings
 from tests.integration.worker import WorkerProcess
@@ -38,19 +41,21 @@ async def setup_db(session: aiohttp.ClientSession, url: str) -> str:
     return db
 
 
-async def submit(session: aiohttp.ClientSession, urls: list[str], db: str, total: int,
+async def submit(urls: list[str], db: str, total: int, key: str,
                  clients: int = 64) -> tuple[list[str], float]:
+    """`total` async creates from `clients` concurrent clients, each on its own
+    kept-alive connection (bench/http_client.py), spread over `urls`."""
     ids: list[str] = []
     counter = iter(range(total))
 
     async def client(i: int) -> None:
-        url = urls[i % len(urls)]
-        for n in counter:
-            async with session.post(f"{url}{V1}/instances/{db}/async/Item/create",
-                                    json={"instance_id": f"i{n}", "data": {"n": n}}) as r:
-                if r.status != 202:
-                    raise RuntimeError(f"{r.status}: {await r.text()}")
-                ids.append((await r.json())["command_id"])
+        async with Connection(urls[i % len(urls)], {"X-API-Key": key}) as http:
+            path = f"{V1}/instances/{db}/async/Item/create"
+            for n in counter:
+                status, body = await http.post_json(path, {"instance_id": f"i{n}", "data": {"n": n}})
+                if status != 202:
+                    raise RuntimeError(f"{status}: {body}")
+                ids.append(body["command_id"])
 
     started = time.perf_counter()
     await asyncio.gather(*[client(i) for i in range(clients)])
@@ -80,7 +85,7 @@ async def applied_rate(runtime: Runtime, session: aiohttp.ClientSession, urls: l
                        total: int) -> tuple[float, float]:
     db = await setup_db(session, urls[0])
     started = time.perf_counter()
-    ids, submit_seconds = await submit(session, urls, db, total)
+    ids, submit_seconds = await submit(urls, db, total, session.headers["X-API-Key"])
     finished = await wait_applied(runtime, ids)
     return total / submit_seconds, total / (finished - started)
 
@@ -97,6 +102,17 @@ async def sync_latency(session: aiohttp.ClientSession, url: str, samples: int) -
     return latencies
 
 
+def runs(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} (runs: {', '.join(f'{x:,.0f}' for x in values)})"
+
+
+async def three_runs(runtime: Runtime, session: aiohttp.ClientSession, urls: list[str],
+                     total: int, label: str) -> None:
+    both = [await applied_rate(runtime, session, urls, total) for _ in range(3)]
+    print(f"async create accepted/s, 64 clients, {label}: {runs([a for a, _ in both])}", flush=True)
+    print(f"commands applied/s end to end, {label}: {runs([b for _, b in both])}", flush=True)
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
@@ -106,39 +122,43 @@ async def main(total: int) -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     runtime = await Runtime.open(Settings())
     first = WorkerProcess(16266, LOGS / "worker-1.log").start()
-    second = None
+    others: list[WorkerProcess] = []
     try:
         connector = aiohttp.TCPConnector(limit=256)
         # Its own admin key with a rate far above what is measured: the benchmark is
         # about the pipeline, not the rate limiter (which costs one Redis call).
         _, key = await runtime.keys.create("bench", {"*": "admin"}, rate_per_second=1e6)
         async with aiohttp.ClientSession(connector=connector, headers={"X-API-Key": key}) as session:
-            print(f"# API and worker benchmark ({machine()}), {total} commands a run")
-            accepted, applied = [], []
-            for _ in range(3):
-                a, b = await applied_rate(runtime, session, [first.url], total)
-                accepted.append(a)
-                applied.append(b)
-            print(f"async create accepted/s, 64 clients, 1 worker: {statistics.median(accepted):,.0f} "
-                  f"(runs: {', '.join(f'{x:,.0f}' for x in accepted)})")
-            print(f"commands applied/s end to end, 1 worker: {statistics.median(applied):,.0f} "
-                  f"(runs: {', '.join(f'{x:,.0f}' for x in applied)})")
+            print(f"# API and worker benchmark ({machine()}), {total} commands a run", flush=True)
+            await three_runs(runtime, session, [first.url], total, "1 worker serving and applying")
             lat = await sync_latency(session, first.url, 200)
             print(f"sync create latency, 1 worker, sequential: p50 {pct(lat, 50):.1f} ms, "
-                  f"p99 {pct(lat, 99):.1f} ms")
+                  f"p99 {pct(lat, 99):.1f} ms", flush=True)
+
+            api = WorkerProcess(16268, LOGS / "api-process.log", env={
+                "SPICE_ROLE": "api", "SPICE_WORKER_URLS": first.url}).start()
+            others.append(api)
+            await three_runs(runtime, session, [api.url], total,
+                             "API process + 1 worker, same CPU priority")
+            lat = await sync_latency(session, api.url, 200)
+            print(f"sync create latency, API process + 1 worker: p50 {pct(lat, 50):.1f} ms, "
+                  f"p99 {pct(lat, 99):.1f} ms", flush=True)
+            first.stop()
+            first = WorkerProcess(16266, LOGS / "worker-1.log", env={"WORKER_NICE": "10"}).start()
+            await three_runs(runtime, session, [api.url], total,
+                             "API process + 1 worker at WORKER_NICE=10")
+            first.stop()
+            first = WorkerProcess(16266, LOGS / "worker-1.log").start()
+            api.stop()
+
             second = WorkerProcess(16267, LOGS / "worker-2.log").start()
+            others.append(second)
             await asyncio.sleep(15)  # let the group rebalance across both workers
-            both = [await applied_rate(runtime, session, [first.url, second.url], total)
-                    for _ in range(3)]
-            accepted2, applied2 = [a for a, _ in both], [b for _, b in both]
-            print(f"async create accepted/s, 64 clients over 2 workers: "
-                  f"{statistics.median(accepted2):,.0f} "
-                  f"(runs: {', '.join(f'{x:,.0f}' for x in accepted2)})")
-            print(f"commands applied/s end to end, 2 workers: {statistics.median(applied2):,.0f} "
-                  f"(runs: {', '.join(f'{x:,.0f}' for x in applied2)})")
+            await three_runs(runtime, session, [first.url, second.url], total,
+                             "over 2 workers serving and applying")
     finally:
-        if second is not None:
-            second.stop()
+        for process in others:
+            process.stop()
         first.stop()
         await runtime.close()
 
