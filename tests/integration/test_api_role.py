@@ -89,3 +89,29 @@ async def test_without_a_worker_to_ask(worker, runtime, http):
         assert code == 404, body
     finally:
         lonely.stop()
+
+
+async def test_an_api_process_whose_redis_is_down(worker, http):
+    """Its Redis unreachable, an API process still accepts (a 202 means stored), its
+    waits poll the event store, and a worker answers for the status."""
+    blind = WorkerProcess(16172, LOGS / "api-process-no-redis.log", env={
+        "SPICE_ROLE": "api", "SPICE_WORKER_URLS": worker.url,
+        "REDIS_URL": "redis://127.0.0.1:9/0"}).start(ready=False)
+    try:
+        async with http.get(f"{blind.url}/health") as r:
+            health = await r.json()
+        assert r.status == 503 and health["dependencies"]["redis"]["status"] == "failing", health
+
+        db = unique_db()
+        async with http.post(f"{blind.url}{V1}/database/create", json={"name": db}) as r:
+            assert r.status == 202, await r.text()
+            command_id = (await r.json())["command_id"]
+        async with http.get(f"{blind.url}{V1}/commands/{command_id}/wait?timeout=30") as r:
+            assert r.status == 200, await r.text()
+        async with http.post(f"{blind.url}{V1}/ontology/{db}/sync/create?timeout=30",
+                             json={"id": "Thing", "properties": []}) as r:
+            assert r.status == 200, await r.text()
+        code, body = await status(http, blind, command_id)
+        assert code == 200 and body["status"] == "COMPLETED" and body["source"] != "event_store", body
+    finally:
+        blind.stop()

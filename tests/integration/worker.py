@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -21,7 +22,10 @@ class WorkerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> WorkerProcess:
+    def start(self, timeout: float = 90.0, ready: bool = True) -> WorkerProcess:
+        """Start and wait until /health says ready (or, with ready=False, until it answers
+        at all: a process started with a dependency down on purpose stays unready)."""
+        self.require_ready = ready
         faust = str(Path(sys.executable).with_name("faust"))
         data_dir = self.log.parent / f"worker-{self.port}"
         self.proc = subprocess.Popen(
@@ -42,6 +46,8 @@ class WorkerProcess:
         try:
             with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
                 return response.status == 200
+        except urllib.error.HTTPError as error:
+            return error.code == 503 and not getattr(self, "require_ready", True)
         except OSError:
             return False
 
