@@ -29,6 +29,8 @@ class Books:
     lost: int = 0
     duplicated: int = 0
     recovery_seconds: float = 0.0
+    unanswered: int = 0  # requests with no answer (their process died): maybe stored
+    unanswered_applied: int = 0  # ... of which were stored and applied (once)
     problems: list[str] = field(default_factory=list)
 
     def record(self) -> None:
@@ -94,8 +96,13 @@ async def wait_terminal(runtime: Any, command_ids: list[str], timeout: float,
 
 async def balance(runtime: Any, scenario: str, db: str, class_id: str,
                   accepted: dict[str, tuple[str, dict[str, Any]]], recovery: float,
-                  status_of: StatusOf | None = None) -> Books:
-    """`accepted`: command id → (instance id, data) of create-instance commands."""
+                  status_of: StatusOf | None = None,
+                  unanswered: dict[str, dict[str, Any]] | None = None) -> Books:
+    """`accepted`: command id → (instance id, data) of create-instance commands.
+    `unanswered`: instance id → data of requests that got no answer (the process that
+    took them died): each may have been stored or not, so each may be in the graph,
+    once and as sent, or absent."""
+    unanswered = unanswered or {}
     status_of = status_of or redis_status(runtime)
     books = Books(scenario, accepted=len(accepted), recovery_seconds=round(recovery, 1))
     aggregates = {instance_aggregate(db, class_id, iid): cid for cid, (iid, _) in accepted.items()}
@@ -130,8 +137,21 @@ async def balance(runtime: Any, scenario: str, db: str, class_id: str,
         if status == "COMPLETED" and graph.get(instance_id) != data:
             books.problems.append(f"{command_id}: graph has {graph.get(instance_id)}, want {data}")
     extra = set(graph) - {iid for iid, _ in accepted.values()}
-    if extra:
-        books.problems.append(f"graph has instances no accepted command made: {sorted(extra)[:5]}")
+    unowed = sorted(iid for iid in extra if iid not in unanswered)
+    if unowed:
+        books.problems.append(f"graph has instances no accepted command made: {unowed[:5]}")
+    answered_late = sorted(extra & set(unanswered))
+    books.unanswered, books.unanswered_applied = len(unanswered), len(answered_late)
+    async with runtime.pool.acquire() as conn:
+        maybe = dict(await conn.fetch(
+            "SELECT aggregate_id, count(*) FROM event_index WHERE aggregate_id = ANY($1) "
+            "GROUP BY aggregate_id", [instance_aggregate(db, class_id, iid) for iid in answered_late]))
+    for instance_id in answered_late:
+        stored = maybe.get(instance_aggregate(db, class_id, instance_id), 0)
+        if stored != 2 or graph[instance_id] != unanswered[instance_id]:
+            books.duplicated += stored > 2
+            books.problems.append(f"unanswered {instance_id}: {stored} envelopes, graph has "
+                                  f"{graph[instance_id]}, sent {unanswered[instance_id]}")
     deadline = time.monotonic() + 90  # the projections catch up (the sweeper within ~30 s)
     while True:
         drift = await rebuild.verify(runtime, db)
