@@ -64,19 +64,20 @@ local function apply(change)
   local doc
   if current then
     doc = cjson.decode(current)
-    if terminal[doc.status] and not terminal[change.status] and change.status ~= 'PROJECTED' then
-      return current
-    end
-    if terminal[doc.status] and change.status == doc.status then
-      -- The same outcome reported again (a redelivered command restoring its status):
-      -- a command ends once, so its history says so once.
-      return current
-    end
     if change.status == 'PENDING' and doc.status and doc.status ~= 'PENDING' then
-      -- The API records PENDING without waiting; a fast worker may have been first.
-      table.insert(doc.history, 1, {status = 'PENDING', timestamp = change.timestamp,
-                                    message = change.message})
-      doc.created_at = change.timestamp
+      -- The API records PENDING without waiting; a fast worker may have been first,
+      -- even to the end. PENDING goes first in the history, once, and brings the
+      -- command's type and database, which the worker's steps do not carry (the
+      -- status API shows a command only to those who may see its database).
+      local seen = false
+      for _, step in ipairs(doc.history) do
+        if step.status == 'PENDING' then seen = true end
+      end
+      if not seen then
+        table.insert(doc.history, 1, {status = 'PENDING', timestamp = change.timestamp,
+                                      message = change.message})
+        doc.created_at = change.timestamp
+      end
       for _, field in ipairs({'command_type', 'db', 'aggregate_id'}) do
         if change[field] ~= nil and doc[field] == nil then doc[field] = change[field] end
       end
@@ -84,6 +85,14 @@ local function apply(change)
       redis.call('SET', key, late, 'EX', ttl)
       redis.call('PUBLISH', channel, late)
       return late
+    end
+    if terminal[doc.status] and not terminal[change.status] and change.status ~= 'PROJECTED' then
+      return current
+    end
+    if terminal[doc.status] and change.status == doc.status then
+      -- The same outcome reported again (a redelivered command restoring its status):
+      -- a command ends once, so its history says so once.
+      return current
     end
   else
     doc = {command_id = change.command_id, created_at = change.timestamp, history = {}}

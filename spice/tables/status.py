@@ -45,18 +45,22 @@ def merge(doc: dict[str, Any] | None, change: dict[str, Any]) -> dict[str, Any]:
     doc = dict(doc) if doc else {"command_id": change["command_id"], "created_at": change["timestamp"],
                                  "history": []}
     status = change["status"]
+    if status == "PENDING" and doc.get("status") not in (None, "PENDING"):
+        # Recorded by the API without waiting: a fast worker may have been first, even
+        # to the end. PENDING goes first in the history, once, and brings the type and
+        # database the worker's steps do not carry (as the Redis script does).
+        for field in ("command_type", "db", "aggregate_id"):
+            if doc.get(field) is None and change.get(field) is not None:
+                doc[field] = change[field]
+        if not any(step.get("status") == "PENDING" for step in doc.get("history", [])):
+            doc["created_at"] = change["timestamp"]
+            doc["history"] = [{"status": status, "timestamp": change["timestamp"],
+                               "message": change.get("message", "")}, *doc.get("history", [])][-50:]
+        return doc
     if doc.get("status") in TERMINAL and status not in TERMINAL and status != "PROJECTED":
         return doc
     if doc.get("status") in TERMINAL and status == doc.get("status"):
         return doc  # the same outcome reported again: recorded once
-    if status == "PENDING" and doc.get("status") not in (None, "PENDING"):
-        # recorded by the API without waiting: a fast worker may have been first
-        doc["created_at"] = change["timestamp"]
-        for field in ("command_type", "db", "aggregate_id"):
-            doc.setdefault(field, change.get(field))
-        doc["history"] = [{"status": status, "timestamp": change["timestamp"],
-                           "message": change.get("message", "")}, *doc.get("history", [])][-50:]
-        return doc
     if status != "PROJECTED":
         doc["status"] = status
     doc["updated_at"] = change["timestamp"]
@@ -95,7 +99,7 @@ async def status_agent(stream: Any) -> None:
     async for events in stream.take_events(1000, within=0.05):
         writes = ChangelogWrites()
         docs: dict[bytes, dict[str, Any]] = {}
-        previous: dict[bytes, str | None] = {}
+        previous: dict[bytes, tuple[str | None, str]] = {}  # (status, command type) before
         partitions: dict[bytes, int] = {}
         for event in events:
             for change in changes_of(event):
@@ -104,7 +108,7 @@ async def status_agent(stream: Any) -> None:
                     # .data: the plain dict under the table (its own get costs an
                     # exception per unknown key, and most keys here are new)
                     before = command_status.data.get(key)
-                    previous[key] = (before or {}).get("status")
+                    previous[key] = counted_as(before)
                     docs[key] = before or {}
                     partitions[key] = event.message.partition
                 docs[key] = merge(docs[key] or None, change)
@@ -113,15 +117,11 @@ async def status_agent(stream: Any) -> None:
         for key, doc in docs.items():
             doc["_p"] = partitions[key]  # where its tombstone goes when it expires
             writes.put(command_status, partitions[key], key, doc)
-            was, now = previous[key], doc.get("status")
-            if was != now:
-                kind = doc.get("command_type", "UNKNOWN")
-                if was:
-                    deltas[f"{partitions[key]}|{was}|{kind}".encode()] -= 1
-                deltas[f"{partitions[key]}|{now}|{kind}".encode()] += 1
-                if now in TERMINAL:
-                    window = int(doc["updated_at"] // WINDOW_SECONDS * WINDOW_SECONDS)
-                    finished[f"{partitions[key]}|{window}|{kind}|{now}".encode()] += 1
+            deltas.update(count_deltas(partitions[key], previous[key], counted_as(doc)))
+            now, kind = counted_as(doc)
+            if previous[key][0] != now and now in TERMINAL:
+                window = int(doc["updated_at"] // WINDOW_SECONDS * WINDOW_SECONDS)
+                finished[f"{partitions[key]}|{window}|{kind}|{now}".encode()] += 1
         # Only a batch's last keys can be among the latest: `key in RECENT` for every key
         # was a scan of the deque per change (the agent's own largest cost in cProfile).
         for key in list(docs)[-RECENT_KEPT:]:
@@ -138,6 +138,27 @@ async def status_agent(stream: Any) -> None:
                 writes.put(command_counts, partition, key,
                            (command_counts.data.get(key) or 0) + delta)
         await writes.flush(app.runtime.producer)
+
+
+def counted_as(doc: dict[str, Any] | None) -> tuple[str | None, str]:
+    """Where a document is counted: its status and its command type."""
+    doc = doc or {}
+    return doc.get("status"), doc.get("command_type") or "UNKNOWN"
+
+
+def count_deltas(partition: int, was: tuple[str | None, str],
+                 now: tuple[str | None, str]) -> Counter[bytes]:
+    """A document moves from one (status, command type) count to another. The type can
+    change too: steps come from several producers (API processes, workers), and a
+    worker's PROCESSING, which does not carry the type, can land before the API's
+    PENDING, which does; the document was then counted as UNKNOWN until PENDING came."""
+    deltas: Counter[bytes] = Counter()
+    if was != now:
+        if was[0]:
+            deltas[f"{partition}|{was[0]}|{was[1]}".encode()] -= 1
+        if now[0]:
+            deltas[f"{partition}|{now[0]}|{now[1]}".encode()] += 1
+    return deltas
 
 
 # Expiry walks the table a slice per tick. A whole pass every 10 s made a stall that
