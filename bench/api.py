@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import machine
+from bench.common import CpuMeter, machine
 from bench.http_client import Connection
 from spice.runtime import Runtime
 from spice.settings import Settings
@@ -82,10 +82,15 @@ async def wait_applied(runtime: Runtime, ids: list[str], timeout: float = 600) -
 
 
 async def applied_rate(runtime: Runtime, session: aiohttp.ClientSession, urls: list[str],
-                       total: int) -> tuple[float, float]:
+                       total: int, meter: CpuMeter | None = None) -> tuple[float, float]:
+    """Accepted/s and applied/s; `meter` measures the CPU used while the load ran."""
     db = await setup_db(session, urls[0])
     started = time.perf_counter()
+    if meter:
+        meter.start()
     ids, submit_seconds = await submit(urls, db, total, session.headers["X-API-Key"])
+    if meter:
+        meter.stop()
     finished = await wait_applied(runtime, ids)
     return total / submit_seconds, total / (finished - started)
 
@@ -107,10 +112,23 @@ def runs(values: list[float]) -> str:
 
 
 async def three_runs(runtime: Runtime, session: aiohttp.ClientSession, urls: list[str],
-                     total: int, label: str) -> None:
-    both = [await applied_rate(runtime, session, urls, total) for _ in range(3)]
+                     total: int, label: str, serving: WorkerProcess | None = None) -> None:
+    """Three runs; with `serving`, also the CPU a command cost the process that took the
+    requests and the whole machine while they came in: figures that move less than a
+    rate when the shared host's speed moves."""
+    both, process, machine_cpu = [], [], []
+    for _ in range(3):
+        meter = CpuMeter(serving.proc.pid) if serving and serving.proc else None
+        both.append(await applied_rate(runtime, session, urls, total, meter))
+        if meter:
+            process.append(meter.process / total * 1000)
+            machine_cpu.append(meter.machine / total * 1000)
     print(f"async create accepted/s, 64 clients, {label}: {runs([a for a, _ in both])}", flush=True)
     print(f"commands applied/s end to end, {label}: {runs([b for _, b in both])}", flush=True)
+    if process:
+        print(f"CPU per accepted command while the load ran, {label}: serving process "
+              f"{statistics.median(process):.3f} ms, whole machine {statistics.median(machine_cpu):.3f} ms",
+              flush=True)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -130,7 +148,8 @@ async def main(total: int) -> None:
         _, key = await runtime.keys.create("bench", {"*": "admin"}, rate_per_second=1e6)
         async with aiohttp.ClientSession(connector=connector, headers={"X-API-Key": key}) as session:
             print(f"# API and worker benchmark ({machine()}), {total} commands a run", flush=True)
-            await three_runs(runtime, session, [first.url], total, "1 worker serving and applying")
+            await three_runs(runtime, session, [first.url], total, "1 worker serving and applying",
+                             serving=first)
             lat = await sync_latency(session, first.url, 200)
             print(f"sync create latency, 1 worker, sequential: p50 {pct(lat, 50):.1f} ms, "
                   f"p99 {pct(lat, 99):.1f} ms", flush=True)
@@ -139,14 +158,14 @@ async def main(total: int) -> None:
                 "SPICE_ROLE": "api", "SPICE_WORKER_URLS": first.url}).start()
             others.append(api)
             await three_runs(runtime, session, [api.url], total,
-                             "API process + 1 worker, same CPU priority")
+                             "API process + 1 worker, same CPU priority", serving=api)
             lat = await sync_latency(session, api.url, 200)
             print(f"sync create latency, API process + 1 worker: p50 {pct(lat, 50):.1f} ms, "
                   f"p99 {pct(lat, 99):.1f} ms", flush=True)
             first.stop()
             first = WorkerProcess(16266, LOGS / "worker-1.log", env={"WORKER_NICE": "10"}).start()
             await three_runs(runtime, session, [api.url], total,
-                             "API process + 1 worker at WORKER_NICE=10")
+                             "API process + 1 worker at WORKER_NICE=10", serving=api)
             first.stop()
             first = WorkerProcess(16266, LOGS / "worker-1.log").start()
             api.stop()
