@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 IS_WORKER = app.settings.spice_role == "worker"
 # What a forwarded request carries of the caller's: who they are, and their trace.
 FORWARDED_HEADERS = ("x-api-key", "authorization", "x-actor", "traceparent")
+# What of the worker's answer reaches the caller besides its status and body: when to
+# try again (a 429 or 503 of the worker's own).
+ANSWER_HEADERS = ("retry-after",)
 TIMEOUT = aiohttp.ClientTimeout(total=5, connect=1)
 
 _session: aiohttp.ClientSession | None = None
@@ -57,7 +60,9 @@ async def forward(view: View, request: Request) -> Response | None:
         try:
             async with session().request(request.method, f"{url}{path}", headers=headers) as response:
                 body = await response.read()
-                return view.bytes(body, status=response.status, content_type=response.content_type)
+                kept = {k: v for k, v in response.headers.items() if k.lower() in ANSWER_HEADERS}
+                return view.bytes(body, status=response.status, content_type=response.content_type,
+                                  headers=kept)
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             log.warning("worker %s did not answer %s: %s", url, path, error)
     return None
