@@ -148,6 +148,10 @@ async def main(total: int) -> None:
         _, key = await runtime.keys.create("bench", {"*": "admin"}, rate_per_second=1e6)
         async with aiohttp.ClientSession(connector=connector, headers={"X-API-Key": key}) as session:
             print(f"# API and worker benchmark ({machine()}), {total} commands a run", flush=True)
+            # Not counted: a Kafka just started spends several times its usual CPU per
+            # command while the JVM compiles its hot paths (docs/benchmarks.md, session 10).
+            warm, _ = await applied_rate(runtime, session, [first.url], total)
+            print(f"warm-up run, not counted: {warm:,.0f} accepted/s", flush=True)
             await three_runs(runtime, session, [first.url], total, "1 worker serving and applying",
                              serving=first)
             lat = await sync_latency(session, first.url, 200)
