@@ -149,9 +149,11 @@ async def main(total: int) -> None:
         async with aiohttp.ClientSession(connector=connector, headers={"X-API-Key": key}) as session:
             print(f"# API and worker benchmark ({machine()}), {total} commands a run", flush=True)
             # Not counted: a Kafka just started spends several times its usual CPU per
-            # command while the JVM compiles its hot paths (docs/benchmarks.md, session 10).
-            warm, _ = await applied_rate(runtime, session, [first.url], total)
-            print(f"warm-up run, not counted: {warm:,.0f} accepted/s", flush=True)
+            # command while the JVM compiles its hot paths, for some 10,000 commands
+            # (docs/benchmarks.md, session 10).
+            warm = [(await applied_rate(runtime, session, [first.url], total))[0] for _ in range(3)]
+            print(f"warm-up runs, not counted: {', '.join(f'{x:,.0f}' for x in warm)} accepted/s",
+                  flush=True)
             await three_runs(runtime, session, [first.url], total, "1 worker serving and applying",
                              serving=first)
             lat = await sync_latency(session, first.url, 200)
