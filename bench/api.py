@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import CpuMeter, machine
+from bench.common import CpuMeter, machine, report
 from bench.http_client import Connection
 from spice.runtime import Runtime
 from spice.settings import Settings
@@ -107,10 +107,6 @@ async def sync_latency(session: aiohttp.ClientSession, url: str, samples: int) -
     return latencies
 
 
-def runs(values: list[float]) -> str:
-    return f"{statistics.median(values):,.0f} (runs: {', '.join(f'{x:,.0f}' for x in values)})"
-
-
 async def three_runs(runtime: Runtime, session: aiohttp.ClientSession, urls: list[str],
                      total: int, label: str, serving: WorkerProcess | None = None) -> None:
     """Three runs; with `serving`, also the CPU a command cost the process that took the
@@ -123,8 +119,9 @@ async def three_runs(runtime: Runtime, session: aiohttp.ClientSession, urls: lis
         if meter:
             process.append(meter.process / total * 1000)
             machine_cpu.append(meter.machine / total * 1000)
-    print(f"async create accepted/s, 64 clients, {label}: {runs([a for a, _ in both])}", flush=True)
-    print(f"commands applied/s end to end, {label}: {runs([b for _, b in both])}", flush=True)
+    for name, values in ((f"async create accepted/s, 64 clients, {label}", [a for a, _ in both]),
+                         (f"commands applied/s end to end, {label}", [b for _, b in both])):
+        report(name, statistics.median(values), values)
     if process:
         print(f"CPU per accepted command while the load ran, {label}: serving process "
               f"{statistics.median(process):.3f} ms, whole machine {statistics.median(machine_cpu):.3f} ms",

@@ -64,7 +64,7 @@ def _lower_priority(increment: int) -> None:
         os.nice(increment)
 
 
-if get_settings().spice_role == "worker":
+if get_settings().is_worker:
     _lower_priority(get_settings().worker_nice)
 
 
@@ -109,7 +109,7 @@ class SpiceApp(faust.App):
             self._profiler.disable()
             self._profiler.dump_stats(self.settings.worker_profile)
             self._profiler = None
-        if self.settings.spice_role == "worker":
+        if self.settings.is_worker:
             from spice.agents import publisher_task
 
             await publisher_task.stop()
@@ -156,7 +156,7 @@ app = create_app()
 # Registration happens on import: each module decorates agents, tables and views on
 # `app`. An API process (SPICE_ROLE=api) registers only the views and the loop-lag
 # meter: no agent, table, publisher or timer of the workers'.
-if app.settings.spice_role == "worker":
+if app.settings.is_worker:
     from spice.agents import commands as _commands  # noqa: E402,F401
     from spice.agents import publisher_task as _publisher  # noqa: E402,F401
     from spice.agents import watchdog as _watchdog  # noqa: E402,F401

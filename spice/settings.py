@@ -112,10 +112,14 @@ class Settings(BaseSettings):
     registry_lease_seconds: float = 30.0
 
     @property
+    def is_worker(self) -> bool:
+        return self.spice_role == "worker"
+
+    @property
     def faust_app_id(self) -> str:
         """The Faust app id, which is also the consumer group: API processes form a
         group of their own, so the workers' partitions are never assigned to them."""
-        return self.spice_app_id if self.spice_role == "worker" else f"{self.spice_app_id}-api"
+        return self.spice_app_id if self.is_worker else f"{self.spice_app_id}-api"
 
     @property
     def worker_urls(self) -> list[str]:

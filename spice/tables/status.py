@@ -117,11 +117,12 @@ async def status_agent(stream: Any) -> None:
         for key, doc in docs.items():
             doc["_p"] = partitions[key]  # where its tombstone goes when it expires
             writes.put(command_status, partitions[key], key, doc)
-            deltas.update(count_deltas(partitions[key], previous[key], counted_as(doc)))
-            now, kind = counted_as(doc)
-            if previous[key][0] != now and now in TERMINAL:
+            now = counted_as(doc)
+            deltas.update(count_deltas(partitions[key], previous[key], now))
+            status, kind = now
+            if previous[key][0] != status and status in TERMINAL:
                 window = int(doc["updated_at"] // WINDOW_SECONDS * WINDOW_SECONDS)
-                finished[f"{partitions[key]}|{window}|{kind}|{now}".encode()] += 1
+                finished[f"{partitions[key]}|{window}|{kind}|{status}".encode()] += 1
         # Only a batch's last keys can be among the latest: `key in RECENT` for every key
         # was a scan of the deque per change (the agent's own largest cost in cProfile).
         for key in list(docs)[-RECENT_KEPT:]:

@@ -46,7 +46,7 @@ async def health() -> tuple[bool, dict[str, Any]]:
     # then a write would be accepted but nothing would process it yet.
     # An API process (SPICE_ROLE=api) has no tables and processes nothing: it is ready
     # once its own dependencies are.
-    if app.settings.spice_role == "worker":
+    if app.settings.is_worker:
         checks["tables"] = tables_check()
     for name, breaker in runtime.breakers.items():
         checks.setdefault("circuit_breakers", {})[name] = breaker.state

@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from spice.settings import get_settings
 from spice.stores.status import TERMINAL
 
-IS_WORKER = get_settings().spice_role == "worker"
+IS_WORKER = get_settings().is_worker
 
 FAILURE_STATUS = {"not_found": 404, "already_exists": 409, "referenced": 409,
                   "sequence_mismatch": 409, "invalid": 422, "exhausted": 503}
