@@ -57,8 +57,8 @@ _tune_collector(get_settings().worker_gc_threshold)
 def _lower_priority(increment: int) -> None:
     """A worker's applying can wait; intake, on a host whose cores it shares with API
     processes, should not. Measured on 2 cores (docs/roles.md): an API process beside
-    a worker at nice 10 accepted 2,436-3,269 commands a second in every run, against
-    1,664-2,770 at equal priority; the worker, running later, finds bigger batches.
+    a worker at nice 10 accepted 2,436-3,269 commands a second in every run (lean load
+    generator), against 1,640-2,770 at equal priority; the worker, running later, finds bigger batches.
     Set at import, before any thread is started, so every thread inherits it."""
     if increment:
         os.nice(increment)
