@@ -88,8 +88,14 @@ LOOP_LAG = Histogram("spice_event_loop_lag_seconds",
                      "How much later than asked the worker's event loop woke a timer: the stall "
                      "its agents, producer and API all share (spice/agents/loop_lag.py)", (),
                      buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
-ALL = (RESENT, REWOUND, LOOP_LAG, HTTP_REQUESTS, HTTP_LATENCY, COMMANDS, CLAIMS, PROJECTED,
-       RATE_LIMITED, AUTH_FAILURES)
+UNREADABLE = Counter("spice_event_store_unreadable_total",
+                     "Lines of stored batches that do not decode as an envelope (skipped, logged)",
+                     ())
+LOOP_ERRORS = Counter("spice_background_errors_total",
+                      "Exceptions a background loop (publisher, sweeper, watchdog, expiry) "
+                      "caught, logged and went on after", ("loop",))
+ALL = (UNREADABLE, LOOP_ERRORS, RESENT, REWOUND, LOOP_LAG, HTTP_REQUESTS, HTTP_LATENCY,
+       COMMANDS, CLAIMS, PROJECTED, RATE_LIMITED, AUTH_FAILURES)
 
 
 def render_all() -> list[str]:

@@ -31,8 +31,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
 
+from spice.agents.forever import every, survived
 from spice.agents.sweeper import Sweeper
 from spice.faults import crash_point
+from spice.observability import UNREADABLE
 from spice.partitioner import KeyPartitioner
 from spice.settings import Settings
 from spice.stores.checkpoint import Checkpoint, CheckpointStore
@@ -111,8 +113,10 @@ class Publisher:
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError,
                         StoreUnavailable, ClientError, BotoCoreError) as error:
                     log.warning("publisher lost its footing (%s); retrying", error)
-                    await self._release()
-                    await asyncio.sleep(1)
+                except Exception as error:  # noqa: BLE001 - never a dead publisher
+                    survived("publisher", error)
+                await self._release()
+                await asyncio.sleep(1)
         finally:
             await self._release()
 
@@ -200,13 +204,13 @@ class Publisher:
         so a long listing never delays fresh events."""
         interval = max(self.settings.event_publisher_poll_interval,
                        self.settings.event_publisher_lookback_seconds / 3)
-        while True:
-            await asyncio.sleep(interval)
-            horizon = position_at(time.time() - self.settings.event_publisher_lookback_seconds)
-            horizon = max(horizon, self.checkpoint.floor or "")
-            position = self.checkpoint.position
-            if position is None or position <= horizon:
-                continue  # the fast path itself is still inside the window
+        await every("publisher lookback", interval, self._look_back)
+
+    async def _look_back(self) -> None:
+        horizon = position_at(time.time() - self.settings.event_publisher_lookback_seconds)
+        horizon = max(horizon, self.checkpoint.floor or "")
+        position = self.checkpoint.position
+        if position is not None and position > horizon:  # else the fast path covers it
             # From the index, not an S3 listing: listing the window cost more CPU than
             # publishing it (see docs/event-store.md).
             missing = [key for key in await self.store.indexed_batches(horizon, position)
@@ -227,14 +231,16 @@ class Publisher:
                                                headers=STORED_HEADER)
         sweeper = Sweeper(self.store, self.store.pool, send,
                           delay=self.settings.event_sweep_delay_seconds)
-        while True:
-            await asyncio.sleep(self.settings.event_sweep_interval_seconds)
+
+        async def sweep() -> None:
             try:
                 while (await sweeper.sweep_once())[0] == sweeper.batch:
                     pass  # a full pass: more is waiting
             except (OSError, asyncpg.PostgresError, KafkaError, StoreUnavailable) as error:
                 log.warning("sweeper pass failed (%s); next pass in %.0fs", error,
                             self.settings.event_sweep_interval_seconds)
+
+        await every("sweeper", self.settings.event_sweep_interval_seconds, sweep)
 
     async def _publish_keys(self, keys: list[str], ceiling: str | None = None) -> int:
         """Read the batches concurrently, send every envelope, wait for all of Kafka's
@@ -264,10 +270,17 @@ class Publisher:
             for line in body.splitlines():
                 if not line.strip():
                     continue
-                envelope = orjson.loads(line)  # only its topic and key are needed
-                topic = await self._routable(envelope["metadata"].get("kafka_topic"))
+                try:  # only its topic and key are needed
+                    envelope = orjson.loads(line)
+                    topic, key = envelope["metadata"].get("kafka_topic"), envelope["aggregate_id"]
+                    key = key.encode()
+                except (ValueError, KeyError, TypeError, AttributeError) as error:
+                    UNREADABLE.inc()
+                    log.error("a line of a stored batch is not an envelope, not published: %s",
+                              error)
+                    continue
                 futures.append(await self._producer.send(
-                    topic, line, key=envelope["aggregate_id"].encode(), headers=STORED_HEADER))
+                    await self._routable(topic), line, key=key, headers=STORED_HEADER))
         await asyncio.gather(*futures)
         crash_point("publisher_after_send")
         for key in keys:
@@ -317,11 +330,16 @@ class Publisher:
         """Save the checkpoint twice a second when it moved, off the publishing path.
         It only ever holds acknowledged batches; saving late means more duplicates
         after a crash, never a gap."""
-        while True:
-            await asyncio.sleep(0.5)
+        async def save() -> None:
             if self._dirty:
                 self._dirty = False
-                await self.checkpoints.save(self.checkpoint)
+                try:
+                    await self.checkpoints.save(self.checkpoint)
+                except BaseException:
+                    self._dirty = True  # saved by a later pass
+                    raise
+
+        await every("publisher checkpoint", 0.5, save)
 
 
 async def publisher_lag(pool: asyncpg.Pool, checkpoint: Checkpoint) -> dict[str, float | int]:

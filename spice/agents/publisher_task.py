@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from spice.agents.forever import survived
 from spice.agents.publisher import Publisher
 from spice.app import app
 
@@ -31,7 +32,7 @@ async def resolve_pending_batches() -> None:
         if settled:
             log.info("settled %d pending event-store batches", settled)
     except Exception as error:  # noqa: BLE001 - housekeeping retries on the next tick
-        log.warning("resolve_pending failed: %s", error)
+        survived("pending batches", error)
     await asyncio.sleep(0)
 
 

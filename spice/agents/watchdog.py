@@ -20,6 +20,7 @@ from typing import Any
 
 from faust.types import TP
 
+from spice.agents.forever import survived
 from spice.app import app
 from spice.observability import REWOUND
 from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
@@ -104,8 +105,8 @@ async def check_safely(consumer: Any) -> None:
     # net and must never be what brings it down.
     try:
         await watchdog.check(consumer)
-    except Exception:  # noqa: BLE001
-        log.exception("partition watchdog check failed; next check in %.0fs", CHECK_INTERVAL)
+    except Exception as error:  # noqa: BLE001
+        survived("partition watchdog", error)
 
 
 @app.timer(CHECK_INTERVAL)

@@ -1,13 +1,13 @@
 """Databases, ontology classes, their properties and relationships."""
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from spice.domain import ids
 from spice.domain.errors import ErrorCollector
+from spice.domain.patterns import compile_pattern
 from spice.domain.text import MultiText, text_problem
 from spice.domain.types import canonical_type, type_problem
 
@@ -44,10 +44,7 @@ class Constraints(Strict):
             if lo is not None and hi is not None and lo > hi:
                 raise ValueError(f"{low} ({lo}) is greater than {high} ({hi})")
         if self.pattern is not None:
-            try:
-                re.compile(self.pattern)
-            except re.error as error:
-                raise ValueError(f"pattern is not a valid regular expression: {error}") from None
+            compile_pattern(self.pattern)  # ValueError names what RE2 refuses
         if self.enum is not None and not self.enum:
             raise ValueError("enum must list at least one value")
         return self

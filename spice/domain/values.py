@@ -1,11 +1,11 @@
 """Validate values against property definitions (types, constraints, nesting)."""
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from spice.domain.errors import ErrorCollector
+from spice.domain.patterns import pattern_matches
 from spice.domain.types import ARRAY, SCALAR_VALIDATORS
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def _check_constraints(prop: Property, value: Any, stored: Any, path: str,
             errors.add(path, f"must be at least {c.min_length} characters")
         if c.max_length is not None and len(value) > c.max_length:
             errors.add(path, f"must be at most {c.max_length} characters")
-        if c.pattern is not None and not re.fullmatch(c.pattern, value):
+        if c.pattern is not None and not pattern_matches(c.pattern, value):
             errors.add(path, f"must match pattern {c.pattern}")
     number = _as_number(value if prop.type.endswith("integer") else stored)
     if number is not None:

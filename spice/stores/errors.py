@@ -34,6 +34,16 @@ class EventIdConflict(StoreError):
         self.event_id = event_id
 
 
+class InvalidEnvelope(StoreError):
+    """An envelope this store cannot hold (unencodable values, numbers out of range):
+    refused before anything is reserved; a caller's input error, not an outage."""
+
+    def __init__(self, event_id: str, reason: object) -> None:
+        super().__init__(f"event '{event_id}' cannot be stored: {reason}")
+        self.event_id = event_id
+        self.reason = str(reason)
+
+
 def transient_errors() -> tuple[type[BaseException], ...]:
     """Errors worth a retry: a dependency is down, slow, or dropped the connection."""
     import asyncpg

@@ -21,10 +21,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from asyncpg.exceptions._base import DataError as ClientDataError  # bad argument, client side
 from botocore.exceptions import BotoCoreError, ClientError
 
 from spice.domain.envelope import Envelope
-from spice.stores.errors import EventIdConflict, SequenceConflict, StoreUnavailable
+from spice.observability import UNREADABLE
+from spice.stores.errors import (
+    EventIdConflict,
+    InvalidEnvelope,
+    SequenceConflict,
+    StoreUnavailable,
+)
 from spice.stores.event_store import Batch, check_duplicate, content_hash
 from spice.stores.s3 import error_code
 from spice.stores.s3_signed import SignedS3
@@ -33,6 +40,7 @@ log = logging.getLogger(__name__)
 BATCH_PREFIX = "events/"
 NOTIFY_CHANNEL = "spice_event_store"
 PENDING_GRACE_SECONDS = 60.0
+SEQ_MAX = 2**63 - 1  # aggregate_sequences.last_seq is a bigint
 # One round trip: mark the batch's rows stored and wake publishers in other processes.
 # The payload names the bucket: several stores (tests, benchmarks) may share one database.
 MARK_STORED = ("WITH done AS (DELETE FROM pending_batches WHERE batch_key = $1), "
@@ -61,8 +69,20 @@ def encode_batch(envelopes: list[Envelope]) -> bytes:
     return b"\n".join(e.to_json() for e in envelopes) + b"\n"
 
 
-def decode_batch(body: bytes) -> list[Envelope]:
-    return [Envelope.from_json(line) for line in body.splitlines() if line.strip()]
+def decode_batch(body: bytes, key: str = "") -> list[Envelope]:
+    """Each line alone: one line that does not decode (written by an older or foreign
+    writer) must not hide the other envelopes of its batch."""
+    envelopes = []
+    for number, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            envelopes.append(Envelope.from_json(line))
+        except ValueError as error:  # pydantic's ValidationError is a ValueError
+            UNREADABLE.inc()
+            log.error("batch %s line %d is not an envelope, skipped: %s", key, number,
+                      str(error)[:500])
+    return envelopes
 
 
 @dataclass
@@ -75,6 +95,14 @@ class _Request:
 
     def __post_init__(self) -> None:
         self.hash = content_hash(self.envelope)
+        # What cannot be encoded fails here, alone, before it joins a batch whose
+        # encoding (after sequences are reserved) it would otherwise break for all.
+        try:
+            self.envelope.to_json()
+        except (ValueError, TypeError) as error:
+            raise InvalidEnvelope(self.envelope.event_id, error) from None
+        if self.expected_seq is not None and not 0 <= self.expected_seq <= SEQ_MAX:
+            raise InvalidEnvelope(self.envelope.event_id, "expected_seq out of range")
 
 
 class S3EventStore:
@@ -104,7 +132,8 @@ class S3EventStore:
     async def append(self, envelope: Envelope, *, allocate: bool = False,
                      expected_seq: int | None = None) -> Envelope:
         future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(envelope, allocate, expected_seq, future))
+        request = _Request(envelope, allocate, expected_seq, future)
+        self._queue.append(request)
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_loop(), name="event-store-commit")
         self._wakeup.set()
@@ -139,18 +168,36 @@ class S3EventStore:
     async def _commit_guarded(self, requests: list[_Request]) -> None:
         try:
             await self._commit(requests)
+        except _RefusedInput as error:
+            if len(requests) > 1:
+                # One request's values broke the shared statement, which reserved
+                # nothing: each goes alone, so only the one at fault hears of it.
+                log.warning("a batch of %d appends was refused (%s); each goes alone",
+                            len(requests), error)
+                for request in requests:
+                    await self._commit_guarded([request])
+                return
+            self._fail(requests, InvalidEnvelope(requests[0].envelope.event_id, error))
         except Exception as error:  # noqa: BLE001 - every caller must hear back
-            failure = _as_store_error(error)
-            for request in requests:
-                if not request.future.done():
-                    request.future.set_exception(failure)
+            self._fail(requests, _as_store_error(error))
+
+    @staticmethod
+    def _fail(requests: list[_Request], failure: Exception) -> None:
+        for request in requests:
+            if not request.future.done():
+                request.future.set_exception(failure)
 
     async def _commit(self, requests: list[_Request]) -> None:
         key = batch_key(self.writer_id, next(self._counter))
         try:
             to_store, duplicates, rollbacks = await self._reserve(requests, key)
+        except (asyncpg.DataError, ClientDataError) as error:
+            # Its message quotes the statement's arguments: every request's values.
+            log.warning("reservation refused its input: %s", error)
+            raise _RefusedInput(type(error).__name__) from error
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
-            raise StoreUnavailable("postgres", str(error) or type(error).__name__) from error
+            log.warning("reservation failed: %s", error)
+            raise StoreUnavailable("postgres", type(error).__name__) from error
         if to_store:
             body = encode_batch([r.envelope for r in to_store])
             await self._put(key, body, rollbacks)
@@ -316,7 +363,7 @@ class S3EventStore:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        envelopes = decode_batch(await self.read_raw(key))
+        envelopes = decode_batch(await self.read_raw(key), key)
         self._remember(key, envelopes)
         return envelopes
 
@@ -398,9 +445,14 @@ class S3EventStore:
         return int(value or 0)
 
 
+class _RefusedInput(Exception):
+    """A statement refused a batch's values (not the server's availability)."""
+
+
 def _as_store_error(error: BaseException) -> Exception:
     if isinstance(error, (SequenceConflict, EventIdConflict, StoreUnavailable)):
         return error
     if isinstance(error, (asyncpg.PostgresError, asyncpg.InterfaceError)):
-        return StoreUnavailable("postgres", str(error) or type(error).__name__)
+        # Not str(error): a statement's error may quote other requests' values.
+        return StoreUnavailable("postgres", type(error).__name__)
     return StoreUnavailable("s3", str(error) or type(error).__name__)

@@ -138,6 +138,9 @@ class QueryIndex:
         return await self._query(db, "class", q.strip(), None, {}, limit, 0)
 
 
+MAX_OFFSET = 100_000  # results a cursor may skip; deeper pages need a narrower query
+
+
 def encode_cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
 
@@ -146,9 +149,12 @@ def decode_cursor(cursor: str | None) -> int:
     if not cursor:
         return 0
     try:
-        return int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["o"])
-    except (ValueError, KeyError, TypeError):
-        raise ValueError("cursor is not one this API returned") from None
+        offset = json.loads(base64.urlsafe_b64decode(cursor.encode()))["o"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        offset = None
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
+        raise ValueError("cursor is not one this API returned")
+    return offset
 
 
 class PostgresSearchIndex(QueryIndex):

@@ -7,6 +7,7 @@ import time
 from collections import Counter, deque
 from typing import Any
 
+from spice.agents.forever import survived
 from spice.app import app
 from spice.raw_topics import raw_topic
 from spice.stores.status_topic import decode
@@ -197,11 +198,15 @@ expiry = _ExpiryPass()
 
 @app.timer(interval=EXPIRY_TICK_SECONDS)
 async def expire_statuses() -> None:
-    writes = ChangelogWrites()
-    expired = expire_finished(time.time() - app.settings.status_table_retention_seconds, writes,
-                              expiry.next_slice())
-    await writes.flush(app.runtime.producer)
-    expiry.expired += expired
+    # An exception in a Faust timer stops the worker: log, count, and expire next tick.
+    try:
+        writes = ChangelogWrites()
+        expired = expire_finished(time.time() - app.settings.status_table_retention_seconds,
+                                  writes, expiry.next_slice())
+        await writes.flush(app.runtime.producer)
+        expiry.expired += expired
+    except Exception as error:  # noqa: BLE001
+        survived("status expiry", error)
 
 
 def expire_finished(cutoff: float, writes: ChangelogWrites, keys: list[bytes]) -> int:

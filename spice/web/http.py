@@ -1,7 +1,6 @@
 """What every view shares: error mapping, body parsing, query parameters."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -10,8 +9,14 @@ from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
 from spice.domain.errors import DomainError, FieldError, ValidationFailed
+from spice.domain.json_values import INT_MAX, parse_json
 from spice.observability import AUTH_FAILURES, HTTP_LATENCY, HTTP_REQUESTS, RATE_LIMITED
-from spice.stores.errors import TRANSIENT_ERRORS, EventIdConflict, SequenceConflict
+from spice.stores.errors import (
+    TRANSIENT_ERRORS,
+    EventIdConflict,
+    InvalidEnvelope,
+    SequenceConflict,
+)
 from spice.web.auth import ANONYMOUS, DEFAULT_ACCESS, Access, Principal, authenticate, authorize
 from spice.web.errors import HttpError
 
@@ -37,6 +42,8 @@ def error_response(error: BaseException) -> tuple[int, dict[str, Any], dict[str,
     if isinstance(error, EventIdConflict):
         return 409, {"detail": {"code": "idempotency_conflict", "message":
                                 "this Idempotency-Key was used with a different request"}}, {}
+    if isinstance(error, InvalidEnvelope):
+        return 422, {"detail": {"code": "invalid", "message": error.reason, "field": "body"}}, {}
     if isinstance(error, aioweb.HTTPRequestEntityTooLarge):
         return 413, {"detail": {"message": "request body is too large", "field": "body"}}, {}
     if isinstance(error, TRANSIENT_ERRORS):
@@ -120,9 +127,11 @@ async def json_body(request: Request, *, allowed: set[str] | None = None) -> dic
     if not raw:
         raise HttpError(400, "request body is empty; send a JSON object", field="body")
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise HttpError(400, f"malformed JSON: {error}", field="body") from None
+        body = parse_json(raw)
+    except ValidationFailed as error:
+        if error.errors[0].message.startswith("malformed JSON"):
+            raise HttpError(400, error.errors[0].message, field="body") from None
+        raise
     if not isinstance(body, dict):
         raise HttpError(422, "the body must be a JSON object", field="body")
     if allowed is not None:
@@ -145,7 +154,8 @@ def query_number(request: Request, name: str, default: float, low: float, high: 
     return value
 
 
-def optional_int(value: Any, name: str) -> int | None:
+def optional_int(value: Any, name: str, maximum: int = INT_MAX) -> int | None:
+    """A non-negative integer no larger than `maximum` (by default what a bigint holds)."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -156,4 +166,6 @@ def optional_int(value: Any, name: str) -> int | None:
         raise HttpError(400, f"'{name}' must be a non-negative integer", field=name) from None
     if number < 0 or str(number) != str(value).strip():
         raise HttpError(400, f"'{name}' must be a non-negative integer", field=name)
+    if number > maximum:
+        raise HttpError(400, f"'{name}' must be at most {maximum}", field=name)
     return number

@@ -1,12 +1,13 @@
 """Search over the read model: instances by text, class and property values; classes."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from faust.web import Request, Response
 
 from spice.domain import ids
+from spice.domain.errors import ValidationFailed
+from spice.domain.json_values import check_json_value, parse_json
 from spice.web.http import ApiView, HttpError, query_number
 
 RESERVED = {"q", "class_id", "limit", "cursor"}
@@ -19,10 +20,17 @@ def property_filters(request: Request, reserved: set[str] = RESERVED) -> dict[st
     for name, raw in request.query.items():
         if name in reserved:
             continue
+        check_json_value(name, "filter name")
         try:
-            filters[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            filters[name] = raw
+            value = parse_json(raw, name)
+        except ValidationFailed as error:
+            if not error.errors[0].message.startswith("malformed JSON"):
+                raise
+            value = check_json_value(raw, name)
+        if isinstance(value, dict | list):
+            raise HttpError(400, f"filter '{name[:100]}' must be a string, number, true, false "
+                            "or null", field=name[:100])
+        filters[name] = value
     return filters
 
 
