@@ -40,8 +40,11 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "create":
         if not args.name:
             raise RuntimeError("keys create needs --name")
+        if not args.grant:
+            raise RuntimeError("keys create needs at least one --grant DATABASE=ROLE "
+                               "('*=ROLE' for every database and the operators' views)")
         try:
-            grants = parse_grants(args.grant or ["*=viewer"])
+            grants = parse_grants(args.grant)
 
             async def create(store: KeyStore) -> tuple[ApiKey, str]:
                 return await store.create(args.name, grants, rate_per_second=args.rate)

@@ -78,7 +78,8 @@ CLAIMS = Counter("spice_registry_claims_total",
                  "Processed-events registry claims by handler and outcome "
                  "(claimed, done = duplicate, stale, in_progress)", ("handler", "outcome"))
 PROJECTED = Counter("spice_projection_events_total", "Events applied to the read model", ("event_type",))
-RATE_LIMITED = Counter("spice_rate_limited_total", "Requests refused with 429", ("principal",))
+RATE_LIMITED = Counter("spice_rate_limited_total",
+                       "Requests refused with 429, by credential kind (api_key, jwt)", ("via",))
 AUTH_FAILURES = Counter("spice_auth_failures_total", "Requests refused with 401 or 403", ("code",))
 RESENT = Counter("spice_sweeper_resent_total",
                  "Stored envelopes the sweeper found unprocessed and sent again", ("kind",))

@@ -18,7 +18,8 @@ from spice.partitioner import KeyPartitioner
 from spice.settings import Settings
 from spice.stores.breaker import CircuitBreaker, Guarded
 from spice.stores.graph import GraphStore
-from spice.stores.keys import KeyStore
+from spice.stores.failures import FailureThrottle
+from spice.stores.keys import KeyStore, bootstrap_name
 from spice.stores.postgres import create_pool
 from spice.stores.projection_postgres import FusedProjection
 from spice.stores.ratelimit import RateLimiter
@@ -73,6 +74,7 @@ class Runtime:
     owner: str
     keys: KeyStore
     rate_limiter: RateLimiter
+    failed_auth: FailureThrottle = field(default_factory=FailureThrottle)
     _stack: AsyncExitStack = field(repr=False, default_factory=AsyncExitStack)
 
     @classmethod
@@ -140,7 +142,8 @@ class Runtime:
                                       retry_base=settings.command_retry_base_seconds, fused=fused)
         keys = KeyStore(pool)
         if settings.auth_bootstrap_admin_key:
-            await keys.create("bootstrap-admin", {"*": "admin"}, key=settings.auth_bootstrap_admin_key)
+            await keys.create(bootstrap_name(settings.auth_bootstrap_admin_key), {"*": "admin"},
+                              key=settings.auth_bootstrap_admin_key)
         return cls(settings, pool, s3, redis, producer, event_store, graph, registry, status,
                    handler, search, projector, breakers, owner, keys, RateLimiter(redis), stack)
 

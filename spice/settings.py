@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Defaults point at the local stack (`spice stack up`), on ports chosen to
@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     command_max_attempts: int = 12
     command_retry_base_seconds: float = 0.5
     registry_lease_seconds: float = 30.0
+
+    @field_validator("auth_jwt_secret")
+    @classmethod
+    def _strong_secret(cls, secret: str | None) -> str | None:
+        # RFC 7518 3.2: an HS256 key shorter than the hash is guessable offline from
+        # any one token.
+        if secret is not None and len(secret.encode()) < 32:
+            raise ValueError("AUTH_JWT_SECRET must be at least 32 bytes (HS256)")
+        return secret
 
     @property
     def is_worker(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from spice.agents import intake
 from spice.agents.lanes import Batches, InOrderAcks, KeyedLanes
 from spice.app import app
 from spice.domain.envelope import Envelope
@@ -21,6 +22,7 @@ from spice.handlers.command_batch import split
 from spice.handlers.commands import Origin
 from spice.handlers.projections import Finish
 from spice.raw_topics import raw_topic
+from spice.stores.status import CommandStatus
 from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,25 @@ async def poison(dlq: str, topic: str, message: Any, error: Exception) -> None:
     await app.runtime.producer.send_and_wait(dlq, json.dumps(payload).encode())
     log.warning("poison message %s[%s]@%s to the DLQ: %s", topic, message.partition,
                 message.offset, error)
+    if topic in COMMAND_TOPICS:
+        await fail_refused(raw, str(error))
+
+
+async def fail_refused(raw: bytes, reason: str) -> None:
+    """A refused command that names itself gets a FAILED status with the reason, so its
+    sender does not wait on PENDING forever. Only a command nobody has a status for: an
+    id another command already holds must not let garbage overwrite that one's outcome."""
+    named = intake.named_command(raw)
+    if named is None:
+        return
+    command_id, db = named
+    try:
+        if await app.runtime.status.get(command_id) is None:
+            await app.runtime.status.update(
+                command_id, CommandStatus.FAILED, "refused at intake",
+                error={"code": "invalid", "message": reason[:1000]}, db=db)
+    except Exception as error:  # noqa: BLE001 - the DLQ holds it either way
+        log.warning("refused command %s: status not recorded: %s", command_id, error)
 
 
 def envelope_agent(topic_name: str, kind: str, handler: Callable[[], Any]) -> None:
@@ -89,10 +110,7 @@ def envelope_agent(topic_name: str, kind: str, handler: Callable[[], Any]) -> No
                 message = event.message
                 entry = acks.started(event)
                 try:
-                    envelope = Envelope.from_json(event.value)
-                    if envelope.kind != kind or (kind == "command"
-                                                 and "command_type" not in envelope.metadata):
-                        raise ValueError(f"not a {kind} envelope (metadata.kind/command_type)")
+                    envelope = intake.decode(event.value, kind)
                 except (ValidationError, ValueError, UnicodeDecodeError) as error:
                     await poison(f"{topic_name}_dlq", topic_name, message, error)
                     await acks.finished(entry)
@@ -145,9 +163,7 @@ def projection_agent(topic_name: str) -> None:
                 message = event.message
                 entry = acks.started(event)
                 try:
-                    envelope = Envelope.from_json(event.value)
-                    if envelope.kind != "domain":
-                        raise ValueError("not a domain event envelope (metadata.kind)")
+                    envelope = intake.decode(event.value, "domain")
                 except (ValidationError, ValueError, UnicodeDecodeError) as error:
                     await poison(PROJECTION_DLQ, topic_name, message, error)
                     await acks.finished(entry)

@@ -120,6 +120,15 @@ def new_command(
     )
 
 
+def database_of(envelope: Envelope) -> str | None:
+    """The database a command belongs to: who may see its status depends on it. The API
+    puts it in the metadata; a command produced at topic level names it in its data."""
+    db = envelope.metadata.get("db") or envelope.data.get("db")
+    if db is None and envelope.aggregate_type == AggregateType.DATABASE:
+        db = envelope.data.get("name")
+    return db if isinstance(db, str) else None
+
+
 def command_type_of(envelope: Envelope) -> CommandType:
     return CommandType(envelope.metadata["command_type"])
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from spice.domain.envelope import Envelope
 from spice.domain.errors import DomainError
-from spice.domain.messages import CommandType, command_type_of
+from spice.domain.messages import CommandType, command_type_of, database_of
 from spice.faults import crash_point
 from spice.observability import COMMANDS
 from spice.stores.errors import TRANSIENT_ERRORS
@@ -127,7 +127,7 @@ class CommandBatch:
         handler = self.handler
         await handler.status.record_many([
             make_change(e.command_id, CommandStatus.PROCESSING, "processing (attempt 1)",
-                        progress=0.0) for e in envelopes])
+                        progress=0.0, db=database_of(e)) for e in envelopes])
         beat = asyncio.create_task(handler._heartbeat(*[e.event_id for e in envelopes]))
         try:
             decided = await asyncio.gather(*[self._decide(e) for e in envelopes])

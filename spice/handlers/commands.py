@@ -29,6 +29,7 @@ from spice.domain.messages import (
     EventType,
     command_failed,
     command_type_of,
+    database_of,
     instance_aggregate,
     stamp,
 )
@@ -193,7 +194,8 @@ class CommandHandler:
     async def _apply(self, envelope: Envelope, attempt: int) -> None:
         command = command_type_of(envelope)
         await self.status.update(envelope.command_id, CommandStatus.PROCESSING,
-                                 f"processing (attempt {attempt})", progress=0.0)
+                                 f"processing (attempt {attempt})", progress=0.0,
+                                 db=database_of(envelope))
         events = await self._recorded_events(envelope, command) if attempt > 1 else []
         result: dict[str, Any] = {}
         if events:

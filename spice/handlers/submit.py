@@ -33,9 +33,11 @@ class CommandSubmitter:
 
     async def submit(self, command: CommandType, aggregate_id: str, data: dict[str, Any], *,
                      actor: str, db: str | None = None, expected_seq: int | None = None,
-                     idempotency_key: str | None = None,
+                     idempotency_key: str | None = None, scope: str | None = None,
                      metadata: dict[str, Any] | None = None) -> Envelope:
-        command_id = idempotent_command_id(actor, idempotency_key) if idempotency_key else None
+        """`scope`: whose Idempotency-Keys these are (by default the actor)."""
+        command_id = idempotent_command_id(scope or actor, idempotency_key) \
+            if idempotency_key else None
         envelope = new_command(command, aggregate_id, data, actor=actor, command_id=command_id,
                                metadata={**(metadata or {}), **({"db": db} if db else {})})
         stored = await self.store.append(envelope, allocate=True, expected_seq=expected_seq)

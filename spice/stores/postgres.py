@@ -236,6 +236,13 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE batch_buckets (batch_key text PRIMARY KEY, bucket text NOT NULL);
     """,
+    # 10: key names are unique (the actor `key:<name>` must mean one key); older
+    # duplicates keep their name with the key id appended.
+    """
+    UPDATE api_keys k SET name = k.name || '#' || k.key_id
+    WHERE EXISTS (SELECT 1 FROM api_keys o WHERE o.name = k.name AND o.key_id < k.key_id);
+    CREATE UNIQUE INDEX api_keys_name ON api_keys (name);
+    """,
 ]
 
 

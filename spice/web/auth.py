@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,15 @@ DEFAULT_ACCESS = {"get": Access.READ, "post": Access.WRITE, "put": Access.WRITE,
 
 @dataclass(frozen=True)
 class Principal:
-    name: str  # recorded as the actor of every command
+    name: str  # recorded as the actor of every command: key:<name> or jwt:<sub>
     grants: dict[str, str] = field(default_factory=dict)
     rate_per_second: float | None = None
     via: str = "api_key"
+    scope: str = ""  # rate bucket and idempotency scope: key:<key id> or jwt:<sub>
+
+    @property
+    def bucket(self) -> str:
+        return self.scope or self.name
 
     def role_for(self, db: str | None) -> int:
         ranks = [RANK.get(self.grants.get("*", ""), 0)]
@@ -66,7 +72,11 @@ class Principal:
         return self.role_for(db) >= needed
 
     def can_see(self, db: str | None) -> bool:
-        return db is None or self.may(Access.READ, db)
+        """A record that names no database (a command produced at topic level whose
+        status lost its PENDING step) is for '*' grants only: fail closed."""
+        if db is None:
+            return "*" in self.grants
+        return self.may(Access.READ, db)
 
 
 ANONYMOUS = Principal("anonymous", {"*": "admin"}, via="none")  # only when auth is off
@@ -76,8 +86,9 @@ def is_system_database(db: str) -> bool:
     return db in ids.RESERVED_DATABASES or db.startswith("_")
 
 
-def _public_key(settings: Settings) -> str:
-    value = settings.auth_jwt_public_key or ""
+@lru_cache(maxsize=4)
+def _public_key(value: str) -> str:
+    """PEM text, or a file read once (not on every request)."""
     if value.strip().startswith("-----BEGIN"):
         return value
     return Path(value).read_text()
@@ -88,14 +99,14 @@ def verify_jwt(token: str, settings: Settings) -> Principal:
     if settings.auth_jwt_algorithm == "HS256":
         key: Any = settings.auth_jwt_secret
     else:
-        key = _public_key(settings) if settings.auth_jwt_public_key else None
+        key = _public_key(settings.auth_jwt_public_key) if settings.auth_jwt_public_key else None
     if not key:
         raise HttpError(401, "bearer tokens are not configured on this server (AUTH_JWT_SECRET or "
                         "AUTH_JWT_PUBLIC_KEY)", code="unauthenticated")
     try:
         claims = jwt.decode(token, key, algorithms=[settings.auth_jwt_algorithm],
                             audience=settings.auth_jwt_audience, issuer=settings.auth_jwt_issuer,
-                            options={"require": ["sub"]})
+                            options={"require": ["sub", "exp"]})
     except jwt.PyJWTError as error:
         raise HttpError(401, f"invalid bearer token: {error}", code="unauthenticated",
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
@@ -103,7 +114,9 @@ def verify_jwt(token: str, settings: Settings) -> Principal:
     if not isinstance(roles, dict) or any(r not in RANK for r in roles.values()):
         raise HttpError(401, "the token's 'roles' claim must map databases to viewer|editor|admin",
                         code="unauthenticated")
-    return Principal(str(claims["sub"]), dict(roles), via="jwt")
+    # Its own namespace: a token whose sub is "key:admin" must not pass for that key.
+    name = f"jwt:{claims['sub']}"
+    return Principal(name, dict(roles), via="jwt", scope=name)
 
 
 async def authenticate(headers: Any, keys: KeyStore, settings: Settings) -> Principal:
@@ -120,7 +133,8 @@ async def authenticate(headers: Any, keys: KeyStore, settings: Settings) -> Prin
         if key is None:
             raise HttpError(401, "unknown or revoked API key", code="unauthenticated",
                             headers={"WWW-Authenticate": "Bearer"})
-        return Principal(f"key:{key.name}", key.grants, key.rate_per_second)
+        return Principal(f"key:{key.name}", key.grants, key.rate_per_second,
+                         scope=f"key:{key.key_id}")
     return verify_jwt(credential, settings)
 
 

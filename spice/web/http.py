@@ -94,7 +94,19 @@ class ApiView(View):
         if not settings.auth_enabled:
             request["principal"] = ANONYMOUS
             return
-        principal = await authenticate(request.headers, self.runtime.keys, settings)
+        address = request.remote or "unknown"
+        wait = self.runtime.failed_auth.retry_after(address)
+        if wait:
+            raise HttpError(429, "too many failed authentication attempts from this address",
+                            code="rate_limited", headers={"Retry-After": str(wait)})
+        try:
+            principal = await authenticate(request.headers, self.runtime.keys, settings)
+        except HttpError as error:
+            # Only a credential that was checked and refused cost anything to refuse.
+            if error.status == 401 and ("X-API-Key" in request.headers
+                                        or "Authorization" in request.headers):
+                self.runtime.failed_auth.failed(address)
+            raise
         authorize(principal, access, request.match_info.get("db"))
         request["principal"] = principal
         await self.rate_limit(principal, settings)
@@ -103,11 +115,11 @@ class ApiView(View):
         rate = principal.rate_per_second or settings.rate_limit_per_second
         burst = max(1, int(settings.rate_limit_burst * rate / settings.rate_limit_per_second))
         try:
-            decision = await self.runtime.rate_limiter.take(principal.name, rate, burst)
+            decision = await self.runtime.rate_limiter.take(principal.bucket, rate, burst)
         except TRANSIENT_ERRORS:
             return  # Redis down: serve rather than refuse everyone (docs/security.md)
         if not decision.allowed:
-            RATE_LIMITED.inc(principal.name)
+            RATE_LIMITED.inc(principal.via)
             raise HttpError(429, f"rate limit of {rate:g} requests/s exceeded for {principal.name}",
                             code="rate_limited", headers={"Retry-After": str(decision.retry_after)})
 

@@ -13,6 +13,7 @@ from spice import tracing
 from spice.domain import ids
 from spice.domain.envelope import Envelope
 from spice.domain.errors import FieldError, ValidationFailed
+from spice.domain.json_values import json_value_problem
 from spice.domain.messages import (
     CommandType,
     class_aggregate,
@@ -141,8 +142,18 @@ def actor_of(view: ApiView, request: Request) -> str:
     """The authenticated principal; with authentication off, X-Actor or 'anonymous'."""
     principal = view.principal(request)
     if principal is ANONYMOUS:
-        return request.headers.get("X-Actor", "anonymous")
+        actor = request.headers.get("X-Actor", "anonymous")
+        if len(actor) > 200 or json_value_problem(actor) is not None:
+            raise HttpError(400, "X-Actor must be at most 200 characters of text", field="X-Actor")
+        return actor
     return principal.name
+
+
+def idempotency_scope(view: ApiView, request: Request) -> str:
+    """Whose Idempotency-Keys these are: one key or token subject, never a name two
+    principals could share."""
+    principal = view.principal(request)
+    return actor_of(view, request) if principal is ANONYMOUS else principal.bucket
 
 
 async def submit(view: ApiView, request: Request, write: Write) -> Envelope:
@@ -150,7 +161,7 @@ async def submit(view: ApiView, request: Request, write: Write) -> Envelope:
     submitter = CommandSubmitter(view.runtime.event_store, view.runtime.status)
     return await submitter.submit(
         write.command, write.aggregate_id, write.data, actor=actor_of(view, request),
-        db=write.db, expected_seq=write.expected_seq,
+        db=write.db, expected_seq=write.expected_seq, scope=idempotency_scope(view, request),
         idempotency_key=request.headers.get("Idempotency-Key"),
         metadata={"traceparent": tracing.from_headers(request.headers)})
 

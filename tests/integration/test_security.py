@@ -70,7 +70,8 @@ async def test_roles_are_per_database_and_the_actor_is_recorded(worker, http, an
     mine, theirs = unique_db(), unique_db()
     for db in (mine, theirs):
         await create_db(http, worker, db)
-    _, key = await runtime.keys.create("editor-of-one", {mine: "editor"})
+    name = f"editor-of-one-{uuid.uuid4().hex[:8]}"  # key names are never reused
+    _, key = await runtime.keys.create(name, {mine: "editor"})
     headers = {"X-API-Key": key}
     body = {"id": "Thing", "label": "Thing"}
     async with anonymous_http.post(f"{worker.url}{V1}/ontology/{mine}/async/create", json=body,
@@ -90,11 +91,11 @@ async def test_roles_are_per_database_and_the_actor_is_recorded(worker, http, an
                                    headers=headers) as r:
         assert r.status == 403  # system databases: '*' admin only
     stored = await runtime.event_store.get(command_id)
-    assert stored.actor == "key:editor-of-one"
+    assert stored.actor == f"key:{name}"
 
 
 async def test_revoked_key_stops_working(worker, anonymous_http, runtime):
-    key_info, key = await runtime.keys.create("short-lived", {"*": "viewer"})
+    key_info, key = await runtime.keys.create(f"short-lived-{uuid.uuid4().hex[:8]}", {"*": "viewer"})
     url = f"{worker.url}{V1}/database/list"
     async with anonymous_http.get(url, headers={"X-API-Key": key}) as r:
         assert r.status == 200
@@ -123,7 +124,8 @@ async def test_jwt_bearer_tokens(worker, http, anonymous_http):
     async with anonymous_http.get(f"{worker.url}{V1}/ontology/{db}",
                                   headers={"Authorization": f"Bearer {expired}"}) as r:
         assert r.status == 401 and "expired" in await r.text()
-    forged = jwt.encode({"sub": "eve", "roles": {"*": "admin"}}, "another-secret-of-32-bytes-or-more!",
+    forged = jwt.encode({"sub": "eve", "roles": {"*": "admin"}, "exp": time.time() + 60},
+                        "another-secret-of-32-bytes-or-more!",
                         algorithm="HS256")
     async with anonymous_http.get(f"{worker.url}{V1}/ontology/{db}",
                                   headers={"Authorization": f"Bearer {forged}"}) as r:
@@ -131,7 +133,7 @@ async def test_jwt_bearer_tokens(worker, http, anonymous_http):
 
 
 async def test_rate_limit_answers_429_with_retry_after(worker, anonymous_http, runtime):
-    _, key = await runtime.keys.create("slow-client", {"*": "viewer"}, rate_per_second=2)
+    _, key = await runtime.keys.create(f"slow-client-{uuid.uuid4().hex[:8]}", {"*": "viewer"}, rate_per_second=2)
     statuses, retry_after = [], None
     for _ in range(12):
         async with anonymous_http.get(f"{worker.url}{V1}/database/list",

@@ -45,12 +45,20 @@ def test_keys_are_well_formed_and_grants_checked():
 
 def test_hs256_tokens():
     settings = Settings(auth_jwt_secret="s" * 32)
-    token = jwt.encode({"sub": "ann", "roles": {"shop": "editor"}}, "s" * 32, algorithm="HS256")
+    later = time.time() + 60
+    token = jwt.encode({"sub": "ann", "roles": {"shop": "editor"}, "exp": later}, "s" * 32,
+                       algorithm="HS256")
     principal = verify_jwt(token, settings)
-    assert principal.name == "ann" and principal.grants == {"shop": "editor"} and principal.via == "jwt"
-    for bad in (jwt.encode({"sub": "x"}, "t" * 32, algorithm="HS256"),
-                jwt.encode({"roles": {}}, "s" * 32, algorithm="HS256"),
-                jwt.encode({"sub": "x", "roles": {"a": "god"}}, "s" * 32, algorithm="HS256"),
+    assert principal.name == "jwt:ann" and principal.grants == {"shop": "editor"}
+    assert principal.via == "jwt" and principal.bucket == "jwt:ann"
+    # A subject cannot pass for an API key's actor: tokens have a namespace of their own.
+    posing = jwt.encode({"sub": "key:local-admin", "exp": later}, "s" * 32, algorithm="HS256")
+    assert verify_jwt(posing, settings).name == "jwt:key:local-admin"
+    for bad in (jwt.encode({"sub": "x", "exp": later}, "t" * 32, algorithm="HS256"),
+                jwt.encode({"sub": "x", "roles": {}}, "s" * 32, algorithm="HS256"),  # no exp
+                jwt.encode({"roles": {}, "exp": later}, "s" * 32, algorithm="HS256"),
+                jwt.encode({"sub": "x", "roles": {"a": "god"}, "exp": later}, "s" * 32,
+                           algorithm="HS256"),
                 jwt.encode({"sub": "x", "exp": time.time() - 1}, "s" * 32, algorithm="HS256"),
                 "not-a-token"):
         with pytest.raises(HttpError) as caught:
@@ -58,18 +66,24 @@ def test_hs256_tokens():
         assert caught.value.status == 401
 
 
+def test_hs256_secrets_shorter_than_32_bytes_are_refused():
+    with pytest.raises(ValueError, match="AUTH_JWT_SECRET must be at least 32 bytes"):
+        Settings(auth_jwt_secret="s" * 31)
+
+
 def test_rs256_tokens_with_a_configured_public_key(tmp_path):
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = private.public_key().public_bytes(serialization.Encoding.PEM,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "pub.pem").write_bytes(pem)
-    token = jwt.encode({"sub": "svc", "roles": {"*": "viewer"}, "aud": "spice"}, private,
-                       algorithm="RS256")
+    token = jwt.encode({"sub": "svc", "roles": {"*": "viewer"}, "aud": "spice",
+                        "exp": time.time() + 60}, private, algorithm="RS256")
     for key in (pem.decode(), str(tmp_path / "pub.pem")):
         settings = Settings(auth_jwt_algorithm="RS256", auth_jwt_public_key=key,
                             auth_jwt_audience="spice")
         assert verify_jwt(token, settings).grants == {"*": "viewer"}
-    hs = jwt.encode({"sub": "svc"}, "x" * 32, algorithm="HS256")  # algorithm confusion refused
+    hs = jwt.encode({"sub": "svc", "exp": time.time() + 60}, "x" * 32,
+                    algorithm="HS256")  # algorithm confusion refused
     with pytest.raises(HttpError):
         verify_jwt(hs, Settings(auth_jwt_algorithm="RS256", auth_jwt_public_key=pem.decode()))
 
