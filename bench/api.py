@@ -142,7 +142,8 @@ async def main(total: int) -> None:
         connector = aiohttp.TCPConnector(limit=256)
         # Its own admin key with a rate far above what is measured: the benchmark is
         # about the pipeline, not the rate limiter (which costs one Redis call).
-        _, key = await runtime.keys.create(f"bench-{uuid.uuid4().hex[:8]}", {"*": "admin"}, rate_per_second=1e6)
+        _, key = await runtime.keys.create(f"bench-{uuid.uuid4().hex[:8]}", {"*": "admin"},
+                                           rate_per_second=1e6)
         async with aiohttp.ClientSession(connector=connector, headers={"X-API-Key": key}) as session:
             print(f"# API and worker benchmark ({machine()}), {total} commands a run", flush=True)
             # Not counted: a Kafka just started spends several times its usual CPU per

@@ -57,7 +57,8 @@ async def main(total: int) -> None:
     worker = WorkerProcess(16268, LOGS / "worker-only.log").start()
     second: WorkerProcess | None = None
     try:
-        _, key = await runtime.keys.create(f"bench-workers-{uuid.uuid4().hex[:8]}", {"*": "admin"}, rate_per_second=1e6)
+        _, key = await runtime.keys.create(f"bench-workers-{uuid.uuid4().hex[:8]}", {"*": "admin"},
+                                           rate_per_second=1e6)
         async with aiohttp.ClientSession(headers={"X-API-Key": key}) as session:
             print(f"# command worker benchmark ({machine()}), {total:,} commands a run")
             runs, worker_ms, machine_ms = [], [], []

@@ -17,8 +17,8 @@ from spice.handlers.projections import ProjectionHandler
 from spice.partitioner import KeyPartitioner
 from spice.settings import Settings
 from spice.stores.breaker import CircuitBreaker, Guarded
-from spice.stores.graph import GraphStore
 from spice.stores.failures import FailureThrottle
+from spice.stores.graph import GraphStore
 from spice.stores.keys import KeyStore, bootstrap_name
 from spice.stores.postgres import create_pool
 from spice.stores.projection_postgres import FusedProjection

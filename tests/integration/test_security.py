@@ -133,7 +133,8 @@ async def test_jwt_bearer_tokens(worker, http, anonymous_http):
 
 
 async def test_rate_limit_answers_429_with_retry_after(worker, anonymous_http, runtime):
-    _, key = await runtime.keys.create(f"slow-client-{uuid.uuid4().hex[:8]}", {"*": "viewer"}, rate_per_second=2)
+    _, key = await runtime.keys.create(f"slow-client-{uuid.uuid4().hex[:8]}", {"*": "viewer"},
+                                       rate_per_second=2)
     statuses, retry_after = [], None
     for _ in range(12):
         async with anonymous_http.get(f"{worker.url}{V1}/database/list",
