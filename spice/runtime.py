@@ -145,7 +145,7 @@ class Runtime:
             await keys.create(bootstrap_name(settings.auth_bootstrap_admin_key), {"*": "admin"},
                               key=settings.auth_bootstrap_admin_key)
         return cls(settings, pool, s3, redis, producer, event_store, graph, registry, status,
-                   handler, search, projector, breakers, owner, keys, RateLimiter(redis), stack)
+                   handler, search, projector, breakers, owner, keys, RateLimiter(redis), _stack=stack)
 
     async def close(self) -> None:
         await self._stack.aclose()
