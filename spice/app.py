@@ -10,6 +10,7 @@ import cProfile
 import gc
 import logging
 import os
+from typing import Any
 
 import faust
 
@@ -72,6 +73,11 @@ class SpiceApp(faust.App):
     settings: Settings
     _runtime: Runtime | None = None
     _profiler: cProfile.Profile | None = None
+
+    def _new_web(self) -> Any:
+        from spice.web.server import ApiWeb
+
+        return ApiWeb(self)
 
     @property
     def runtime(self) -> Runtime:

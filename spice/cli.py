@@ -68,9 +68,14 @@ def _run(args: argparse.Namespace) -> int:
         from spice.keys_cli import local_admin_key
 
         key = local_admin_key(settings)
-        print(f"spice: authentication is on. Admin API key (also in {settings.spice_run_dir}/admin-key):\n"
-              f"  {key}\n  curl -H 'X-API-Key: {key}' ...   (more keys: spice keys create --help)",
-              file=sys.stderr, flush=True)
+        path = f"{settings.spice_run_dir}/admin-key"
+        if sys.stderr.isatty():  # a person reading a terminal, not a log file
+            print(f"spice: authentication is on. Admin API key (also in {path}):\n  {key}\n"
+                  f"  curl -H 'X-API-Key: {key}' ...   (more keys: spice keys create --help)",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"spice: authentication is on; the admin API key is in {path} (mode 600)",
+                  file=sys.stderr, flush=True)
     env = {**os.environ, "SPICE_ROLE": role, "SPICE_WEB_PORT": str(port)}
     if role == "api":  # its own data directory: Faust keeps a lock file there
         env.setdefault("SPICE_DATA_DIR", str(settings.spice_run_dir / f"api-{port}"))

@@ -116,12 +116,6 @@ class PostgresGraphStore:
             "WHERE graph_classes.version < EXCLUDED.version",
             db, cls["id"], dumps(cls), version)
 
-    async def put_class_direct(self, db: str, cls: dict[str, Any]) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                "INSERT INTO graph_classes VALUES ($1, $2, $3, 0) ON CONFLICT (db, class_id) "
-                "DO UPDATE SET doc = EXCLUDED.doc", db, cls["id"], dumps(cls))
-
     async def database_exists(self, db: str) -> bool:
         async with self.pool.acquire() as conn:
             return bool(await conn.fetchval("SELECT 1 FROM graph_databases WHERE name = $1", db))

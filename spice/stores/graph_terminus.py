@@ -189,10 +189,5 @@ class TerminusGraphStore:
         rows = [r for r in rows if after is None or r[0] > after][:limit]
         return [{"instance_id": i, "class_id": class_id, "data": d} for i, d in rows]
 
-    async def put_class_direct(self, db: str, cls: dict[str, Any]) -> None:
-        await self._request("PUT", self._docs(db), body=schema_document(cls), params={
-            "graph_type": "schema", "author": "legacy-api", "message": "legacy direct write",
-            "create": "true"})
-
     async def ping(self) -> None:
         await self._request("GET", "/api/ok")

@@ -11,6 +11,9 @@ names the worker that answered.
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -131,7 +134,23 @@ class DashboardPage(ApiView):
     access = {"get": Access.PUBLIC}
 
     async def get(self, request: Request) -> Response:
-        return self.html(PAGE.read_text(encoding="utf-8"))
+        page, headers = dashboard_page()
+        return self.html(page, headers=dict(headers))
+
+
+@functools.lru_cache(maxsize=1)
+def dashboard_page() -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The page, and headers that let only its own script run (by hash), talk only to
+    this server, and never be framed: a command type or error message an attacker
+    managed to store cannot run as script in an operator's browser."""
+    page = PAGE.read_text(encoding="utf-8")
+    script = page.split("<script>", 1)[1].split("</script>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
+              "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+              "frame-ancestors 'none'")
+    return page, (("Content-Security-Policy", policy), ("X-Frame-Options", "DENY"),
+                  ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"))
 
 
 class DashboardLocal(ApiView):

@@ -1,8 +1,10 @@
 """What every view shares: error mapping, body parsing, query parameters."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import uuid
 from typing import Any
 
 from aiohttp import web as aioweb
@@ -21,6 +23,7 @@ from spice.web.auth import ANONYMOUS, DEFAULT_ACCESS, Access, Principal, authent
 from spice.web.errors import HttpError
 
 log = logging.getLogger(__name__)
+BODY_TIMEOUT_SECONDS = 30.0
 
 
 def _route_template(request: Any) -> str:
@@ -49,8 +52,11 @@ def error_response(error: BaseException) -> tuple[int, dict[str, Any], dict[str,
     if isinstance(error, TRANSIENT_ERRORS):
         # Never a 202 for something not stored: say so, and when to come back.
         return 503, {"detail": {"code": "unavailable", "message": str(error)}}, {"Retry-After": "5"}
-    log.exception("unhandled error", exc_info=error)
-    return 500, {"detail": {"message": "internal error"}}, {}
+    # The log has the traceback; the answer has only an id to find it by.
+    error_id = uuid.uuid4().hex[:16]
+    log.error("unhandled error %s", error_id, exc_info=error)
+    return 500, {"detail": {"code": "internal", "message": "internal error",
+                            "error_id": error_id}}, {}
 
 
 class ApiView(View):
@@ -72,10 +78,12 @@ class ApiView(View):
             await self.guard(request, method)
             response = await super().dispatch(request)
             status = response.status
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
             return response
         except Exception as error:  # noqa: BLE001 - every error becomes a JSON answer
             status, body, headers = error_response(error)
-            return self.json(body, status=status, headers=headers)
+            return self.json(body, status=status,
+                             headers={**headers, "X-Content-Type-Options": "nosniff"})
         finally:
             route = _route_template(request)
             HTTP_REQUESTS.inc(route, method, status)
@@ -135,7 +143,13 @@ class ApiView(View):
 
 
 async def json_body(request: Request, *, allowed: set[str] | None = None) -> dict[str, Any]:
-    raw = await request.read()
+    try:
+        # A body trickled in byte by byte holds a connection and a task: bounded.
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            raw = await request.read()
+    except TimeoutError:
+        raise HttpError(408, f"the request body did not arrive within {BODY_TIMEOUT_SECONDS:g} s",
+                        field="body") from None
     if not raw:
         raise HttpError(400, "request body is empty; send a JSON object", field="body")
     try:

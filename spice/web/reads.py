@@ -1,6 +1,8 @@
 """Reads from the graph store, and the legacy direct write."""
 from __future__ import annotations
 
+import time
+
 from faust.web import Request, Response
 
 from spice.domain import ids
@@ -50,15 +52,31 @@ class ClassView(ApiView):
 
 
 class LegacyCreateClassView(ApiView):
-    """Writes the graph store directly: no command, no event, no status. Kept for
-    older clients only; it bypasses the event store, so a rebuild will not see it."""
+    """The seed's direct class write, kept for older clients with its answer (201, no
+    command id to follow). It takes an admin grant on the database, and the change goes
+    through the command pipeline like any other (a create, or an update of an existing
+    class), so the event store records it with its actor and search and the BFF follow;
+    the answer comes once it is applied."""
+
+    access = {"post": Access.ADMIN}
+    TIMEOUT_SECONDS = 30.0
 
     async def post(self, request: Request, db: str) -> Response:
+        from spice.web import writes
+        from spice.web.waiting import outcome_response, wait_status
+
         await require_db(self, db)
+        started = time.monotonic()
         cls = parse(OntologyClass, await json_body(request), "class")
-        await self.runtime.graph.put_class_direct(db, cls.model_dump(mode="json", exclude_defaults=True))
+        exists = await self.runtime.graph.get_class(db, cls.id) is not None
+        build = writes.update_class if exists else writes.create_class
+        write = await build(request, {"db": db, "class_id": cls.id})
+        stored = await writes.submit(self, request, write)
+        doc = await wait_status(self, stored.command_id, self.TIMEOUT_SECONDS, "applied")
+        if doc is None or doc.get("status") != "COMPLETED":
+            return outcome_response(self, stored.command_id, doc, self.TIMEOUT_SECONDS, started)
         return self.json({"status": "success", "class_id": cls.id,
-                          "warning": "legacy direct write: not event-sourced, not tracked"}, status=201)
+                          "warning": "legacy route: use /ontology/{db}/sync/create"}, status=201)
 
 
 class InstanceListView(ApiView):

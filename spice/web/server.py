@@ -1,0 +1,93 @@
+"""The HTTP server under the views: Faust's aiohttp driver, minus what the API must not
+expose, plus a deadline on request heads.
+
+- Faust's own pages (`/`, `/router/`, `/table/`, statistics) answer without
+  authentication and are not part of the API: none is served.
+- aiohttp reads a request head for as long as the client trickles it in (only an idle
+  connection times out): a head must be complete HEAD_TIMEOUT_SECONDS after its first
+  byte, or the connection is closed. Bodies have their own deadline (spice.web.http).
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp.web import BaseSite, TCPSite
+from faust.web.drivers.aiohttp import Web
+
+HEAD_TIMEOUT_SECONDS = 10.0
+
+
+class HeadDeadline(asyncio.Protocol):
+    """Wraps aiohttp's request handler (the connection's protocol) and closes the
+    connection when bytes of a new request arrive and its head is not parsed in time."""
+
+    def __init__(self, inner: Any, timeout: float) -> None:
+        self.inner, self.timeout = inner, timeout
+        self.transport: asyncio.BaseTransport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        before = self.inner._request_count
+        self.inner.data_received(data)
+        if self.inner._request_count != before:
+            self._disarm()
+        elif self.timer is None and not self._busy():
+            self.timer = asyncio.get_running_loop().call_later(self.timeout, self._expire)
+
+    def _busy(self) -> bool:
+        """A request is being handled (its body may still be arriving) or queued."""
+        return self.inner._current_request is not None or bool(self.inner._messages)
+
+    def _expire(self) -> None:
+        self.timer = None
+        if not self._busy() and self.transport is not None:
+            self.transport.close()
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.inner.connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()  # type: ignore[no-any-return]
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class _Site(TCPSite):
+    """TCPSite.start, with each connection's handler wrapped in a HeadDeadline."""
+
+    async def start(self) -> None:
+        await BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: HeadDeadline(server(), HEAD_TIMEOUT_SECONDS), self._host, self._port,
+            ssl=self._ssl_context, backlog=self._backlog, reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port)
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+
+class ApiWeb(Web):
+    default_blueprints = []  # type: ignore[assignment]
+    production_blueprints = []  # type: ignore[assignment]
+    debug_blueprints = []  # type: ignore[assignment]
+    optional_blueprints = []  # type: ignore[assignment]
+
+    def _new_transport_tcp(self) -> Any:
+        return _Site(self._runner, self.app.conf.web_bind, self.app.conf.web_port,
+                     ssl_context=self.app.conf.web_ssl_context)
