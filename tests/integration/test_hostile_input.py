@@ -107,7 +107,7 @@ async def test_expected_seq_out_of_range_fails_alone(worker, http, victim):
     async with http.post(f"{worker.url}{V1}/instances/{attacker}/async/Item/x/delete"
                          f"?expected_seq={2**63}") as r:
         assert r.status == 400 and '"field":"expected_seq"' in await r.text()
-    for status, body in results[:3]:
+    for _, body in results[:3]:
         code, _ = await wait(http, worker, body["command_id"])
         assert code == 200
 
