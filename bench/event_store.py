@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from bench.common import machine, report
 from spice.agents.publisher import Publisher
 from spice.domain.envelope import Envelope, now
+from spice.kafka_client import kafka_options
 from spice.runtime import Runtime
 from spice.settings import Settings
 from spice.stores.s3_event_store import S3EventStore
@@ -65,7 +66,7 @@ async def put_per_event(runtime: Runtime, writers: int, total: int) -> float:
 
 async def consume(settings: Settings, expected: set[str], stamps: dict[str, float],
                   latencies: list[float], timeout: float = 120) -> int:
-    consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=settings.kafka_bootstrap_servers,
+    consumer = AIOKafkaConsumer(TOPIC, **kafka_options(settings),
                                 group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=5)
     await consumer.start()
     await consumer.seek_to_end()
@@ -163,7 +164,7 @@ async def main(events: int, rounds: int, only_latency: bool = False) -> None:
     # so after EVENT_SWEEP_DELAY_SECONDS it re-sent every one of them, an extra load on
     # the rounds that followed.
     settings = Settings(event_store_bucket="spice-bench", event_sweep_interval_seconds=10 ** 9)
-    await create_topic(settings.kafka_bootstrap_servers, TOPIC, partitions=8)
+    await create_topic(settings, TOPIC, partitions=8)
     runtime = await Runtime.open(settings)
     try:
         print(f"# event store benchmark ({machine()}), {rounds} rounds, median reported")

@@ -25,6 +25,7 @@ from bench.common import machine, report
 from spice.domain.envelope import Envelope, now
 from spice.domain.messages import EventType, instance_aggregate
 from spice.handlers import rebuild
+from spice.kafka_client import kafka_options
 from spice.runtime import Runtime
 from spice.settings import Settings
 from spice.stores.search import PostgresSearchIndex
@@ -60,7 +61,7 @@ async def documents_at_least(runtime: Runtime, db: str, count: int) -> bool:
 async def live(runtime: Runtime, count: int) -> float:
     db = f"bench{uuid.uuid4().hex[:8]}"
     batch = events(db, count)
-    producer = AIOKafkaProducer(bootstrap_servers=runtime.settings.kafka_bootstrap_servers,
+    producer = AIOKafkaProducer(**kafka_options(runtime.settings),
                                 linger_ms=5, max_batch_size=1 << 20)
     await producer.start()
     try:

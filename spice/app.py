@@ -15,6 +15,7 @@ from typing import Any
 import faust
 
 from spice import faust_fixes, tracing
+from spice.kafka_client import faust_credentials
 from spice.observability import use_json_logs
 from spice.runtime import Runtime
 from spice.settings import Settings, get_settings
@@ -87,7 +88,7 @@ class SpiceApp(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        created = await ensure_topics(self.settings.kafka_bootstrap_servers,
+        created = await ensure_topics(self.settings,
                                       self.settings.topic_partitions, self.settings.spice_app_id)
         if created:
             log.info("created topics: %s", ", ".join(created))
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> SpiceApp:
     app = SpiceApp(
         settings.faust_app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         autodiscover=False,
         topic_partitions=settings.topic_partitions,

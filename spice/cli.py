@@ -34,7 +34,7 @@ def _publish(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         settings = get_settings()
-        await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_partitions,
+        await ensure_topics(settings, settings.topic_partitions,
                             settings.spice_app_id)
         runtime = await Runtime.open(settings)
         try:

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from spice.kafka_client import kafka_options
 from spice.settings import Settings
 from spice.topics import DLQ_TOPICS
 
@@ -29,7 +30,7 @@ class DeadLetter:
 
 async def read(settings: Settings, topics: tuple[str, ...] = DLQ_TOPICS,
                offset: int | None = None, limit: int = 100) -> list[DeadLetter]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
+    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     letters: list[DeadLetter] = []
@@ -67,7 +68,7 @@ async def retry(settings: Settings, topic: str, offset: int) -> dict[str, Any]:
     if not envelope:
         raise RuntimeError(f"{topic}@{offset} is an undecodable message; it cannot be retried, "
                            "only inspected (spice dlq show)")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all")
     await producer.start()
     try:
         target = letter.body.get("topic") or envelope["metadata"]["kafka_topic"]

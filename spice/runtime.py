@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from spice.handlers.commands import CommandHandler
 from spice.handlers.projections import ProjectionHandler
+from spice.kafka_client import kafka_options
 from spice.partitioner import KeyPartitioner
 from spice.settings import Settings
 from spice.stores.breaker import CircuitBreaker, Guarded
@@ -95,11 +96,13 @@ class Runtime:
         await ensure_bucket(s3, settings.event_store_bucket)
         # health_check_interval: a pooled connection idle for a while is pinged before
         # use, so one that a Redis restart broke is replaced instead of failing a call.
-        redis = aioredis.from_url(settings.redis_url, decode_responses=True,
+        tls = {"ssl_ca_certs": settings.redis_ssl_ca_certs} if settings.redis_ssl_ca_certs else {}
+        redis = aioredis.from_url(settings.redis_url, password=settings.redis_password or None,
+                                  decode_responses=True, **tls,
                                   socket_timeout=5, socket_connect_timeout=2,
                                   health_check_interval=5)
         stack.push_async_callback(redis.aclose)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
+        producer = AIOKafkaProducer(**kafka_options(settings),
                                     acks="all", linger_ms=2, max_request_size=8 << 20,
                                     # batches of table changelog records (tables/changelog.py);
                                     # under the broker's 1 MiB message limit

@@ -4,9 +4,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
+from urllib.parse import quote, urlencode, urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Defaults point at the local stack (`spice stack up`), on ports chosen to
@@ -27,6 +27,15 @@ class Settings(BaseSettings):
     worker_profile: str = ""
     # Broker
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    # How clients authenticate (spice/kafka_client.py). The local stack's broker takes
+    # SCRAM-SHA-256 on SASL_PLAINTEXT (loopback only); production adds TLS with SASL_SSL.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = \
+        "SASL_PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-256"
+    kafka_sasl_username: str = "spice"
+    # Empty: the local stack's generated password (<run dir>/secrets/kafka-password).
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str | None = None  # CA bundle for SSL / SASL_SSL
     kafka_controller_port: int = 19093
     topic_partitions: int = 8
 
@@ -52,12 +61,23 @@ class Settings(BaseSettings):
     postgres_host: str = "127.0.0.1"
     postgres_port: int = 15432
     postgres_user: str = "spice"
-    postgres_password: str = "spice"
+    # Empty: the local stack's generated password (<run dir>/secrets/postgres-password).
+    postgres_password: str = ""
     postgres_db: str = "spice"
     postgres_pool_max: int = 20
+    # TLS to PostgreSQL: libpq's sslmode (disable, prefer, require, verify-ca, verify-full)
+    # and the CA file for the verify modes.
+    postgres_sslmode: str = Field(default="prefer",
+                                  pattern="^(disable|allow|prefer|require|verify-ca|verify-full)$")
+    postgres_sslrootcert: str | None = None
 
     # Redis
     redis_url: str = "redis://127.0.0.1:16379/0"
+    # Empty: the local stack's generated password (<run dir>/secrets/redis-password).
+    # A password in REDIS_URL takes precedence.
+    redis_password: str = ""
+    # TLS: a rediss:// REDIS_URL; this CA file verifies the server.
+    redis_ssl_ca_certs: str | None = None
     command_status_ttl_seconds: int = 24 * 3600
     # Finished commands stay this long in the Faust status table (memory); older ones
     # are answered by Redis (TTL above) and then the event store.
@@ -120,6 +140,18 @@ class Settings(BaseSettings):
             raise ValueError("AUTH_JWT_SECRET must be at least 32 bytes (HS256)")
         return secret
 
+    @model_validator(mode="after")
+    def _local_secrets(self) -> Settings:
+        """Unset passwords are the local stack's (spice/devstack/secrets.py)."""
+        from spice.devstack.secrets import local_secret
+
+        for field, name in (("postgres_password", "postgres-password"),
+                            ("redis_password", "redis-password"),
+                            ("kafka_sasl_password", "kafka-password")):
+            if not getattr(self, field):
+                object.__setattr__(self, field, local_secret(self.spice_run_dir, name))
+        return self
+
     @property
     def is_worker(self) -> bool:
         return self.spice_role == "worker"
@@ -148,9 +180,13 @@ class Settings(BaseSettings):
 
     @property
     def postgres_dsn(self) -> str:
+        query = {"sslmode": self.postgres_sslmode}
+        if self.postgres_sslrootcert:
+            query["sslrootcert"] = self.postgres_sslrootcert
         return (
-            f"postgresql://{self.postgres_user}:{self.postgres_password}"
-            f"@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+            f"postgresql://{quote(self.postgres_user, safe='')}:"
+            f"{quote(self.postgres_password, safe='')}"
+            f"@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}?{urlencode(query)}"
         )
 
 

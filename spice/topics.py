@@ -12,6 +12,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
+from spice.kafka_client import kafka_options
+from spice.settings import Settings
+
 log = logging.getLogger(__name__)
 
 COMMAND_TOPICS = ("ontology_commands", "instance_commands", "database_commands")
@@ -42,9 +45,9 @@ def all_topics(partitions: int) -> dict[str, int]:
     return topics
 
 
-async def ensure_topics(bootstrap: str, partitions: int, app_id: str) -> list[str]:
+async def ensure_topics(settings: Settings, partitions: int, app_id: str) -> list[str]:
     """Create the missing topics; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**kafka_options(settings), request_timeout_ms=15000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from spice.agents.forever import every, survived
 from spice.agents.sweeper import Sweeper
 from spice.faults import crash_point
+from spice.kafka_client import kafka_options
 from spice.observability import UNREADABLE
 from spice.partitioner import KeyPartitioner
 from spice.settings import Settings
@@ -146,7 +147,7 @@ class Publisher:
 
     async def _lead(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all",
+            **kafka_options(self.settings), acks="all",
             enable_idempotence=True, linger_ms=1, max_batch_size=1 << 20,
             max_request_size=8 << 20, partitioner=KeyPartitioner())
         await self._producer.start()

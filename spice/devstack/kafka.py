@@ -1,4 +1,11 @@
-"""Apache Kafka in KRaft mode, run with java from the Maven Central jars."""
+"""Apache Kafka in KRaft mode, run with java from the Maven Central jars.
+
+Clients authenticate with SASL/SCRAM-SHA-256 on the client listener; the credentials
+(the service's user and the broker's own) are written into the KRaft metadata when the
+storage is formatted, from passwords generated under the run directory. The controller
+listener stays PLAINTEXT on loopback: KRaft controllers cannot check SCRAM (the
+credentials live in the metadata they serve), and only the broker talks to it.
+"""
 from __future__ import annotations
 
 import shutil
@@ -7,8 +14,12 @@ from pathlib import Path
 
 from spice.devstack.base import Server, say
 from spice.devstack.process import port_open
+from spice.devstack.secrets import local_secret
 
 POM = Path(__file__).with_name("kafka-pom.xml")
+MECHANISM = "SCRAM-SHA-256"
+BROKER_USER = "spice-broker"
+LAYOUT = "spice-layout"  # a marker: the storage was formatted with the SCRAM users
 MAIN = "kafka.Kafka"
 
 
@@ -38,9 +49,24 @@ class KafkaServer(Server):
         self._write_config()
         if not (self.home / "data" / "meta.properties").exists():
             cluster_id = self._java("kafka.tools.StorageTool", "random-uuid").strip().splitlines()[-1]
-            say(f"formatting KRaft storage (cluster {cluster_id})")
+            say(f"formatting KRaft storage (cluster {cluster_id}, SCRAM users)")
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
-                       "-c", str(self.home / "server.properties"))
+                       "-c", str(self.home / "server.properties"),
+                       "--add-scram", self._scram(BROKER_USER, self.broker_password),
+                       "--add-scram", self._scram(self.settings.kafka_sasl_username,
+                                                  self.settings.kafka_sasl_password))
+            (self.home / LAYOUT).write_text("scram\n")
+        elif not (self.home / LAYOUT).exists():
+            raise RuntimeError(
+                f"{self.home / 'data'} was formatted without SCRAM users; the stack now needs "
+                f"them: `spice stack down && rm -rf {self.home / 'data'}` formats it anew")
+
+    @property
+    def broker_password(self) -> str:
+        return local_secret(self.settings.spice_run_dir, "kafka-broker-password")
+
+    def _scram(self, user: str, password: str) -> str:
+        return f"{MECHANISM}=[name={user},password={password}]"
 
     def _java(self, main: str, *args: str) -> str:
         return subprocess.run(
@@ -52,16 +78,24 @@ class KafkaServer(Server):
     def _write_config(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         port, controller = self.port, self.settings.kafka_controller_port
-        (self.home / "server.properties").write_text(
+        config = self.home / "server.properties"
+        config.touch(mode=0o600)  # it holds the broker's password
+        config.chmod(0o600)
+        jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                f'username="{BROKER_USER}" password="{self.broker_password}";')
+        config.write_text(
             "\n".join([
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{controller}",
-                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                f"listeners=SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+                f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{port}",
                 "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=SASL_PLAINTEXT",
+                f"sasl.enabled.mechanisms={MECHANISM}",
+                f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
+                f"listener.name.sasl_plaintext.{MECHANISM.lower()}.sasl.jaas.config={jaas}",
                 f"log.dirs={self.home / 'data'}",
                 f"num.partitions={self.settings.topic_partitions}",
                 "offsets.topic.replication.factor=1",
@@ -100,4 +134,4 @@ class KafkaServer(Server):
             return False
         from spice.devstack.kafka_probe import broker_answers
 
-        return broker_answers(self.settings.kafka_bootstrap_servers)
+        return broker_answers(self.settings)

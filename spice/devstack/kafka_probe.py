@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import asyncio
 
+from spice.kafka_client import kafka_options
+from spice.settings import Settings
 
-async def _probe(bootstrap: str) -> bool:
+
+async def _probe(settings: Settings) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(**kafka_options(settings), request_timeout_ms=3000)
     try:
         await admin.start()
         await admin.list_topics()
@@ -18,5 +21,5 @@ async def _probe(bootstrap: str) -> bool:
         await admin.close()
 
 
-def broker_answers(bootstrap: str) -> bool:
-    return asyncio.run(_probe(bootstrap))
+def broker_answers(settings: Settings) -> bool:
+    return asyncio.run(_probe(settings))

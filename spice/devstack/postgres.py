@@ -1,4 +1,10 @@
-"""PostgreSQL 15 from Debian's packages, run as the `postgres` system user."""
+"""PostgreSQL 15 from Debian's packages, run as the `postgres` system user.
+
+Two roles, as in production: `spice_admin`, the cluster's superuser, used only by the
+stack itself; and the service's role (POSTGRES_USER), which may log in and owns its
+database and schema, nothing more. Both passwords are generated under the run
+directory (spice/devstack/secrets.py).
+"""
 from __future__ import annotations
 
 import hashlib
@@ -10,8 +16,11 @@ import tempfile
 from pathlib import Path
 
 from spice.devstack.base import Server, apt_install, say
+from spice.devstack.secrets import local_secret
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+ADMIN = "spice_admin"
+LAYOUT = "spice-layout"  # a marker in the data directory: made with the two roles
 
 
 class PostgresServer(Server):
@@ -47,6 +56,14 @@ class PostgresServer(Server):
             apt_install("postgresql-15", "postgresql-contrib-15")
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
+        elif not (self.home / LAYOUT).exists():
+            raise RuntimeError(
+                f"{self.data_dir} was made with the service's role as superuser; the stack now "
+                f"runs it without: `spice stack down && rm -rf {self.home}` makes it anew")
+
+    @property
+    def admin_password(self) -> str:
+        return local_secret(self.settings.spice_run_dir, "postgres-admin-password")
 
     def _initdb(self) -> None:
         say(f"initdb {self.data_dir}")
@@ -55,16 +72,17 @@ class PostgresServer(Server):
         if user:
             shutil.chown(self.home, user, user)
         with tempfile.NamedTemporaryFile("w", delete=False) as pw:
-            pw.write(self.settings.postgres_password + "\n")
+            pw.write(self.admin_password + "\n")
         os.chmod(pw.name, 0o644)
         try:
             argv = [
-                str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-U", self.settings.postgres_user,
+                str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-U", ADMIN,
                 f"--pwfile={pw.name}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
             ]
             subprocess.run(argv, check=True, capture_output=True, user=user, group=user)
         finally:
             os.unlink(pw.name)
+        (self.home / LAYOUT).write_text("2\n")
 
     def launch(self) -> None:
         self.process.start(
@@ -85,19 +103,30 @@ class PostgresServer(Server):
 
     def _psql(self, db: str, sql: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
-             self.settings.postgres_user, "-d", db, "-tAc", sql],
+            [str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", ADMIN,
+             "-d", db, "-v", "ON_ERROR_STOP=1", "-tAc", sql],
             capture_output=True, text=True, timeout=10,
-            env={**os.environ, "PGPASSWORD": self.settings.postgres_password},
+            env={**os.environ, "PGPASSWORD": self.admin_password},
         )
 
     def ready(self) -> bool:
         return self._psql("postgres", "select 1").stdout.strip() == "1"
 
     def after_ready(self) -> None:
-        db = self.settings.postgres_db
-        if self._psql("postgres", f"select 1 from pg_database where datname='{db}'").stdout.strip():
-            return
-        result = self._psql("postgres", f'create database "{db}"')
+        """The service's role (login, no superuser, no role or database creation) and its
+        database, which it owns; the password follows the secret file on every start."""
+        role, db = self.settings.postgres_user, self.settings.postgres_db
+        password = self.settings.postgres_password.replace("'", "''")
+        exists = self._psql("postgres", f"select 1 from pg_roles where rolname='{role}'")
+        verb = "alter" if exists.stdout.strip() else "create"
+        self._check(f'{verb} role "{role}" login nosuperuser nocreatedb nocreaterole '
+                    f"password '{password}'")
+        if not self._psql("postgres", f"select 1 from pg_database where datname='{db}'").stdout.strip():
+            self._check(f'create database "{db}" owner "{role}"')
+        self._check(f'revoke all on database "{db}" from public; '
+                    f'grant all on database "{db}" to "{role}"')
+
+    def _check(self, sql: str) -> None:
+        result = self._psql("postgres", sql)
         if result.returncode != 0:
-            raise RuntimeError(f"could not create database {db}: {result.stderr}")
+            raise RuntimeError(f"postgres: {sql.split(' password')[0]}: {result.stderr.strip()}")

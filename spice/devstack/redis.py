@@ -1,6 +1,7 @@
-"""Redis 7 from Debian's redis-server package."""
+"""Redis 7 from Debian's redis-server package, with a password (`requirepass`)."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -20,9 +21,14 @@ class RedisServer(Server):
 
     def launch(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        # The password in a file of mode 600, not on the command line, which every
+        # local user can read in /proc.
+        config = self.home / "redis.conf"
+        config.touch(mode=0o600)
+        config.write_text(f"requirepass {self.settings.redis_password}\n")
         self.process.start(
             [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "redis-server", str(config), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.home), "--daemonize", "no",
                 "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
             ],
@@ -35,5 +41,6 @@ class RedisServer(Server):
         probe = subprocess.run(
             ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "PING"],
             capture_output=True, text=True, timeout=5,
+            env={**os.environ, "REDISCLI_AUTH": self.settings.redis_password},
         )
         return probe.stdout.strip() == "PONG"

@@ -2,6 +2,13 @@
 
 Every port is set explicitly (weed mini otherwise takes 8333, 8888, 9333, ...),
 and the access key and secret come from the environment so signatures are checked.
+
+Only the S3 gateway serves the event store. The filer and volume servers, which would
+otherwise hand any local process every stored event (`/buckets/<bucket>/...`), take
+only requests signed with JWT keys of their own (security.toml, generated under the
+run directory and read by `weed` from its working directory); WebDAV is off. The
+master's HTTP API still answers on loopback: it shows the topology and takes anonymous
+blob uploads (`/submit`), but it cannot read a stored blob or write into a bucket.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from spice.devstack.base import Server, say
+from spice.devstack.secrets import local_secret
 
 
 def weed_binary() -> Path | None:
@@ -47,17 +55,31 @@ class SeaweedServer(Server):
         }
         return [f"-{flag}={value}" for flag, value in ports.items()]
 
+    def _write_security(self) -> None:
+        run_dir = self.settings.spice_run_dir
+        sections = [(section, local_secret(run_dir, f"seaweedfs-{name}"))
+                    for section, name in (("jwt.signing", "volume-write"),
+                                          ("jwt.signing.read", "volume-read"),
+                                          ("jwt.filer_signing", "filer-write"),
+                                          ("jwt.filer_signing.read", "filer-read"))]
+        config = self.home / "security.toml"
+        config.touch(mode=0o600)
+        config.chmod(0o600)
+        config.write_text("".join(f'[{section}]\nkey = "{key}"\nexpires_after_seconds = 10\n\n'
+                                  for section, key in sections))
+
     def launch(self) -> None:
         binary = weed_binary()
         assert binary is not None
         self.home.mkdir(parents=True, exist_ok=True)
+        self._write_security()
         self.process.env = {
             "AWS_ACCESS_KEY_ID": self.settings.s3_access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.settings.s3_secret_access_key,
         }
         self.process.start(
             [str(binary), "mini", f"-dir={self.home}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             "-admin.ui=false", *self._ports()],
+             "-admin.ui=false", "-webdav=false", *self._ports()],
             cwd=self.home,
         )
 

@@ -12,6 +12,7 @@ from faust.web import Request, Response
 from spice.agents import loop_lag
 from spice.agents.publisher import publisher_lag
 from spice.app import app
+from spice.kafka_client import kafka_options
 from spice.observability import render_all
 from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
 from spice.web.auth import Access
@@ -31,9 +32,9 @@ async def consumer_lag(oldest_of: tuple[str, ...] = ()) -> dict[tuple[str, int],
     """End offset minus the group's committed offset, per topic and partition. For the
     topics in `oldest_of`, `oldest_waiting` is also filled: per topic, the age in seconds
     of the oldest message not yet consumed (its Kafka timestamp)."""
-    bootstrap = app.settings.kafka_bootstrap_servers
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    options = kafka_options(app.settings)
+    admin = AIOKafkaAdminClient(**options)
+    consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:

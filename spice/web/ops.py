@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.web import Request, Response
 
 from spice.app import app
+from spice.kafka_client import kafka_options
 from spice.settings import Settings
 from spice.topics import DLQ_TOPICS
 from spice.web.auth import Access
@@ -64,7 +65,7 @@ def tables_check() -> dict[str, str]:
 
 
 async def dlq_depth(settings: Settings) -> dict[str, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None)
     await consumer.start()
     try:
         partitions = [TopicPartition(t, 0) for t in DLQ_TOPICS]

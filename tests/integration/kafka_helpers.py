@@ -5,9 +5,11 @@ import time
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from spice.kafka_client import kafka_options
 
-async def create_topic(bootstrap: str, name: str, partitions: int = 4) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+
+async def create_topic(settings, name: str, partitions: int = 4) -> None:
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         if name not in await admin.list_topics():
@@ -16,13 +18,13 @@ async def create_topic(bootstrap: str, name: str, partitions: int = 4) -> None:
         await admin.close()
 
 
-async def collect(bootstrap: str, topic: str, expected: set[str], timeout: float = 60.0,
+async def collect(settings, topic: str, expected: set[str], timeout: float = 60.0,
                   field: str = "event_id", enough: int | None = None) -> dict[str, int]:
     """Consume `topic` from the beginning until every expected id (or `enough` of
     them) is seen; count each."""
     import json
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(topic, **kafka_options(settings), group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     seen: dict[str, int] = {}

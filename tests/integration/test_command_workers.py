@@ -10,6 +10,7 @@ from spice import dlq
 from spice.devstack.postgres import PostgresServer
 from spice.domain.envelope import domain_event_id
 from spice.domain.messages import CommandType, EventType, class_aggregate, new_command
+from spice.kafka_client import kafka_options
 from tests.integration.kafka_helpers import wait_for
 from tests.integration.test_api_end_to_end import create_db, unique_db, wait
 from tests.integration.worker import WorkerProcess
@@ -18,7 +19,7 @@ V1 = "/api/v1"
 
 
 async def produce(settings, topic: str, value: bytes | None, key: bytes | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**kafka_options(settings))
     await producer.start()
     try:
         await producer.send_and_wait(topic, value, key=key)

@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from spice.domain.messages import CommandType, instance_aggregate, new_command
+from spice.kafka_client import kafka_options
 from tests.integration.test_api_end_to_end import create_db, unique_db, wait
 
 V1 = "/api/v1"
@@ -189,7 +190,7 @@ async def test_a_status_without_its_database_is_not_shown_to_other_tenants(
                           {"db": victim, "class_id": "Item", "instance_id": "t1",
                            "data": {"name": "topic"}})
     assert "db" not in command.metadata
-    producer = AIOKafkaProducer(bootstrap_servers=local_stack.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**kafka_options(local_stack))
     await producer.start()
     try:
         await producer.send_and_wait("instance_commands", command.to_json(),
@@ -211,7 +212,7 @@ async def test_refused_topic_command_gets_failed_with_the_reason(worker, http, l
     command = new_command(CommandType.CREATE_INSTANCE, instance_aggregate(victim, "Item", "bad"),
                           {"db": victim, "class_id": "Item", "instance_id": "bad",
                            "data": {"name": "x\u0000y"}})
-    producer = AIOKafkaProducer(bootstrap_servers=local_stack.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**kafka_options(local_stack))
     await producer.start()
     try:
         await producer.send_and_wait("instance_commands", command.to_json(),

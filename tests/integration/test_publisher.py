@@ -25,7 +25,7 @@ def envelope(aggregate_id: str, i: int) -> Envelope:
 
 @pytest.fixture(scope="module")
 async def topic(local_stack):
-    await create_topic(local_stack.kafka_bootstrap_servers, TOPIC)
+    await create_topic(local_stack, TOPIC)
     return TOPIC
 
 
@@ -50,7 +50,7 @@ async def test_publishes_every_appended_event_keyed_by_aggregate(scratch, topic,
     task = asyncio.create_task(publisher.run())
     try:
         stored = await append_many(store, 256)
-        seen = await collect(settings.kafka_bootstrap_servers, topic, {e.event_id for e in stored})
+        seen = await collect(settings, topic, {e.event_id for e in stored})
         assert set(seen) == {e.event_id for e in stored}
         loaded = await wait_for(publisher.checkpoints.load, timeout=10)
         assert loaded.position is not None and loaded.position > start
@@ -81,13 +81,13 @@ async def test_publisher_sigkilled_mid_batch_skips_nothing(scratch, topic, setti
     proc = start_publisher(checkpoint_key, start, log, batch_size=2)
     try:
         # Kill it while it is publishing: as soon as some, not all, events are out.
-        partial = await collect(settings.kafka_bootstrap_servers, topic, expected, timeout=60,
+        partial = await collect(settings, topic, expected, timeout=60,
                                 enough=50)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert len(partial) < len(expected), "publisher finished before it could be killed"
         proc = start_publisher(checkpoint_key, start, log)
-        seen = await collect(settings.kafka_bootstrap_servers, topic, expected, timeout=90)
+        seen = await collect(settings, topic, expected, timeout=90)
         assert set(seen) == expected, f"{len(expected - set(seen))} events never reached Kafka"
     finally:
         proc.kill()
@@ -109,7 +109,7 @@ async def test_two_publishers_only_one_publishes_at_a_time(scratch, topic, setti
         await asyncio.sleep(2)
         assert leaders() == first and len(first) == 1
         stored = await append_many(store, 128)
-        seen = await collect(settings.kafka_bootstrap_servers, topic, {e.event_id for e in stored})
+        seen = await collect(settings, topic, {e.event_id for e in stored})
         assert len(seen) == 128
         leader = first[0]
         procs[leader].send_signal(signal.SIGKILL)
@@ -117,7 +117,7 @@ async def test_two_publishers_only_one_publishes_at_a_time(scratch, topic, setti
         other = 1 - leader
         await wait_for(lambda: other in leaders(), timeout=30)
         more = await append_many(store, 64)
-        seen = await collect(settings.kafka_bootstrap_servers, topic, {e.event_id for e in more})
+        seen = await collect(settings, topic, {e.event_id for e in more})
         assert len(seen) == 64
     finally:
         for proc in procs:
@@ -141,7 +141,7 @@ async def test_fresh_appends_never_move_the_position_past_an_unlisted_backlog(sc
     try:
         fresh = await append_many(store, 64, concurrency=16)  # announced while behind
         wanted = {e.event_id for e in backlog + fresh}
-        seen = await collect(settings.kafka_bootstrap_servers, topic, wanted, timeout=60)
+        seen = await collect(settings, topic, wanted, timeout=60)
         assert set(seen) >= wanted, f"{len(wanted - set(seen))} events never published"
     finally:
         store.on_stored = previous

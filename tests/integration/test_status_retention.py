@@ -2,6 +2,7 @@
 answers from the event store, the source of truth, with the right outcome."""
 from pathlib import Path
 
+from spice.kafka_client import kafka_options
 from tests.integration.kafka_helpers import wait_for
 from tests.integration.test_api_end_to_end import create_db, unique_db
 from tests.integration.worker import WorkerProcess
@@ -63,7 +64,7 @@ async def test_table_changelogs_are_compacted_eagerly(worker, settings):
 
     from spice.topics import CHANGELOG_CONFIGS
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         names = sorted(t for t in await admin.list_topics() if t.endswith("-changelog"))

@@ -7,6 +7,7 @@ from aiokafka import AIOKafkaProducer
 
 from spice import dlq
 from spice.domain.messages import CommandType, instance_aggregate, new_command
+from spice.kafka_client import kafka_options
 from tests.reliability.books import balance, wait_terminal
 from tests.reliability.test_crash_points import make_class
 
@@ -27,7 +28,7 @@ async def test_duplicates_replays_and_garbage_at_topic_level(worker, runtime, ht
         accepted[command.command_id] = (f"i{n}", data)
     garbage = [b'{"event_id": "not-an-envelope"}', b"\xff\xfe\x00 not utf-8 \xc3\x28",
                b"[" + b"1," * 450_000 + b"1]"]  # ~900 KB: under the broker's message limit
-    producer = AIOKafkaProducer(bootstrap_servers=local_stack.kafka_bootstrap_servers,
+    producer = AIOKafkaProducer(**kafka_options(local_stack),
                                 max_request_size=2 << 20)
     await producer.start()
     try:
@@ -42,7 +43,7 @@ async def test_duplicates_replays_and_garbage_at_topic_level(worker, runtime, ht
         await producer.stop()
     recovery = await wait_terminal(runtime, list(accepted), timeout=180)
     # A replay after everything is done changes nothing either.
-    producer = AIOKafkaProducer(bootstrap_servers=local_stack.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**kafka_options(local_stack))
     await producer.start()
     try:
         for command in commands[:50]:
