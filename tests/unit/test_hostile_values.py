@@ -13,7 +13,7 @@ from spice.domain.patterns import compile_pattern, pattern_matches
 
 def nested(depth: int) -> object:
     value: object = 1
-    for _ in range(depth - 1):
+    for _ in range(depth):  # depth containers around a scalar
         value = [value]
     return value
 
