@@ -1,6 +1,7 @@
 """What every server of the local stack offers to `spice stack`."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,10 @@ from pathlib import Path
 
 from spice.devstack.process import ManagedProcess
 from spice.settings import Settings
+
+
+def _fingerprint(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 def say(message: str) -> None:
@@ -31,6 +36,9 @@ def apt_install(*packages: str) -> None:
         _apt_updated = True
     say(f"apt-get install {' '.join(packages)}")
     subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env)
+
+
+LAYOUT = "spice-layout"  # marks a data directory made with the stack's current credentials
 
 
 class Server(ABC):
@@ -60,6 +68,20 @@ class Server(ABC):
 
     def after_ready(self) -> None:
         """Create what the service expects (databases, buckets); idempotent."""
+
+    def mark_made_with(self, secret: str) -> None:
+        """Record which credentials a data directory was made with (a fingerprint)."""
+        (self.home / LAYOUT).write_text(_fingerprint(secret) + "\n")
+
+    def check_made_with(self, secret: str, data: Path) -> None:
+        """Data made before the stack had credentials, or with secrets since deleted,
+        cannot be logged into: say so, and how to start afresh."""
+        marker = self.home / LAYOUT
+        if not marker.exists() or marker.read_text().strip() != _fingerprint(secret):
+            raise RuntimeError(
+                f"{data} was made with other credentials than those in "
+                f"{self.settings.spice_run_dir / 'secrets'}: `spice stack down && rm -rf {data}` "
+                "makes it anew")
 
     def up(self) -> str:
         if self.process.pid() is not None and self.ready():

@@ -19,7 +19,6 @@ from spice.devstack.secrets import local_secret
 POM = Path(__file__).with_name("kafka-pom.xml")
 MECHANISM = "SCRAM-SHA-256"
 BROKER_USER = "spice-broker"
-LAYOUT = "spice-layout"  # a marker: the storage was formatted with the SCRAM users
 MAIN = "kafka.Kafka"
 
 
@@ -55,11 +54,10 @@ class KafkaServer(Server):
                        "--add-scram", self._scram(BROKER_USER, self.broker_password),
                        "--add-scram", self._scram(self.settings.kafka_sasl_username,
                                                   self.settings.kafka_sasl_password))
-            (self.home / LAYOUT).write_text("scram\n")
-        elif not (self.home / LAYOUT).exists():
-            raise RuntimeError(
-                f"{self.home / 'data'} was formatted without SCRAM users; the stack now needs "
-                f"them: `spice stack down && rm -rf {self.home / 'data'}` formats it anew")
+            self.mark_made_with(self.broker_password + self.settings.kafka_sasl_password)
+        else:
+            self.check_made_with(self.broker_password + self.settings.kafka_sasl_password,
+                                 self.home / "data")
 
     @property
     def broker_password(self) -> str:

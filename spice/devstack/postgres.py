@@ -20,7 +20,6 @@ from spice.devstack.secrets import local_secret
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ADMIN = "spice_admin"
-LAYOUT = "spice-layout"  # a marker in the data directory: made with the two roles
 
 
 class PostgresServer(Server):
@@ -56,10 +55,8 @@ class PostgresServer(Server):
             apt_install("postgresql-15", "postgresql-contrib-15")
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
-        elif not (self.home / LAYOUT).exists():
-            raise RuntimeError(
-                f"{self.data_dir} was made with the service's role as superuser; the stack now "
-                f"runs it without: `spice stack down && rm -rf {self.home}` makes it anew")
+        else:
+            self.check_made_with(self.admin_password, self.home)
 
     @property
     def admin_password(self) -> str:
@@ -82,7 +79,7 @@ class PostgresServer(Server):
             subprocess.run(argv, check=True, capture_output=True, user=user, group=user)
         finally:
             os.unlink(pw.name)
-        (self.home / LAYOUT).write_text("2\n")
+        self.mark_made_with(self.admin_password)
 
     def launch(self) -> None:
         self.process.start(

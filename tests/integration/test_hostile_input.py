@@ -55,6 +55,17 @@ async def settled(http, worker, command_id, timeout=30):
     raise AssertionError(f"{command_id} not terminal after {timeout} s")
 
 
+async def produce(settings, command) -> None:
+    """A command sent straight to its topic, as another service would."""
+    producer = AIOKafkaProducer(**kafka_options(settings))
+    await producer.start()
+    try:
+        await producer.send_and_wait("instance_commands", command.to_json(),
+                                     key=command.aggregate_id.encode())
+    finally:
+        await producer.stop()
+
+
 @pytest.fixture
 async def victim(worker, http):
     db = unique_db()
@@ -190,13 +201,7 @@ async def test_a_status_without_its_database_is_not_shown_to_other_tenants(
                           {"db": victim, "class_id": "Item", "instance_id": "t1",
                            "data": {"name": "topic"}})
     assert "db" not in command.metadata
-    producer = AIOKafkaProducer(**kafka_options(local_stack))
-    await producer.start()
-    try:
-        await producer.send_and_wait("instance_commands", command.to_json(),
-                                     key=command.aggregate_id.encode())
-    finally:
-        await producer.stop()
+    await produce(local_stack, command)
     assert (await settled(http, worker, command.command_id))["status"] == "COMPLETED"
     other = unique_db()
     _, stranger = await runtime.keys.create(f"viewer-{other}", {other: "viewer"})
@@ -212,13 +217,7 @@ async def test_refused_topic_command_gets_failed_with_the_reason(worker, http, l
     command = new_command(CommandType.CREATE_INSTANCE, instance_aggregate(victim, "Item", "bad"),
                           {"db": victim, "class_id": "Item", "instance_id": "bad",
                            "data": {"name": "x\u0000y"}})
-    producer = AIOKafkaProducer(**kafka_options(local_stack))
-    await producer.start()
-    try:
-        await producer.send_and_wait("instance_commands", command.to_json(),
-                                     key=command.aggregate_id.encode())
-    finally:
-        await producer.stop()
+    await produce(local_stack, command)
     body = await settled(http, worker, command.command_id)
     assert body["status"] == "FAILED" and body["error"]["code"] == "invalid", body
     assert "NUL" in body["error"]["message"] and "data.data.name" in body["error"]["message"]
