@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 
 from spice.app import app
 from spice.domain.envelope import domain_event_id
-from spice.domain.messages import SUCCESS_EVENTS, CommandType, EventType
+from spice.domain.messages import SUCCESS_EVENTS, CommandType, EventType, database_of
 from spice.web import workers
 from spice.web.auth import Access
 from spice.web.http import ApiView, HttpError, query_number
@@ -99,7 +99,7 @@ async def stored_command(view: ApiView, command_id: str) -> dict[str, Any] | Non
     at = envelope.occurred_at.timestamp()
     doc: dict[str, Any] = {
         "command_id": command_id, "status": "PENDING", "created_at": at, "updated_at": at,
-        "command_type": envelope.metadata.get("command_type"), "db": envelope.metadata.get("db"),
+        "command_type": envelope.metadata.get("command_type"), "db": database_of(envelope),
         "history": [{"status": "PENDING", "timestamp": at, "message": "stored"}]}
     outcomes = [(EventType.COMMAND_FAILED, "FAILED")]
     try:
