@@ -1,7 +1,10 @@
 """The one Faust App: `faust -A spice.app worker`.
 
-Start-up order: create the topics, open the stores (spice.runtime), then Faust
-starts the agents, the tables, the publisher task and the web views.
+Importing this module creates the app and nothing else. When a worker starts, Faust
+calls `worker_init` (the process set-up, spice/bootstrap.py), then imports the
+modules of the process's role (spice/roles.py), which register the agents, tables,
+timers and views; then it starts: create the topics, open the stores
+(spice.runtime), start the agents, the tables, the publisher task and the web views.
 """
 from __future__ import annotations
 
@@ -9,65 +12,20 @@ import asyncio
 import cProfile
 import gc
 import logging
-import os
 from typing import Any
 
 import faust
 
-from spice import faust_fixes, tracing
+from spice import tracing
+from spice.bootstrap import configure_process
 from spice.kafka_client import faust_credentials
 from spice.observability import use_json_logs
+from spice.roles import modules_for
 from spice.runtime import Runtime
 from spice.settings import Settings, get_settings
 from spice.topics import ensure_topics
 
 log = logging.getLogger(__name__)
-faust_fixes.apply()
-
-
-def _use_event_loop(name: str) -> None:
-    """uvloop by default: the worker's agents, producer, consumer and the API share one
-    loop, and most of its CPU is the loop's own bookkeeping (callbacks, futures,
-    socket writes), which uvloop does in C. Set before Faust creates its loop, which
-    `faust -A spice.app worker` does after importing this module. EVENT_LOOP=aio
-    falls back to asyncio's own loop."""
-    if name == "uvloop":
-        import mode.loop
-
-        mode.loop.use("uvloop")
-
-
-_use_event_loop(get_settings().event_loop)
-
-
-def _tune_collector(threshold: str) -> None:
-    """The cyclic collector took a quarter to a third of a busy worker's time (measured
-    with gc.callbacks during `bench.workers`: 1.2-1.8 s in every 5 s, most of it full
-    collections walking ~300,000 long-lived objects: modules, Faust, the recovered
-    tables). A worker allocates in bursts (a batch of 500 commands is thousands of
-    objects), so Python's default threshold of 700 runs a collection every few
-    hundred microseconds of work. With 10,000 young objects per collection, and the
-    objects alive once the worker has started frozen out of every later collection
-    (`SpiceApp.on_started`), it spends ~0.2 s in 5 s; reference counting still frees
-    everything that is not a cycle at once."""
-    gc.set_threshold(*(int(part) for part in threshold.split(",")))
-
-
-_tune_collector(get_settings().worker_gc_threshold)
-
-
-def _lower_priority(increment: int) -> None:
-    """A worker's applying can wait; intake, on a host whose cores it shares with API
-    processes, should not. Measured on 2 cores (docs/roles.md): an API process beside
-    a worker at nice 10 accepted 2,436-3,269 commands a second in every run (lean load
-    generator), against 1,640-2,770 at equal priority; the worker, running later, finds bigger batches.
-    Set at import, before any thread is started, so every thread inherits it."""
-    if increment:
-        os.nice(increment)
-
-
-if get_settings().is_worker:
-    _lower_priority(get_settings().worker_nice)
 
 
 class SpiceApp(faust.App):
@@ -79,6 +37,12 @@ class SpiceApp(faust.App):
         from spice.web.server import ApiWeb
 
         return ApiWeb(self)
+
+    def worker_init(self) -> None:
+        """Faust calls this when a worker starts, before the role's modules are imported
+        and before any loop or thread exists: the process set-up goes here."""
+        configure_process(self.settings)
+        super().worker_init()
 
     @property
     def runtime(self) -> Runtime:
@@ -129,13 +93,13 @@ class SpiceApp(faust.App):
 
 def create_app(settings: Settings | None = None) -> SpiceApp:
     settings = settings or get_settings()
-    settings.spice_data_dir.mkdir(parents=True, exist_ok=True)
     app = SpiceApp(
         settings.faust_app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
         broker_credentials=faust_credentials(settings),
         store="memory://",
-        autodiscover=False,
+        # Called when the worker starts, after on_worker_init: the role's modules.
+        autodiscover=lambda: modules_for(settings.spice_role),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
         web_host=settings.spice_web_host,
@@ -160,14 +124,3 @@ def create_app(settings: Settings | None = None) -> SpiceApp:
 
 
 app = create_app()
-
-# Registration happens on import: each module decorates agents, tables and views on
-# `app`. An API process (SPICE_ROLE=api) registers only the views and the loop-lag
-# meter: no agent, table, publisher or timer of the workers'.
-if app.settings.is_worker:
-    from spice.agents import commands as _commands  # noqa: E402,F401
-    from spice.agents import publisher_task as _publisher  # noqa: E402,F401
-    from spice.agents import watchdog as _watchdog  # noqa: E402,F401
-    from spice.tables import status as _status_tables  # noqa: E402,F401
-from spice.agents import loop_lag as _loop_lag  # noqa: E402,F401
-from spice.web import routes as _routes  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""Fixes to faust-streaming, applied when spice.app loads: a bug that loses messages
+"""Fixes to faust-streaming, applied by spice.bootstrap when a worker starts: a bug that loses messages
 (below), and three costs found by profiling (each explained where it is patched).
 
 faust-streaming issue #606 (open; PR #707 proposes a fix): `Consumer._new_offset`

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-import spice.app  # noqa: F401 - first: the app module imports its agents
 from spice.agents.loop_lag import LagMeter
 from spice.observability import LOOP_LAG
 

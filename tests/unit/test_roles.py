@@ -1,5 +1,6 @@
 """What each role registers on the Faust app, and the worker's CPU priority: checked in
-fresh interpreters, since the role is read once, when spice.app is imported."""
+fresh interpreters, prepared as `faust -A spice.app worker` prepares its app (the process
+set-up, then the role's modules)."""
 import json
 import os
 import subprocess
@@ -9,7 +10,9 @@ import pytest
 
 PROBE = """
 import json, os
+from faust.cli.base import prepare_app
 from spice.app import app
+prepare_app(app, "spice.app")
 print(json.dumps({
     "id": app.conf.id,
     "agents": sorted(app.agents),

@@ -5,7 +5,6 @@ from itertools import permutations
 
 import pytest
 
-import spice.app  # noqa: F401 - first: the app module imports its tables and views
 from spice.tables.status import count_deltas, counted_as, merge
 
 pytestmark = pytest.mark.unit

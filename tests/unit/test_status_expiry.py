@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 
-import spice.app  # noqa: F401 - first: the app module imports its tables and views
 from spice.tables import status
 from spice.tables.changelog import ChangelogWrites
 from tests.unit.test_changelog_writes import FakeTable
