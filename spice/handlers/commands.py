@@ -16,8 +16,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from spice import tracing
 from spice.domain import decisions
 from spice.domain.envelope import Envelope, domain_event_id
@@ -41,8 +39,8 @@ from spice.observability import COMMANDS, log_context
 from spice.stores.errors import TRANSIENT_ERRORS, EventIdConflict
 from spice.stores.event_store import EventStore
 from spice.stores.graph import GraphStore
-from spice.stores.registry import Claim, ClaimOutcome, PostgresRegistry
-from spice.stores.status import CommandStatus, StatusTracker
+from spice.stores.registry import Claim, ClaimOutcome, Registry
+from spice.stores.status import UNAVAILABLE, CommandStatus, StatusSink
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +66,8 @@ DeadLetter = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class CommandHandler:
-    def __init__(self, store: EventStore, registry: PostgresRegistry, graph: GraphStore,
-                 status: StatusTracker, dead_letter: DeadLetter, *, max_attempts: int = 5,
+    def __init__(self, store: EventStore, registry: Registry, graph: GraphStore,
+                 status: StatusSink, dead_letter: DeadLetter, *, max_attempts: int = 5,
                  retry_base: float = 0.2, gap_wait: float = 5.0) -> None:
         self.store, self.registry, self.graph, self.status = store, registry, graph, status
         self.dead_letter = dead_letter
@@ -280,7 +278,7 @@ class CommandHandler:
         write, the status still says PROCESSING: restore the outcome from the events."""
         try:
             doc = await self.status.get(envelope.command_id)
-        except (RedisError, OSError):
+        except UNAVAILABLE:
             doc = None
         if doc is not None and doc.get("status") in (CommandStatus.COMPLETED, CommandStatus.FAILED):
             return

@@ -15,9 +15,9 @@ from spice.handlers.retry import with_retries
 from spice.observability import PROJECTED, log_context
 from spice.stores.errors import TRANSIENT_ERRORS
 from spice.stores.projection_postgres import FusedProjection, fusable
-from spice.stores.registry import Claim, ClaimOutcome, PostgresRegistry
+from spice.stores.registry import Claim, ClaimOutcome, Registry
 from spice.stores.search import SearchIndex
-from spice.stores.status import StatusTracker, make_change
+from spice.stores.status import StatusSink, make_change
 
 log = logging.getLogger(__name__)
 HANDLER = "projection"
@@ -26,7 +26,7 @@ Finish = Callable[[], Awaitable[None]]
 
 
 class ProjectionHandler:
-    def __init__(self, registry: PostgresRegistry, index: SearchIndex, status: StatusTracker,
+    def __init__(self, registry: Registry, index: SearchIndex, status: StatusSink,
                  dead_letter: DeadLetter, *, max_attempts: int = 8, retry_base: float = 0.5,
                  fused: FusedProjection | None = None) -> None:
         """`fused`: the read model shares the registry's database, and a batch's claims,

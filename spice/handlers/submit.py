@@ -15,7 +15,7 @@ from typing import Any
 from spice.domain.envelope import Envelope
 from spice.domain.messages import CommandType, new_command
 from spice.stores.event_store import EventStore
-from spice.stores.status import CommandStatus, StatusTracker
+from spice.stores.status import CommandStatus, StatusSink
 
 log = logging.getLogger(__name__)
 _background: set[asyncio.Task[None]] = set()
@@ -27,7 +27,7 @@ def idempotent_command_id(actor: str, key: str) -> str:
 
 
 class CommandSubmitter:
-    def __init__(self, store: EventStore, status: StatusTracker) -> None:
+    def __init__(self, store: EventStore, status: StatusSink) -> None:
         self.store = store
         self.status = status
 

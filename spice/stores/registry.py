@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 import asyncpg
 
@@ -110,6 +111,33 @@ SELECT $1, $3, $4 WHERE $4::bigint IS NOT NULL
 ON CONFLICT (handler, aggregate_id) DO UPDATE
    SET last_sequence = GREATEST(aggregate_versions.last_sequence, EXCLUDED.last_sequence)
 """
+
+
+class Registry(Protocol):
+    """The port the handlers use. Adapter: `PostgresRegistry` below; unit tests use an
+    in-memory fake (tests/unit/fakes.py)."""
+
+    lease_seconds: float
+
+    async def claim_when_free(self, handler: str, event_id: str, aggregate_id: str,
+                              sequence: int | None, poll: float = 0.5) -> Claim: ...
+
+    async def claim_many(self, handler: str,
+                         events: list[tuple[str, str, int | None]]) -> list[Claim]: ...
+
+    async def heartbeat(self, handler: str, event_id: str) -> bool: ...
+
+    async def mark_done(self, handler: str, event_id: str, aggregate_id: str,
+                        sequence: int | None, error: str | None = None) -> None: ...
+
+    async def mark_done_many(self, handler: str,
+                             events: list[tuple[str, str, int | None]]) -> None: ...
+
+    async def mark_failed(self, handler: str, event_id: str, error: str) -> None: ...
+
+    async def mark_failed_many(self, handler: str, event_ids: list[str], error: str) -> None: ...
+
+    async def last_sequence(self, handler: str, aggregate_id: str) -> int: ...
 
 
 class PostgresRegistry:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
@@ -153,6 +153,26 @@ def make_change(command_id: str, status: str, message: str = "", *, result: Any 
     if result is not None:
         change["result"] = result
     return change
+
+
+class StatusSink(Protocol):
+    """The port the handlers report to. Adapter: `StatusTracker` below (Redis, with the
+    command_status topic behind it); unit tests use a fake (tests/unit/fakes.py)."""
+
+    async def update(self, command_id: str, status: str, message: str = "", *,
+                     result: Any = None, error: Any = None, progress: float | None = None,
+                     **fields: Any) -> dict[str, Any] | None: ...
+
+    async def record_many(self, changes: list[dict[str, Any]]) -> None: ...
+
+    async def get(self, command_id: str) -> dict[str, Any] | None:
+        """The status document, or None; raises one of UNAVAILABLE when it cannot tell."""
+        ...
+
+
+# What `StatusSink.get` raises when the status store cannot answer (the caller goes on
+# without it): the handlers depend on this port, not on Redis.
+UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError)
 
 
 class StatusTracker:

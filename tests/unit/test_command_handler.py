@@ -1,0 +1,108 @@
+"""The command handler's logic with fakes for every port (no servers): a command
+applied, a duplicate, a stale one, a domain rejection, a transient failure retried,
+exhaustion to the dead-letter queue."""
+from typing import Any
+
+import pytest
+
+from spice.domain.messages import CommandType, database_aggregate, new_command
+from spice.handlers.commands import HANDLER, CommandHandler, Origin
+from spice.stores.event_store import InMemoryEventStore
+from tests.unit.fakes import FakeGraph, FakeRegistry, FakeStatus
+
+ORIGIN = Origin("database_commands", 0, 7)
+
+
+class World:
+    def __init__(self, graph_failures: int = 0, max_attempts: int = 4) -> None:
+        self.store, self.registry = InMemoryEventStore(), FakeRegistry()
+        self.graph, self.status = FakeGraph(graph_failures), FakeStatus()
+        self.letters: list[tuple[str, dict[str, Any]]] = []
+
+        async def dead_letter(topic: str, body: dict[str, Any]) -> None:
+            self.letters.append((topic, body))
+
+        self.handler = CommandHandler(self.store, self.registry, self.graph,  # type: ignore[arg-type]
+                                      self.status, dead_letter, max_attempts=max_attempts,
+                                      retry_base=0.001, gap_wait=0.01)
+
+    async def accepted(self, name: str = "shop", command: CommandType = CommandType.CREATE_DATABASE):
+        """A command as the API stores it: appended with the aggregate's next sequence."""
+        envelope = new_command(command, database_aggregate(name), {"name": name})
+        return await self.store.append(envelope, allocate=True)
+
+    def events(self, command_id: str) -> list[str]:
+        return [e.event_type for e in self.store.by_id.values()
+                if e.kind == "domain" and e.metadata.get("command_id") == command_id]
+
+
+async def test_a_command_is_applied_once_and_reported():
+    world = World()
+    command = await world.accepted()
+    await world.handler.process(command, ORIGIN)
+    assert world.events(command.command_id) == ["DATABASE_CREATED"]
+    assert world.graph.databases == {"shop"}
+    assert world.registry.rows[(HANDLER, command.event_id)]["status"] == "done"
+    assert world.status.docs[command.command_id]["status"] == "COMPLETED"
+    assert world.status.docs[command.command_id]["db"] == "shop"
+
+
+async def test_a_duplicate_delivery_changes_nothing():
+    world = World()
+    command = await world.accepted()
+    await world.handler.process(command, ORIGIN)
+    applied, history = list(world.graph.applied), list(world.status.docs[command.command_id]["history"])
+    await world.handler.process(command, ORIGIN)
+    assert world.graph.applied == applied
+    assert world.events(command.command_id) == ["DATABASE_CREATED"]
+    assert world.status.docs[command.command_id]["history"] == history
+
+
+async def test_a_stale_command_is_skipped_and_failed():
+    world = World()
+    command = await world.accepted()
+    world.registry.last[(HANDLER, command.aggregate_id)] = 5  # the aggregate moved on
+    await world.handler.process(command, ORIGIN)
+    assert world.events(command.command_id) == [] and world.graph.applied == []
+    doc = world.status.docs[command.command_id]
+    assert doc["status"] == "FAILED" and doc["error"]["code"] == "sequence_mismatch"
+    assert world.registry.rows[(HANDLER, command.event_id)]["status"] == "skipped_stale"
+
+
+async def test_a_domain_rejection_is_recorded_as_an_event_and_a_failure():
+    world = World()
+    world.graph.databases.add("shop")
+    command = await world.accepted()
+    await world.handler.process(command, ORIGIN)
+    assert world.events(command.command_id) == ["COMMAND_FAILED"]
+    doc = world.status.docs[command.command_id]
+    assert doc["status"] == "FAILED" and doc["error"]["code"] == "already_exists"
+    row = world.registry.rows[(HANDLER, command.event_id)]
+    assert row["status"] == "done" and "already exists" in row["error"]
+    assert world.letters == []
+
+
+async def test_a_transient_failure_is_retried_until_it_succeeds():
+    world = World(graph_failures=2)
+    command = await world.accepted()
+    await world.handler.process(command, ORIGIN)
+    assert world.graph.databases == {"shop"}
+    assert world.events(command.command_id) == ["DATABASE_CREATED"]  # one event, not three
+    doc = world.status.docs[command.command_id]
+    assert doc["status"] == "COMPLETED" and doc["history"].count("RETRYING") == 2
+    assert world.registry.rows[(HANDLER, command.event_id)]["attempt"] == 3
+
+
+@pytest.mark.parametrize("max_attempts", [1, 3])
+async def test_exhausted_attempts_go_to_the_dead_letter_queue(max_attempts):
+    world = World(graph_failures=100, max_attempts=max_attempts)
+    command = await world.accepted()
+    await world.handler.process(command, ORIGIN)
+    [(topic, letter)] = world.letters
+    assert topic == "database_commands_dlq" and letter["attempts"] == max_attempts
+    assert letter["envelope"]["event_id"] == command.event_id and letter["offset"] == 7
+    doc = world.status.docs[command.command_id]
+    assert doc["status"] == "FAILED" and doc["error"]["code"] == "exhausted"
+    assert "COMMAND_FAILED" in world.events(command.command_id)
+    assert world.registry.rows[(HANDLER, command.event_id)]["status"] == "failed"
+    assert world.graph.databases == set()
