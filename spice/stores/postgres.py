@@ -1,6 +1,9 @@
 """The PostgreSQL pool and the schema, migrated at start-up under an advisory lock."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import asyncpg
 
 from spice.settings import Settings
@@ -274,3 +277,20 @@ async def create_pool(settings: Settings, *, migrate_schema: bool = True) -> asy
         async with pool.acquire() as conn:
             await migrate(conn)
     return pool
+
+
+class Busy(RuntimeError):
+    """Someone else holds the lock."""
+
+
+@asynccontextmanager
+async def exclusive(pool: asyncpg.Pool, key: int, what: str) -> AsyncIterator[None]:
+    """A cluster-wide lock (a PostgreSQL advisory lock, held by one connection for as long
+    as the block runs); Busy, naming `what`, when another process holds it."""
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            raise Busy(f"another {what} is running; try again when it has finished")
+        try:
+            yield
+        finally:
+            await conn.fetchval("SELECT pg_advisory_unlock($1)", key)

@@ -438,6 +438,14 @@ class S3EventStore:
     def position_before(self, at: float) -> str:
         return position_at(at)
 
+    async def estimated_count(self) -> int:
+        """About how many envelopes are stored: the planner's row estimate of the event
+        index, not a count(*) that scans it (65 ms at 700,000 envelopes, growing)."""
+        async with self.pool.acquire() as conn:
+            estimate = await conn.fetchval(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = 'event_index'::regclass")
+        return max(int(estimate or 0), 0)
+
     async def last_sequence(self, aggregate_id: str) -> int:
         async with self.pool.acquire() as conn:
             value = await conn.fetchval(

@@ -19,6 +19,7 @@ import orjson
 from spice.domain.envelope import Envelope
 from spice.domain.messages import EventType
 from spice.domain.text import all_texts
+from spice.stores.search_rebuild import PostgresRebuild, Rebuild
 
 LIVE_TABLE = "search_docs"
 
@@ -31,6 +32,14 @@ class SearchIndex(Protocol):
                      cursor: str | None = None) -> dict[str, Any]: ...
     async def search_classes(self, db: str, q: str = "", limit: int = 50) -> dict[str, Any]: ...
     async def class_documents(self, db: str) -> list[dict[str, Any]]: ...
+    async def indexed_documents(self, db: str) -> dict[tuple[str, str], Any]:
+        """Every live document of the database, by (kind, id): what `verify` compares."""
+        ...
+
+    def rebuild(self, db: str | None) -> Rebuild:
+        """A rebuild of the whole model (db None) or of one database (search_rebuild.py)."""
+        ...
+
     async def ping(self) -> None: ...
 
 
@@ -237,6 +246,15 @@ class PostgresSearchIndex(QueryIndex):
             rows = await conn.fetch(f"SELECT body FROM {self.table} WHERE db = $1 AND kind = 'class' "
                                     "AND NOT deleted ORDER BY doc_id", db)
         return [json.loads(r["body"]) for r in rows]
+
+    async def indexed_documents(self, db: str) -> dict[tuple[str, str], Any]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(f"SELECT kind, doc_id, body FROM {self.table} "
+                                    "WHERE db = $1 AND NOT deleted", db)
+        return {(r["kind"], r["doc_id"]): json.loads(r["body"]) for r in rows}
+
+    def rebuild(self, db: str | None) -> PostgresRebuild:
+        return PostgresRebuild(self.pool, self.table, db)
 
     async def ping(self) -> None:
         async with self.pool.acquire() as conn:

@@ -24,7 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from spice.stores.errors import StoreUnavailable
@@ -117,6 +118,13 @@ class ElasticsearchSearchIndex(QueryIndex):
     def index_of(self, db: str, kind: str) -> str:
         alias = alias_name(db, kind)
         return f"{alias}-{self.build}" if self.build else alias
+
+    def rebuild(self, db: str | None) -> ElasticsearchRebuild:
+        return ElasticsearchRebuild(self, db)
+
+    async def indexed_documents(self, db: str) -> dict[tuple[str, str], Any]:
+        raise RuntimeError("verify compares the PostgreSQL read model; on Elasticsearch use a "
+                           "rebuild (it replays the event store) until verify learns to read it")
 
     async def publish(self) -> list[str]:
         """Point each alias this build filled at its new index, all in one atomic call,
@@ -243,3 +251,27 @@ class ElasticsearchSearchIndex(QueryIndex):
     @staticmethod
     def _unavailable(error: BaseException) -> StoreUnavailable:
         return StoreUnavailable("search", f"{type(error).__name__}: {error}")
+
+
+class ElasticsearchRebuild:
+    """Fresh indexes behind the aliases, filled from the store, then one atomic alias
+    swap; live writes that went to the old indexes meanwhile are replayed after it."""
+
+    skips_applied = False  # the new indexes are not the live ones until the swap
+
+    def __init__(self, live: ElasticsearchSearchIndex, db: str | None) -> None:
+        import time
+
+        self.live = live
+        self.target = ElasticsearchSearchIndex("", client=live.es, build=f"r{int(time.time())}")
+
+    async def prepare(self) -> None:
+        pass  # indexes are created as documents arrive
+
+    async def loaded(self) -> None:
+        pass
+
+    @asynccontextmanager
+    async def swap(self) -> AsyncIterator[None]:
+        yield
+        await self.target.publish()
