@@ -24,6 +24,7 @@ from spice.roles import modules_for
 from spice.runtime import Runtime
 from spice.settings import Settings, get_settings
 from spice.topics import ensure_topics
+from spice.web.tables_access import tables_access
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class SpiceApp(faust.App):
         if created:
             log.info("created topics: %s", ", ".join(created))
         self._runtime = await Runtime.open(self.settings)
+        self._runtime.tables = tables_access(self.settings)
         log.info("event loop: %s", type(asyncio.get_running_loop()).__module__)
         tracing.enable(self.settings.tracing_enabled)
         if self.settings.log_format == "json":

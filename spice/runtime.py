@@ -76,6 +76,9 @@ class Runtime:
     keys: KeyStore
     rate_limiter: RateLimiter
     failed_auth: FailureThrottle = field(default_factory=FailureThrottle)
+    # What only the workers' tables know, as this process's role reaches it
+    # (spice/web/tables_access.py); set by the app when it starts.
+    tables: Any = None
     _stack: AsyncExitStack = field(repr=False, default_factory=AsyncExitStack)
 
     @classmethod

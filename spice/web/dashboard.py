@@ -26,14 +26,10 @@ from spice.agents.publisher import publisher_lag
 from spice.app import app
 from spice.observability import COMMANDS
 from spice.topics import EVENT_TOPICS
-from spice.web import workers
 from spice.web.auth import Access
 from spice.web.http import ApiView
 from spice.web.metrics import consumer_lag, oldest_waiting, running_publisher
 from spice.web.ops import dlq_depth
-
-if workers.IS_WORKER:  # an API process has no tables: its dashboard views ask a worker
-    from spice.tables import status as tables
 
 PAGE = Path(__file__).parent / "static" / "dashboard.html"
 CLUSTER_CACHE_SECONDS = 2.0  # Kafka admin round trips; every open page polls
@@ -45,6 +41,7 @@ def worker_url() -> str:
 
 
 async def local_view() -> dict[str, Any]:
+    tables = app.runtime.tables.module()
     publisher: dict[str, Any] = {"is_leader": False}
     running = running_publisher()
     if running is not None:
@@ -95,7 +92,7 @@ async def ask(session: aiohttp.ClientSession, url: str, headers: dict[str, str])
         return {"worker": url, "error": f"{type(error).__name__}: {error}"}
 
 
-def merge(views: list[dict[str, Any]]) -> dict[str, Any]:
+def merge(views: list[dict[str, Any]], window_seconds: float) -> dict[str, Any]:
     """Sum what is partitioned (counts, rates), keep what one worker owns (publisher)."""
     by_state: dict[str, int] = {}
     by_type: dict[str, dict[str, int]] = {}
@@ -122,7 +119,7 @@ def merge(views: list[dict[str, Any]]) -> dict[str, Any]:
         if view.get("publisher", {}).get("is_leader"):
             publisher = {**view["publisher"], "worker": view["worker"]}
     for entry in windows.values():
-        entry["per_second"] = round(entry["finished"] / tables.WINDOW_SECONDS, 2)
+        entry["per_second"] = round(entry["finished"] / window_seconds, 2)
     return {"by_state": by_state, "by_command_type": by_type,
             "rates": sorted(windows.values(), key=lambda e: -e["window_start"]),
             "recent": sorted(recent, key=lambda r: -(r.get("updated_at") or 0))[:20],
@@ -157,17 +154,22 @@ class DashboardLocal(ApiView):
     access = {"get": Access.OPS}
 
     async def get(self, request: Request) -> Response:
-        if not workers.IS_WORKER:
-            return await workers.forward_or_503(self, request)
-        return self.json(await local_view())
+        async def local() -> Response:
+            return self.json(await local_view())
+
+        return await self.runtime.tables.or_forward(self, request, local)  # type: ignore[no-any-return]
 
 
 class DashboardData(ApiView):
     access = {"get": Access.OPS}
 
     async def get(self, request: Request) -> Response:
-        if not workers.IS_WORKER:  # a worker knows the group; it merges every worker's view
-            return await workers.forward_or_503(self, request)
+        # A worker knows the group; it merges every worker's view (an API process asks one).
+        return await self.runtime.tables.or_forward(  # type: ignore[no-any-return]
+            self, request, lambda: self.merged(request))
+
+    async def merged(self, request: Request) -> Response:
+        tables = self.runtime.tables.module()
         credentials = {k: v for k, v in request.headers.items()
                        if k.lower() in ("x-api-key", "authorization")}
         async with aiohttp.ClientSession() as session:
@@ -179,4 +181,4 @@ class DashboardData(ApiView):
                                        "breakers": v.get("breakers", {}),
                                        "partitions": v.get("by_state") is not None}
                                       for v in views],
-                          **merge(views), **await cluster_view()})
+                          **merge(views, tables.WINDOW_SECONDS), **await cluster_view()})

@@ -18,7 +18,6 @@ from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
 from spice.web.auth import Access
 from spice.web.http import ApiView
 from spice.web.ops import dlq_depth
-from spice.web.workers import IS_WORKER
 
 
 def line(name: str, value: float, **labels: Any) -> str:
@@ -66,18 +65,14 @@ oldest_waiting: dict[str, float] = {}
 def running_publisher() -> Any:
     """The publisher task's Publisher on a worker (None until it starts); never on an API
     process, which does not import the task (importing it would register it)."""
-    if not IS_WORKER:
-        return None
-    from spice.agents import publisher_task
-
-    return publisher_task.publisher
+    return app.runtime.tables.publisher()
 
 
 def worker_lines() -> list[str]:
     """The worker's own: its partitions of the status counts. An API process has none."""
-    if not IS_WORKER:
+    if not app.runtime.tables.here:
         return []
-    from spice.tables import status as tables
+    tables = app.runtime.tables.module()
 
     out = ["# TYPE spice_commands gauge"]
     for kind, states in tables.counts()["by_command_type"].items():

@@ -15,16 +15,7 @@ from spice.domain.messages import SUCCESS_EVENTS, CommandType, EventType, databa
 from spice.web import workers
 from spice.web.auth import Access
 from spice.web.http import ApiView, HttpError, query_number
-from spice.web.waiting import outcome_response, read_table, wait_for_outcome
-
-if workers.IS_WORKER:
-    from spice.tables import status as tables
-
-    routed_to_owner: Any = app.table_route(table=tables.command_status,  # type: ignore[arg-type,has-type]
-                                           match_info="command_id")
-else:
-    def routed_to_owner(method: Any) -> Any:  # no table here: API processes ask a worker
-        return method
+from spice.web.waiting import outcome_response, wait_for_outcome
 
 
 def check_command_id(command_id: str) -> str:
@@ -72,15 +63,15 @@ class CommandStatusView(ApiView):
             doc = None
         if doc is not None:
             return self.json({**status_body(visible(self, request, command_id, doc)), "source": "redis"})
-        if not workers.IS_WORKER:
+        if not self.runtime.tables.here:
             answer = await workers.forward(self, request)
             if answer is not None:
                 return answer
-        return await self.from_table(request, command_id=command_id)  # type: ignore[call-arg]
+        return await self.runtime.tables.routed(  # type: ignore[no-any-return]
+            self, request, command_id, lambda: self.from_table(request, command_id))
 
-    @routed_to_owner
-    async def from_table(self, request: Request, command_id: str, **_: str) -> Response:
-        doc = read_table(command_id)
+    async def from_table(self, request: Request, command_id: str) -> Response:
+        doc = self.runtime.tables.status(command_id)
         if doc is None:
             stored = visible(self, request, command_id, await stored_command(self, command_id))
             return self.json({**status_body(stored), "source": "event_store"})
@@ -131,7 +122,7 @@ class CommandWaitView(ApiView):
         try:
             known = await self.runtime.status.get(command_id)
         except (RedisError, OSError):
-            known = read_table(command_id)
+            known = self.runtime.tables.status(command_id)
         if known is None:
             known = await stored_command(self, command_id)
             if known is not None and known["status"] in ("COMPLETED", "FAILED") and \
@@ -148,10 +139,13 @@ class CommandCountsView(ApiView):
     access = {"get": Access.OPS}
 
     async def get(self, request: Request) -> Response:
+        return await self.runtime.tables.or_forward(  # type: ignore[no-any-return]
+            self, request, self.counts)
+
+    async def counts(self) -> Response:
         from spice.web.ops import dlq_depth
 
-        if not workers.IS_WORKER:
-            return await workers.forward_or_503(self, request)
+        tables = self.runtime.tables.module()
         return self.json({**tables.counts(), "rates": tables.rates(),
                           "window_seconds": tables.WINDOW_SECONDS,
                           "dlq_depth": await dlq_depth(app.settings),

@@ -8,10 +8,7 @@ from typing import Any
 from faust.web import Response
 from redis.exceptions import RedisError
 
-from spice.settings import get_settings
 from spice.stores.status import TERMINAL
-
-IS_WORKER = get_settings().is_worker
 
 FAILURE_STATUS = {"not_found": 404, "already_exists": 409, "referenced": 409,
                   "sequence_mismatch": 409, "invalid": 422, "exhausted": 503}
@@ -35,9 +32,10 @@ async def wait_status(view: Any, command_id: str, timeout: float, wait: str) -> 
         # Redis is down: poll the status table (a worker), or the event store (an API
         # process, which has no table; the store knows COMPLETED and FAILED, not
         # PROJECTED).
+        tables = view.runtime.tables
         while True:
-            doc = read_table(command_id)
-            if doc is None and not IS_WORKER:
+            doc = tables.status(command_id)
+            if doc is None and not tables.here:
                 from spice.web.status import stored_command
 
                 doc = await stored_command(view, command_id)
@@ -46,15 +44,6 @@ async def wait_status(view: Any, command_id: str, timeout: float, wait: str) -> 
             if time.monotonic() >= deadline:
                 return None
             await asyncio.sleep(0.5)
-
-
-def read_table(command_id: str) -> dict[str, Any] | None:
-    """The status table's document, on a worker that has the key; None elsewhere."""
-    if not IS_WORKER:
-        return None
-    from spice.tables.status import read_status
-
-    return read_status(command_id)
 
 
 async def wait_for_outcome(view: Any, command_id: str, timeout: float, started: float,

@@ -18,7 +18,6 @@ from spice.app import app
 
 log = logging.getLogger(__name__)
 
-IS_WORKER = app.settings.is_worker
 # What a forwarded request carries of the caller's: who they are, and their trace.
 FORWARDED_HEADERS = ("x-api-key", "authorization", "x-actor", "traceparent")
 # What of the worker's answer reaches the caller besides its status and body: when to
