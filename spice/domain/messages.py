@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from spice.domain.envelope import Envelope, domain_event_id, now
+from spice.domain.json_values import check_json_value
 
 
 class CommandType(StrEnum):
@@ -145,6 +146,10 @@ class EventDraft:
 
 
 def stamp(command: Envelope, draft: EventDraft) -> Envelope:
+    # No success event for a change no store could take: the values a decision produced
+    # (defaults, normalised values) meet the same rules as the command's own, else the
+    # command is refused (a ValidationFailed) before anything is appended.
+    check_json_value(draft.data, "data")
     # occurred_at comes from the command so that a retried command rebuilds the
     # very same envelope (same id, same content) instead of a conflicting one.
     return Envelope(

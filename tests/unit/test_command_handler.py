@@ -106,3 +106,17 @@ async def test_exhausted_attempts_go_to_the_dead_letter_queue(max_attempts):
     assert "COMMAND_FAILED" in world.events(command.command_id)
     assert world.registry.rows[(HANDLER, command.event_id)]["status"] == "failed"
     assert world.graph.databases == set()
+
+
+async def test_no_success_event_for_values_no_store_could_take():
+    """A command that reached the worker with a value the stores cannot hold (produced
+    at topic level past the intake, say) is refused before any success event."""
+    world = World()
+    envelope = new_command(CommandType.CREATE_DATABASE, database_aggregate("shop"),
+                           {"name": "shop", "label": "nul\x00inside"})
+    command = await world.store.append(envelope, allocate=True)
+    await world.handler.process(command, ORIGIN)
+    assert world.events(command.command_id) == ["COMMAND_FAILED"]
+    doc = world.status.docs[command.command_id]
+    assert doc["status"] == "FAILED" and doc["error"]["code"] == "invalid"
+    assert "NUL" in doc["error"]["message"] and world.graph.databases == set()
