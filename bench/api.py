@@ -148,7 +148,7 @@ async def main(total: int) -> None:
             print(f"# API and worker benchmark ({machine()}), {total} commands a run", flush=True)
             # Not counted: a Kafka just started spends several times its usual CPU per
             # command while the JVM compiles its hot paths, for some 10,000 commands
-            # (docs/benchmarks.md, session 10).
+            # (docs/benchmarks.md, 2026-11-27).
             warm = [(await applied_rate(runtime, session, [first.url], total))[0] for _ in range(3)]
             print(f"warm-up runs, not counted: {', '.join(f'{x:,.0f}' for x in warm)} accepted/s",
                   flush=True)
