@@ -10,7 +10,7 @@ def _stack(args: argparse.Namespace) -> int:
     from spice.devstack import stack
 
     if args.action == "up":
-        stack.up()
+        stack.up(extras=[e.strip() for e in (args.with_ or "").split(",") if e.strip()])
     elif args.action == "down":
         stack.down()
     else:
@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     stack = sub.add_parser("stack", help="the local stack of real servers")
     stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--with", dest="with_", metavar="SERVERS",
+                       help="also start these servers: elasticsearch,terminusdb "
+                            "(or set SPICE_STACK_EXTRAS)")
     stack.set_defaults(run=_stack)
     run = sub.add_parser("run", help="run a worker (agents, publisher, HTTP API) or an API "
                          "process in the foreground")

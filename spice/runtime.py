@@ -38,8 +38,6 @@ def make_graph_store(settings: Settings, pool: asyncpg.Pool) -> GraphStore:
     if settings.graph_backend == "terminusdb":
         from spice.stores.graph_terminus import TerminusGraphStore
 
-        if not settings.terminusdb_url:
-            raise RuntimeError("GRAPH_BACKEND=terminusdb needs TERMINUSDB_URL")
         return TerminusGraphStore(settings.terminusdb_url, settings.terminusdb_user,
                                   settings.terminusdb_password)
     from spice.stores.graph_postgres import PostgresGraphStore
@@ -49,11 +47,9 @@ def make_graph_store(settings: Settings, pool: asyncpg.Pool) -> GraphStore:
 
 def make_search_index(settings: Settings, pool: asyncpg.Pool) -> SearchIndex:
     if settings.search_backend == "elasticsearch":
-        if not settings.elasticsearch_url:
-            raise RuntimeError("SEARCH_BACKEND=elasticsearch needs ELASTICSEARCH_URL")
         from spice.stores.search_elasticsearch import ElasticsearchSearchIndex
 
-        return ElasticsearchSearchIndex(settings.elasticsearch_url)  # type: ignore[return-value]
+        return ElasticsearchSearchIndex.from_settings(settings)  # type: ignore[return-value]
     return PostgresSearchIndex(pool)
 
 

@@ -86,10 +86,26 @@ class Settings(BaseSettings):
     # Optional production backends
     graph_backend: str = Field(default="postgres", pattern="^(postgres|terminusdb)$")
     search_backend: str = Field(default="postgres", pattern="^(postgres|elasticsearch)$")
-    terminusdb_url: str | None = None
+    # TerminusDB and Elasticsearch: the local stack runs them on these addresses when
+    # asked (SPICE_STACK_EXTRAS, `spice stack up --with`); empty passwords are the local
+    # stack's (spice/devstack/secrets.py).
+    terminusdb_url: str = "http://127.0.0.1:16363"
     terminusdb_user: str = "admin"
-    terminusdb_password: str = "root"
-    elasticsearch_url: str | None = None
+    terminusdb_password: str = ""
+    elasticsearch_url: str = "http://127.0.0.1:19200"
+    elasticsearch_username: str = "elastic"
+    elasticsearch_password: str = ""
+    elasticsearch_transport_port: int = 19300
+    # Servers `spice stack up` starts beyond the default four: a comma-separated subset
+    # of "elasticsearch,terminusdb". A backend chosen above is started without asking.
+    spice_stack_extras: str = ""
+    # The TerminusDB source the stack builds from (sha256 checked), and where slow builds
+    # (TerminusDB, the Elasticsearch node) are cached, outside the work tree.
+    terminusdb_source: Path = PROJECT_ROOT.parent / "shared" / "vendor" / "terminusdb" / (
+        "terminusdb-v11.1.14-src.tar.gz")
+    terminusdb_source_sha256: str = (
+        "1f2aa9b96ae9830ebb928078712e016a72fd0dff73e744d5638e2615442cdfb6")
+    spice_cache_dir: Path = Path.home() / ".cache" / "spice-harvester"
 
     # Worker and web
     spice_app_id: str = "spice"
@@ -147,7 +163,9 @@ class Settings(BaseSettings):
 
         for field, name in (("postgres_password", "postgres-password"),
                             ("redis_password", "redis-password"),
-                            ("kafka_sasl_password", "kafka-password")):
+                            ("kafka_sasl_password", "kafka-password"),
+                            ("terminusdb_password", "terminusdb-password"),
+                            ("elasticsearch_password", "elasticsearch-password")):
             if not getattr(self, field):
                 object.__setattr__(self, field, local_secret(self.spice_run_dir, name))
         return self
@@ -165,6 +183,21 @@ class Settings(BaseSettings):
     @property
     def worker_urls(self) -> list[str]:
         return [url.strip().rstrip("/") for url in self.spice_worker_urls.split(",") if url.strip()]
+
+    @property
+    def stack_extras(self) -> list[str]:
+        """The optional servers the local stack runs: those asked for, and the backends
+        this configuration uses."""
+        extras = {e.strip() for e in self.spice_stack_extras.split(",") if e.strip()}
+        unknown = extras - {"elasticsearch", "terminusdb"}
+        if unknown:
+            raise ValueError(f"SPICE_STACK_EXTRAS: unknown server(s) {sorted(unknown)}; "
+                             "known: elasticsearch, terminusdb")
+        if self.graph_backend == "terminusdb":
+            extras.add("terminusdb")
+        if self.search_backend == "elasticsearch":
+            extras.add("elasticsearch")
+        return sorted(extras)
 
     @property
     def kafka_port(self) -> int:

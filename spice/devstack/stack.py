@@ -2,29 +2,42 @@
 from __future__ import annotations
 
 from spice.devstack.base import Server, say
+from spice.devstack.elasticsearch import ElasticsearchServer
 from spice.devstack.kafka import KafkaServer
 from spice.devstack.postgres import PostgresServer
 from spice.devstack.redis import RedisServer
 from spice.devstack.seaweedfs import SeaweedServer
+from spice.devstack.terminusdb import TerminusServer
 from spice.settings import Settings, get_settings
 
 SERVERS = (PostgresServer, RedisServer, SeaweedServer, KafkaServer)
+EXTRAS: dict[str, type[Server]] = {"terminusdb": TerminusServer, "elasticsearch": ElasticsearchServer}
 
 
-def servers(settings: Settings | None = None) -> list[Server]:
+def servers(settings: Settings | None = None, extras: list[str] | None = None) -> list[Server]:
+    """The default four, then the extras asked for (SPICE_STACK_EXTRAS, the backends
+    configured, and `extras`)."""
     settings = settings or get_settings()
-    return [cls(settings) for cls in SERVERS]
+    chosen = sorted({*settings.stack_extras, *(extras or [])})
+    unknown = set(chosen) - set(EXTRAS)
+    if unknown:
+        raise ValueError(f"unknown server(s) {sorted(unknown)}; known: {', '.join(EXTRAS)}")
+    return [cls(settings) for cls in SERVERS] + [EXTRAS[name](settings) for name in chosen]
 
 
-def up(settings: Settings | None = None) -> None:
-    for server in servers(settings):
+def up(settings: Settings | None = None, extras: list[str] | None = None) -> None:
+    for server in servers(settings, extras):
         say(f"{server.name}: {server.up()}")
 
 
 def down(settings: Settings | None = None) -> None:
-    for server in reversed(servers(settings)):
+    """Stops every server of the stack that runs, extras included."""
+    for server in reversed(servers(settings, list(EXTRAS))):
         say(f"{server.name}: {server.down()}")
 
 
 def status(settings: Settings | None = None) -> dict[str, str]:
-    return {server.name: server.status() for server in servers(settings)}
+    """The default four and the configured extras; another extra only if it runs."""
+    configured = {server.name for server in servers(settings)}
+    return {server.name: server.status() for server in servers(settings, list(EXTRAS))
+            if server.name in configured or server.process.pid() is not None}

@@ -106,14 +106,21 @@ class ElasticsearchSearchIndex(QueryIndex):
     """`build`: a rebuild's target. Writes go to fresh concrete indexes (`<alias>-<build>`),
     not to the aliases, until `publish()` swaps every alias it filled in one call."""
 
-    def __init__(self, url: str, client: Any = None, build: str | None = None) -> None:
+    def __init__(self, url: str, client: Any = None, build: str | None = None,
+                 basic_auth: tuple[str, str] | None = None) -> None:
         if client is None:
             from elasticsearch import AsyncElasticsearch
 
-            client = AsyncElasticsearch(hosts=[url], request_timeout=30)
+            client = AsyncElasticsearch(hosts=[url], request_timeout=30, basic_auth=basic_auth)
         self.es = client
         self.build = build
         self._ready: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ElasticsearchSearchIndex:
+        auth = (settings.elasticsearch_username, settings.elasticsearch_password) \
+            if settings.elasticsearch_password else None
+        return cls(settings.elasticsearch_url, basic_auth=auth)
 
     def index_of(self, db: str, kind: str) -> str:
         alias = alias_name(db, kind)
@@ -123,8 +130,27 @@ class ElasticsearchSearchIndex(QueryIndex):
         return ElasticsearchRebuild(self, db)
 
     async def indexed_documents(self, db: str) -> dict[tuple[str, str], Any]:
-        raise RuntimeError("verify compares the PostgreSQL read model; on Elasticsearch use a "
-                           "rebuild (it replays the event store) until verify learns to read it")
+        """Every live document, paged in doc_id order with search_after (no 10,000 cap)."""
+        documents: dict[tuple[str, str], Any] = {}
+        for kind in KINDS:
+            alias = alias_name(db, kind)
+            after: list[Any] | None = None
+            try:
+                if not await self.es.indices.exists_alias(name=alias):
+                    continue
+                while True:
+                    answer = await self.es.search(
+                        index=alias, query={"term": {"deleted": False}}, sort=[{"doc_id": "asc"}],
+                        size=1000, search_after=after, source=["doc_id", "document"])
+                    rows = answer["hits"]["hits"]
+                    for row in rows:
+                        documents[(kind, row["_source"]["doc_id"])] = row["_source"]["document"]
+                    if len(rows) < 1000:
+                        break
+                    after = rows[-1]["sort"]
+            except Exception as error:
+                raise self._unavailable(error) from error
+        return documents
 
     async def publish(self) -> list[str]:
         """Point each alias this build filled at its new index, all in one atomic call,
@@ -250,7 +276,26 @@ class ElasticsearchSearchIndex(QueryIndex):
 
     @staticmethod
     def _unavailable(error: BaseException) -> StoreUnavailable:
-        return StoreUnavailable("search", f"{type(error).__name__}: {error}")
+        return StoreUnavailable("search", describe_error(error))
+
+
+def describe_error(error: BaseException) -> str:
+    """The server's own status, error type and reason, not the client's repr (which for
+    an answer without the fields it expects reads `BadRequestError(400, 'None')`)."""
+    status = getattr(error, "status_code", None) or getattr(getattr(error, "meta", None), "status", None)
+    body = getattr(error, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        cause = body["error"]
+        root = (cause.get("root_cause") or [cause])[0]
+        return (f"Elasticsearch answered {status}: {root.get('type', cause.get('type'))}: "
+                f"{root.get('reason', cause.get('reason'))}")
+    if status is not None:
+        from http import HTTPStatus
+
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        text = body if isinstance(body, str) and body else "no body (a HEAD request)"
+        return f"Elasticsearch answered {status} {phrase}: {text[:300]}"
+    return f"Elasticsearch unreachable: {type(error).__name__}: {error}"
 
 
 class ElasticsearchRebuild:

@@ -15,6 +15,21 @@ def local_stack(settings):
 
 
 @pytest.fixture(scope="session")
+def elasticsearch_stack(local_stack):
+    """The stack's Elasticsearch node, started if it is not running (idempotent): the
+    adapter's tests always run against the real server, never skip."""
+    stack.up(local_stack, extras=["elasticsearch"])
+    return local_stack
+
+
+@pytest.fixture(scope="session")
+def terminusdb_stack(local_stack):
+    """The stack's TerminusDB server (built once from the vendored source, cached)."""
+    stack.up(local_stack, extras=["terminusdb"])
+    return local_stack
+
+
+@pytest.fixture(scope="session")
 async def runtime(local_stack):
     rt = await Runtime.open(local_stack)
     yield rt

@@ -1,7 +1,6 @@
 import pytest
 
 from spice.stores.graph_postgres import PostgresGraphStore
-from tests.conftest import requires_env
 from tests.contracts.graph_store import GraphStoreContract
 
 
@@ -11,16 +10,13 @@ class TestPostgresGraphStore(GraphStoreContract):
         return PostgresGraphStore(runtime.pool)
 
 
-@requires_env("TERMINUSDB_URL")
 class TestTerminusGraphStore(GraphStoreContract):
     @pytest.fixture
-    async def graph(self):
-        import os
-
+    async def graph(self, terminusdb_stack):
         from spice.stores.graph_terminus import TerminusGraphStore
 
-        store = TerminusGraphStore(os.environ["TERMINUSDB_URL"],
-                                   os.environ.get("TERMINUSDB_USER", "admin"),
-                                   os.environ.get("TERMINUSDB_PASSWORD", "root"))
+        settings = terminusdb_stack
+        store = TerminusGraphStore(settings.terminusdb_url, settings.terminusdb_user,
+                                   settings.terminusdb_password)
         yield store
         await store.close()

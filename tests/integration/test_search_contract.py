@@ -1,7 +1,5 @@
 """One contract for the SearchIndex port, run against every adapter: the PostgreSQL
-read model always, Elasticsearch when ELASTICSEARCH_URL is set."""
-import os
-
+read model and the stack's Elasticsearch node."""
 import pytest
 
 from spice.stores.search import PostgresSearchIndex
@@ -10,16 +8,13 @@ from tests.integration.test_projections import event
 
 
 @pytest.fixture(params=["postgres", "elasticsearch"])
-async def index(request, runtime):
+async def index(request, runtime, elasticsearch_stack):
     if request.param == "postgres":
         yield PostgresSearchIndex(runtime.pool)
         return
-    url = os.environ.get("ELASTICSEARCH_URL")
-    if not url:
-        pytest.skip("ELASTICSEARCH_URL is not set: this adapter's tests run against a real server only")
     from spice.stores.search_elasticsearch import ElasticsearchSearchIndex
 
-    adapter = ElasticsearchSearchIndex(url)
+    adapter = ElasticsearchSearchIndex.from_settings(elasticsearch_stack)
     yield adapter
     await adapter.close()
 
@@ -99,3 +94,31 @@ async def test_a_deleted_database_leaves_nothing(index):
     await index.apply(instance(db, "a", {"name": "lamp"}, 1))
     await index.apply(event("DATABASE_DELETED", {"name": db}, 2))
     assert (await index.search(db, ""))["total"] == 0
+
+
+async def test_indexed_documents_are_every_live_document(index):
+    db = unique_db()
+    await index.apply_many([instance(db, f"d{n:04d}", {"n": n}, 1) for n in range(1100)])
+    await index.apply(event("INSTANCE_DELETED", {"db": db, "class_id": "Item", "instance_id": "d0007"}, 2))
+    person = {"id": "Person", "label": "Person", "properties": [], "relationships": []}
+    await index.apply(klass(db, person, 1))
+    documents = await index.indexed_documents(db)
+    assert len(documents) == 1100  # 1,099 instances (past one page of 1,000) and the class
+    assert documents[("instance", "Item/d1099")] == {"n": 1099}
+    assert ("instance", "Item/d0007") not in documents
+    assert documents[("class", "Person")] == person
+
+
+async def test_refused_credentials_name_the_servers_answer(elasticsearch_stack):
+    from spice.stores.errors import StoreUnavailable
+    from spice.stores.search_elasticsearch import ElasticsearchSearchIndex
+
+    wrong = ElasticsearchSearchIndex(elasticsearch_stack.elasticsearch_url,
+                                     basic_auth=("elastic", "not-the-password"))
+    try:
+        with pytest.raises(StoreUnavailable) as refused:
+            await wrong.search(unique_db(), "x")
+    finally:
+        await wrong.close()
+    assert "401 Unauthorized" in str(refused.value)
+    assert "None" not in str(refused.value)
