@@ -1,17 +1,36 @@
-"""The production graph store: TerminusDB over its HTTP document API (aiohttp).
+"""The graph store on TerminusDB (GRAPH_BACKEND=terminusdb), over its HTTP document API.
 
 The official Python client is synchronous (requests, pandas), so an asyncio worker
-speaks the document API directly. Classes live in the schema graph, instances in
-the instance graph; every write's commit message carries the command id.
+speaks the document API directly (aiohttp). Every write is one TerminusDB commit whose
+author is the event's actor and whose message names the event and its command.
 
-Mapping: our class definition is kept whole in the class's `@metadata.spice`, so
-reads return exactly what was written; the TerminusDB properties are derived from
-it (xsd primitives where they exist, `sys:JSON` for money, coordinate, address,
-objects and arrays; relationships are `Optional`/`Set` of the target class).
-Instance ids are `Class/<percent-encoded id>`.
+Mapping, per database:
+- `_SpiceClass/<class id>` documents hold each class definition as JSON text with its
+  version (the event's sequence number). Not `@metadata` on schema classes: TerminusDB
+  keeps every JSON value ever written there (content-addressed nodes nobody deletes), so
+  a class updated a thousand times would carry a thousand old definitions.
+- Each ontology class is a schema class of the same id inheriting `_SpiceInstance`, and
+  an instance is a document `<class id>/<percent-encoded id>` of it with:
+  `_data`, the instance's JSON exactly as written (typed values come back as their
+  types, numbers as numbers, key order kept); `_version`, the sequence number that wrote
+  it; and `_links`, one `_SpiceLink` subdocument per relationship value (predicate,
+  position, target document): the graph TerminusDB can traverse.
+- The domain (spice/domain) is the schema authority, as with PostgreSQL: property types,
+  required fields and inheritance are checked there, so a schema change the domain
+  accepts is never refused here for instances written under an older definition.
+  TerminusDB does check every link: a relationship target is a real document.
+
+Versions: a write applies only over an older `_version` (classes: `version`), a delete
+only over an older or equal one, so re-applying or replaying an older event changes
+nothing (the GraphStore contract).
+
+Known behaviour of v11 handled here: reading a deleted document can answer HTTP 200 with
+a streamed body starting `Status: 404`; integers in typed fields come back as strings
+(hence `int()` on versions).
 """
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 from urllib.parse import quote, unquote
@@ -22,172 +41,302 @@ from spice.domain.envelope import Envelope
 from spice.domain.messages import EventType
 from spice.domain.ontology import OntologyClass
 from spice.domain.schema import Schema
+from spice.stores.errors import StoreUnavailable
 
 TEAM = "admin"
-XSD = {"string": "xsd:string", "integer": "xsd:integer", "decimal": "xsd:decimal",
-       "boolean": "xsd:boolean", "date": "xsd:date", "datetime": "xsd:dateTime",
-       "email": "xsd:string", "phone": "xsd:string", "url": "xsd:string", "enum": "xsd:string"}
+CLASS_DOC = "_SpiceClass"
+BASE = "_SpiceInstance"
+LINK = "_SpiceLink"
+FRAME = [
+    {"@type": "Class", "@id": CLASS_DOC, "@key": {"@type": "Random"},
+     "definition": "xsd:string", "version": "xsd:integer"},
+    {"@type": "Class", "@id": LINK, "@subdocument": [], "@key": {"@type": "Random"},
+     "predicate": "xsd:string", "position": "xsd:integer", "target": BASE},
+    {"@type": "Class", "@id": BASE, "@abstract": [],
+     "_data": "xsd:string", "_version": "xsd:integer",
+     "_links": {"@type": "Set", "@class": LINK}},
+]
 
 
-def schema_document(cls: dict[str, Any]) -> dict[str, Any]:
-    doc: dict[str, Any] = {"@type": "Class", "@id": cls["id"], "@metadata": {"spice": cls}}
-    if cls.get("parents"):
-        doc["@inherits"] = cls["parents"]
-    if cls.get("abstract"):
-        doc["@abstract"] = []
-    for prop in cls.get("properties", []):
-        kind = XSD.get(prop["type"], "sys:JSON")
-        doc[prop["name"]] = kind if prop.get("required") else {"@type": "Optional", "@class": kind}
-    for rel in cls.get("relationships", []):
-        many = rel.get("cardinality", "n:1") in ("1:n", "n:m")
-        doc[rel["predicate"]] = {"@type": "Set" if many else "Optional", "@class": rel["target"]}
-    return doc
+class NotFound(Exception):
+    """The document or database does not exist (a 404, in either of v11's forms)."""
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def instance_iri(class_id: str, instance_id: str) -> str:
     return f"{class_id}/{quote(instance_id, safe='')}"
 
 
+def class_iri(class_id: str) -> str:
+    return f"{CLASS_DOC}/{quote(class_id, safe='')}"
+
+
+def schema_class(class_id: str) -> dict[str, Any]:
+    return {"@type": "Class", "@id": class_id, "@inherits": [BASE]}
+
+
+def instance_id_of(iri: str) -> str:
+    return unquote(iri.split("/", 1)[1])
+
+
 class TerminusGraphStore:
     def __init__(self, url: str, user: str, password: str, team: str = TEAM) -> None:
         self.url = url.rstrip("/")
         self.team = team
-        self._session = aiohttp.ClientSession(auth=aiohttp.BasicAuth(user, password),
-                                              timeout=aiohttp.ClientTimeout(total=30))
+        self._session = aiohttp.ClientSession(headers={"Authorization": basic_auth(user, password)},
+                                              timeout=aiohttp.ClientTimeout(total=60))
 
     async def close(self) -> None:
         await self._session.close()
 
+    # ---- HTTP -------------------------------------------------------------------
+
     async def _request(self, method: str, path: str, *, params: dict[str, str] | None = None,
-                       body: Any = None, ok_missing: bool = False) -> Any:
-        async with self._session.request(method, f"{self.url}{path}", params=params,
-                                         json=body) as response:
-            if ok_missing and response.status == 404:
-                return None
-            text = await response.text()
-            if response.status >= 400:
-                raise RuntimeError(f"TerminusDB {method} {path}: {response.status} {text[:300]}")
-            if not text:
-                return None
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError:
-                # as_list=false answers with one JSON document per line
-                return [json.loads(line) for line in text.splitlines() if line.strip()]
+                       body: Any = None) -> Any:
+        try:
+            async with self._session.request(method, f"{self.url}{path}", params=params,
+                                             json=body) as response:
+                text = await response.text()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise StoreUnavailable("graph", f"TerminusDB unreachable: {type(error).__name__}: "
+                                            f"{error}") from error
+        if status == 404 or text.startswith("Status: 404"):
+            raise NotFound(path)
+        if status >= 400 or text.startswith("Status: "):
+            raise StoreUnavailable("graph", f"TerminusDB answered {status} to {method} {path}: "
+                                            f"{_message(text)}")
+        if not text.strip():
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            # as_list=false answers with one JSON document per line
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def _docs(self, db: str) -> str:
         return f"/api/document/{self.team}/{db}"
 
+    async def _get(self, db: str, iri: str, graph: str = "instance") -> dict[str, Any] | None:
+        try:
+            doc = await self._request("GET", self._docs(db), params={"graph_type": graph, "id": iri})
+        except NotFound:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    async def _of_type(self, db: str, class_id: str) -> list[dict[str, Any]]:
+        try:
+            return await self._request("GET", self._docs(db), params={
+                "graph_type": "instance", "type": class_id, "as_list": "true"}) or []
+        except NotFound:
+            return []
+
+    async def _put(self, db: str, docs: Any, event: Envelope, graph: str = "instance") -> None:
+        await self._request("PUT", self._docs(db), body=docs, params={
+            **self._commit(event, graph), "create": "true"})
+
+    async def _delete(self, db: str, iri: str, event: Envelope, graph: str = "instance") -> None:
+        try:
+            await self._request("DELETE", self._docs(db), params={**self._commit(event, graph), "id": iri})
+        except NotFound:
+            pass
+
     @staticmethod
     def _commit(event: Envelope, graph: str) -> dict[str, str]:
-        return {"graph_type": graph, "author": event.actor,
-                "message": f"{event.event_type} command {event.command_id}"}
+        return {"graph_type": graph, "author": event.actor or "spice",
+                "message": f"{event.event_type} command {event.metadata.get('command_id', '')}"}
+
+    # ---- writes -----------------------------------------------------------------
 
     async def apply(self, event: Envelope) -> None:
-        kind, data = EventType(event.event_type), event.data
+        kind, data, version = EventType(event.event_type), event.data, event.sequence_number or 0
         if kind is EventType.DATABASE_CREATED:
-            if not await self.database_exists(data["name"]):
+            await self._create_database(data, event)
+        elif kind is EventType.DATABASE_DELETED:
+            try:
+                await self._request("DELETE", f"/api/db/{self.team}/{data['name']}")
+            except NotFound:
+                pass
+        elif kind in (EventType.ONTOLOGY_CLASS_CREATED, EventType.ONTOLOGY_CLASS_UPDATED):
+            cls = data["class"]
+            current = await self._get(data["db"], class_iri(cls["id"]))
+            if current is not None and int(current["version"]) >= version:
+                return
+            await self._put(data["db"], schema_class(cls["id"]), event, "schema")
+            await self._put(data["db"], {"@type": CLASS_DOC, "@id": class_iri(cls["id"]),
+                                         "definition": json.dumps(cls), "version": version}, event)
+        elif kind is EventType.ONTOLOGY_CLASS_DELETED:
+            # The schema class stays: it has no fields, and instances written under it
+            # may still exist; what the service sees as classes is the _SpiceClass set.
+            current = await self._get(data["db"], class_iri(data["class_id"]))
+            if current is not None and int(current["version"]) <= version:
+                await self._delete(data["db"], class_iri(data["class_id"]), event)
+        elif kind in (EventType.INSTANCE_CREATED, EventType.INSTANCE_UPDATED):
+            await self.apply_many([event])
+        elif kind is EventType.INSTANCE_DELETED:
+            iri = instance_iri(data["class_id"], data["instance_id"])
+            current = await self._get(data["db"], iri)
+            if current is not None and int(current["_version"]) <= version:
+                await self._delete(data["db"], iri, event)
+        # COMMAND_FAILED changes nothing in the graph.
+
+    async def apply_many(self, events: list[Envelope]) -> None:
+        """Instance writes of one database in one commit (the bulk path); anything else
+        one by one, in order."""
+        writes = [e for e in events if e.event_type in (EventType.INSTANCE_CREATED,
+                                                          EventType.INSTANCE_UPDATED)]
+        if len(writes) != len(events) or len({e.data["db"] for e in writes}) > 1:
+            for event in events:
+                if event.event_type in (EventType.INSTANCE_CREATED, EventType.INSTANCE_UPDATED):
+                    await self.apply_many([event])
+                else:
+                    await self.apply(event)
+            return
+        db = writes[0].data["db"]
+        schema = await self.schema(db)
+        latest: dict[str, tuple[Envelope, dict[str, Any]]] = {}
+        for event in writes:  # the newest write of each document wins within the batch
+            doc = await self._instance_document(db, schema, event)
+            if doc["@id"] not in latest or latest[doc["@id"]][1]["_version"] <= doc["_version"]:
+                latest[doc["@id"]] = (event, doc)
+        docs = []
+        for iri, (event, doc) in latest.items():
+            current = await self._get(db, iri) if event.event_type == EventType.INSTANCE_UPDATED \
+                or len(writes) == 1 else None
+            if current is not None and int(current["_version"]) >= doc["_version"]:
+                continue
+            docs.append(doc)
+        if not docs:
+            return
+        if len(docs) > 1:
+            # A bulk create that crashed halfway is retried: skip what already landed.
+            present = {d["@id"]: d for d in await self._of_type(db, writes[0].data["class_id"])}
+            docs = [d for d in docs if d["@id"] not in present
+                    or int(present[d["@id"]]["_version"]) < d["_version"]]
+        if docs:
+            await self._put(db, docs, writes[-1])
+
+    async def _create_database(self, data: dict[str, Any], event: Envelope) -> None:
+        if not await self.database_exists(data["name"]):
+            try:
                 await self._request("POST", f"/api/db/{self.team}/{data['name']}", body={
                     "label": data["name"], "comment": json.dumps(data), "schema": True})
-        elif kind is EventType.DATABASE_DELETED:
-            await self._request("DELETE", f"/api/db/{self.team}/{data['name']}", ok_missing=True)
-        elif kind in (EventType.ONTOLOGY_CLASS_CREATED, EventType.ONTOLOGY_CLASS_UPDATED):
-            await self._request("PUT", self._docs(data["db"]),
-                                params={**self._commit(event, "schema"), "create": "true"},
-                                body=schema_document(data["class"]))
-        elif kind is EventType.ONTOLOGY_CLASS_DELETED:
-            await self._request("DELETE", self._docs(data["db"]), ok_missing=True,
-                                params={**self._commit(event, "schema"), "id": data["class_id"]})
-        elif kind in (EventType.INSTANCE_CREATED, EventType.INSTANCE_UPDATED):
-            await self._request("PUT", self._docs(data["db"]),
-                                params={**self._commit(event, "instance"), "create": "true"},
-                                body=await self._instance_document(data))
-        elif kind is EventType.INSTANCE_DELETED:
-            await self._request("DELETE", self._docs(data["db"]), ok_missing=True, params={
-                **self._commit(event, "instance"),
-                "id": instance_iri(data["class_id"], data["instance_id"])})
+            except StoreUnavailable as error:
+                if "already exists" not in str(error):  # a concurrent creator won
+                    raise
+        await self._put(data["name"], FRAME, event, "schema")
 
-    async def _instance_document(self, data: dict[str, Any]) -> dict[str, Any]:
-        cls = await self.get_class(data["db"], data["class_id"]) or {}
-        targets = {r["predicate"]: r["target"] for r in cls.get("relationships", [])}
-        doc: dict[str, Any] = {"@type": data["class_id"],
-                               "@id": instance_iri(data["class_id"], data["instance_id"])}
-        for key, value in data["data"].items():
-            if key in targets:
-                ids = value if isinstance(value, list) else [value]
-                refs = [instance_iri(targets[key], str(i)) for i in ids]
-                doc[key] = refs if isinstance(value, list) else refs[0]
-            else:
-                doc[key] = value
-        return doc
+    async def _instance_document(self, db: str, schema: Schema, event: Envelope) -> dict[str, Any]:
+        data = event.data
+        links = []
+        relationships = {r.predicate: r.target for r in schema.effective_relationships(data["class_id"])} \
+            if data["class_id"] in schema.classes else {}
+        for predicate, target in relationships.items():
+            value = data["data"].get(predicate)
+            if value is None:
+                continue
+            for position, ref in enumerate(value if isinstance(value, list) else [value]):
+                links.append({"@type": LINK, "predicate": predicate, "position": position,
+                              "target": await self._resolve(db, schema, target, str(ref))})
+        return {"@type": data["class_id"], "@id": instance_iri(data["class_id"], data["instance_id"]),
+                "_data": json.dumps(data["data"], ensure_ascii=False),
+                "_version": event.sequence_number or 0, "_links": links}
+
+    async def _resolve(self, db: str, schema: Schema, target: str, ref: str) -> str:
+        """The document a relationship value names: an instance of the target class or of
+        one of its subclasses (the domain checked that one exists)."""
+        candidates, seen = [target], {target}
+        while len(candidates) < len(schema.classes) + 1:
+            more = [s for c in candidates for s in schema.subclasses(c) if s not in seen]
+            if not more:
+                break
+            seen.update(more)
+            candidates += more
+        for candidate in candidates:
+            if await self._get(db, instance_iri(candidate, ref)) is not None:
+                return instance_iri(candidate, ref)
+        return instance_iri(target, ref)  # TerminusDB refuses the write, naming the link
+
+    # ---- reads ------------------------------------------------------------------
 
     async def database_exists(self, db: str) -> bool:
-        async with self._session.head(f"{self.url}/api/db/{self.team}/{db}") as response:
-            return response.status == 200
+        try:
+            async with self._session.head(f"{self.url}/api/db/{self.team}/{db}") as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise StoreUnavailable("graph", f"TerminusDB unreachable: {error}") from error
 
     async def list_databases(self) -> list[dict[str, Any]]:
         listed = await self._request("GET", "/api/db", params={"verbose": "true"}) or []
         prefix = f"{self.team}/"
-        return [{"name": d["path"][len(prefix):]} for d in listed
-                if str(d.get("path", "")).startswith(prefix)]
+        found = []
+        for entry in listed:
+            path = str(entry.get("path", ""))
+            if path.startswith(prefix):
+                try:
+                    found.append(json.loads(entry.get("comment") or ""))
+                except json.JSONDecodeError:
+                    found.append({"name": path[len(prefix):]})
+        return sorted(found, key=lambda d: d["name"])
 
     async def list_classes(self, db: str) -> list[dict[str, Any]]:
-        docs = await self._request("GET", self._docs(db),
-                                   params={"graph_type": "schema", "as_list": "true"}) or []
-        classes = [d["@metadata"]["spice"] for d in docs
-                   if d.get("@type") == "Class" and "spice" in (d.get("@metadata") or {})]
-        return sorted(classes, key=lambda c: c["id"])
+        docs = await self._of_type(db, CLASS_DOC)
+        return sorted((json.loads(d["definition"]) for d in docs), key=lambda c: c["id"])
 
     async def schema(self, db: str) -> Schema:
         classes = [OntologyClass.model_validate(c) for c in await self.list_classes(db)]
         return Schema({c.id: c for c in classes})
 
     async def get_class(self, db: str, class_id: str) -> dict[str, Any] | None:
-        doc = await self._request("GET", self._docs(db), ok_missing=True,
-                                  params={"graph_type": "schema", "id": class_id})
-        if not doc or "spice" not in (doc.get("@metadata") or {}):
-            return None
-        return doc["@metadata"]["spice"]  # type: ignore[no-any-return]
-
-    def _from_document(self, doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        instance_id = unquote(doc["@id"].split("/", 1)[1])
-
-        def plain(value: Any) -> Any:
-            if isinstance(value, str) and "/" in value and value.split("/", 1)[0][:1].isupper():
-                return unquote(value.split("/", 1)[1])
-            return value
-
-        data = {k: ([plain(v) for v in value] if isinstance(value, list) else plain(value))
-                for k, value in doc.items() if not k.startswith("@")}
-        return instance_id, data
+        doc = await self._get(db, class_iri(class_id))
+        return json.loads(doc["definition"]) if doc else None
 
     async def get_instance(self, db: str, class_id: str, instance_id: str) -> dict[str, Any] | None:
-        doc = await self._request("GET", self._docs(db), ok_missing=True, params={
-            "graph_type": "instance", "id": instance_iri(class_id, instance_id)})
-        return self._from_document(doc)[1] if doc else None
+        doc = await self._get(db, instance_iri(class_id, instance_id))
+        if doc is None or doc.get("@type") != class_id:
+            return None
+        return json.loads(doc["_data"])  # type: ignore[no-any-return]
 
-    async def _all_instances(self, db: str, class_id: str) -> list[dict[str, Any]]:
-        return await self._request("GET", self._docs(db), params={
-            "graph_type": "instance", "type": class_id, "as_list": "true"}) or []
+    async def _instances(self, db: str, class_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """(instance id, data) of the class's own instances (not its subclasses'), by id."""
+        return sorted((instance_id_of(d["@id"]), json.loads(d["_data"]))
+                      for d in await self._of_type(db, class_id) if d.get("@type") == class_id)
 
     async def instance_counts(self, db: str) -> dict[str, int]:
         counts: dict[str, int] = {}
         for cls in await self.list_classes(db):
-            count = len(await self._all_instances(db, cls["id"]))
+            count = len(await self._instances(db, cls["id"]))
             if count:
                 counts[cls["id"]] = count
         return counts
 
     async def existing_instances(self, db: str, class_id: str, ids: list[str]) -> set[str]:
         wanted = set(ids)
-        return {i for i, _ in map(self._from_document, await self._all_instances(db, class_id))
-                if i in wanted}
+        if len(wanted) <= 8:
+            return {i for i in wanted if await self.get_instance(db, class_id, i) is not None}
+        return {i for i, _ in await self._instances(db, class_id) if i in wanted}
 
     async def list_instances(self, db: str, class_id: str, limit: int = 100,
                              after: str | None = None) -> list[dict[str, Any]]:
-        rows = sorted(map(self._from_document, await self._all_instances(db, class_id)))
-        rows = [r for r in rows if after is None or r[0] > after][:limit]
-        return [{"instance_id": i, "class_id": class_id, "data": d} for i, d in rows]
+        rows = [r for r in await self._instances(db, class_id) if after is None or r[0] > after]
+        return [{"instance_id": i, "class_id": class_id, "data": d} for i, d in rows[:limit]]
 
     async def ping(self) -> None:
         await self._request("GET", "/api/ok")
+
+
+def _message(text: str) -> str:
+    """TerminusDB's own `api:message` (and the first witness, which names the field)."""
+    body = text.split("\n", 1)[1] if text.startswith("Status: ") else text
+    try:
+        answer = json.loads(body)
+    except json.JSONDecodeError:
+        return body[:300]
+    message = str(answer.get("api:message", ""))
+    witnesses = (answer.get("api:error") or {}).get("api:witnesses") or []
+    if witnesses:
+        message += f" ({json.dumps(witnesses[0])[:300]})"
+    return message or body[:300]

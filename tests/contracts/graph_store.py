@@ -87,3 +87,70 @@ class GraphStoreContract:
         for e in (created, updated, created, updated):
             await graph.apply(e)
         assert (await graph.get_class(db, "Person"))["label"] == "v2"
+
+    async def test_values_come_back_as_written(self, graph):
+        db = await self._db(graph)
+        thing = {"id": "Thing", "label": "Thing", "properties": [
+            {"name": "count", "type": "integer"}, {"name": "ratio", "type": "decimal"},
+            {"name": "ok", "type": "boolean"}, {"name": "born", "type": "date"},
+            {"name": "tags", "type": "array<string>"}, {"name": "price", "type": "money"},
+            {"name": "name", "type": "string"}],
+            "relationships": []}
+        await graph.apply(event(EventType.ONTOLOGY_CLASS_CREATED,
+                                {"db": db, "class_id": "Thing", "class": thing}, 1,
+                                AggregateType.ONTOLOGY_CLASS))
+        data = {"count": 3, "ratio": 2.5, "ok": False, "born": "2024-02-29",
+                "tags": ["one", "two", "one"], "price": {"amount": 12.5, "currency": "EUR"},
+                "name": "Ünïcode 名前 Foo/bar"}
+        await graph.apply(event(EventType.INSTANCE_CREATED, {
+            "db": db, "class_id": "Thing", "instance_id": "t:1", "data": data}, 1, AggregateType.INSTANCE))
+        assert await graph.get_instance(db, "Thing", "t:1") == data
+        listed = await graph.list_instances(db, "Thing")
+        assert listed == [{"instance_id": "t:1", "class_id": "Thing", "data": data}]
+        assert isinstance(listed[0]["data"]["count"], int)
+        assert await graph.get_class(db, "Thing") == thing
+
+    async def test_an_older_event_never_regresses_a_document(self, graph):
+        db = await self._db(graph)
+        await graph.apply(event(EventType.ONTOLOGY_CLASS_CREATED,
+                                {"db": db, "class_id": "Person", "class": PERSON}, 1,
+                                AggregateType.ONTOLOGY_CLASS))
+        new = event(EventType.INSTANCE_UPDATED, {"db": db, "class_id": "Person", "instance_id": "p",
+                                                 "data": {"name": "new"}}, 2, AggregateType.INSTANCE)
+        old = event(EventType.INSTANCE_CREATED, {"db": db, "class_id": "Person", "instance_id": "p",
+                                                 "data": {"name": "old"}}, 1, AggregateType.INSTANCE)
+        await graph.apply(new)
+        await graph.apply(old)
+        assert await graph.get_instance(db, "Person", "p") == {"name": "new"}
+        stale_delete = event(EventType.INSTANCE_DELETED, {"db": db, "class_id": "Person",
+                                                          "instance_id": "p"}, 1, AggregateType.INSTANCE)
+        await graph.apply(stale_delete)
+        assert await graph.get_instance(db, "Person", "p") == {"name": "new"}
+        older_class = event(EventType.ONTOLOGY_CLASS_UPDATED, {"db": db, "class_id": "Person",
+                            "class": {**PERSON, "label": "old"}}, 0, AggregateType.ONTOLOGY_CLASS)
+        await graph.apply(older_class)
+        assert (await graph.get_class(db, "Person"))["label"] == PERSON["label"]
+
+    async def test_relationships_reach_instances_of_subclasses(self, graph):
+        db = await self._db(graph)
+        employee = {"id": "Employee", "label": "Employee", "parents": ["Person"],
+                    "properties": [], "relationships": []}
+        team = {"id": "Team", "label": "Team", "properties": [], "relationships": [
+            {"predicate": "members", "target": "Person", "cardinality": "n:m"},
+            {"predicate": "lead", "target": "Person", "cardinality": "n:1"}]}
+        for n, cls in enumerate((PERSON, employee, team), start=1):
+            await graph.apply(event(EventType.ONTOLOGY_CLASS_CREATED,
+                                    {"db": db, "class_id": cls["id"], "class": cls}, n,
+                                    AggregateType.ONTOLOGY_CLASS))
+        await graph.apply(event(EventType.INSTANCE_CREATED, {
+            "db": db, "class_id": "Person", "instance_id": "p1", "data": {"name": "P"}}, 1,
+            AggregateType.INSTANCE))
+        await graph.apply(event(EventType.INSTANCE_CREATED, {
+            "db": db, "class_id": "Employee", "instance_id": "e1", "data": {"name": "E"}}, 1,
+            AggregateType.INSTANCE))
+        data = {"members": ["e1", "p1", "e1"], "lead": "e1"}
+        await graph.apply(event(EventType.INSTANCE_CREATED, {
+            "db": db, "class_id": "Team", "instance_id": "t1", "data": data}, 1, AggregateType.INSTANCE))
+        assert await graph.get_instance(db, "Team", "t1") == data
+        assert await graph.instance_counts(db) == {"Employee": 1, "Person": 1, "Team": 1}
+        assert await graph.get_instance(db, "Person", "e1") is None  # an Employee's own class

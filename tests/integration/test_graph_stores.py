@@ -20,3 +20,39 @@ class TestTerminusGraphStore(GraphStoreContract):
                                    settings.terminusdb_password)
         yield store
         await store.close()
+
+
+async def test_terminusdb_schema_graph_does_not_grow_with_class_updates(terminusdb_stack):
+    """v11 keeps every JSON value once written as `@metadata`; definitions live elsewhere."""
+    import aiohttp
+
+    from spice.domain.messages import AggregateType, EventType
+    from spice.stores.graph_terminus import TerminusGraphStore, basic_auth
+    from tests.contracts.graph_store import PERSON, db_name, event
+
+    settings = terminusdb_stack
+    store = TerminusGraphStore(settings.terminusdb_url, settings.terminusdb_user,
+                               settings.terminusdb_password)
+    auth = {"Authorization": basic_auth(settings.terminusdb_user, settings.terminusdb_password)}
+    db = db_name()
+
+    async def triples(graph: str) -> int:
+        query = {"query": {"@type": "Triple", "subject": {"@type": "NodeValue", "variable": "S"},
+                           "predicate": {"@type": "NodeValue", "variable": "P"},
+                           "object": {"@type": "Value", "variable": "O"}, "graph": graph}}
+        async with aiohttp.ClientSession(headers=auth) as session, session.post(
+                f"{settings.terminusdb_url}/api/woql/admin/{db}", json=query) as answer:
+            return len((await answer.json())["bindings"])
+
+    try:
+        await store.apply(event(EventType.DATABASE_CREATED, {"name": db}, 1, AggregateType.DATABASE))
+        for version in range(1, 21):
+            await store.apply(event(EventType.ONTOLOGY_CLASS_UPDATED, {
+                "db": db, "class_id": "Person", "class": {**PERSON, "label": f"label {version}"}},
+                version, AggregateType.ONTOLOGY_CLASS))
+            if version == 1:
+                first = (await triples("schema"), await triples("instance"))
+        assert (await triples("schema"), await triples("instance")) == first
+        assert (await store.get_class(db, "Person"))["label"] == "label 20"
+    finally:
+        await store.close()
