@@ -117,6 +117,8 @@ class Runtime:
             linger_ms=settings.event_store_group_commit_wait_ms)
         stack.push_async_callback(event_store.close)
         graph = make_graph_store(settings, pool)
+        if hasattr(graph, "close"):  # an HTTP adapter's session
+            stack.push_async_callback(graph.close)
 
         status_topic = StatusTopicWriter(producer, STATUS_TOPIC, settings.topic_partitions)
         stack.push_async_callback(status_topic.close)
