@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench lint clean
+.PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench bench-backends lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: install
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.workers
 	$(BIN)/python -m bench.projections
+
+## PostgreSQL vs TerminusDB (graph) and vs Elasticsearch (search), interleaved, with ratios.
+bench-backends: install
+	$(BIN)/spice stack up --with elasticsearch,terminusdb
+	$(BIN)/python -m bench.backends
 
 lint: install
 	$(BIN)/ruff check spice tests bench
