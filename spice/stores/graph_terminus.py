@@ -30,8 +30,10 @@ a streamed body starting `Status: 404`; integers in typed fields come back as st
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from collections import defaultdict
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -41,6 +43,7 @@ from spice.domain.envelope import Envelope
 from spice.domain.messages import EventType
 from spice.domain.ontology import OntologyClass
 from spice.domain.schema import Schema
+from spice.stores.coalesce import Coalescer
 from spice.stores.errors import StoreUnavailable
 
 TEAM = "admin"
@@ -88,6 +91,10 @@ class TerminusGraphStore:
         self.team = team
         self._session = aiohttp.ClientSession(headers={"Authorization": basic_auth(user, password)},
                                               timeout=aiohttp.ClientTimeout(total=60))
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # (db, document, event): instance writes of many commands, one commit per database
+        self._instance_writes: Coalescer[tuple[str, dict[str, Any], Envelope], None] = Coalescer(
+            self._write_instances, self._write_instance, key=lambda item: (item[0], item[1]["@id"]))
 
     async def close(self) -> None:
         await self._session.close()
@@ -134,15 +141,42 @@ class TerminusGraphStore:
         except NotFound:
             return []
 
-    async def _put(self, db: str, docs: Any, event: Envelope, graph: str = "instance") -> None:
-        await self._request("PUT", self._docs(db), body=docs, params={
-            **self._commit(event, graph), "create": "true"})
+    async def _put(self, db: str, docs: Any, event: Envelope, graph: str = "instance",
+                   commit: dict[str, str] | None = None) -> None:
+        async with self._locks[db]:
+            await self._request("PUT", self._docs(db), body=docs, params={
+                **(commit or self._commit(event, graph)), "create": "true"})
 
     async def _delete(self, db: str, iri: str, event: Envelope, graph: str = "instance") -> None:
         try:
-            await self._request("DELETE", self._docs(db), params={**self._commit(event, graph), "id": iri})
+            async with self._locks[db]:
+                await self._request("DELETE", self._docs(db), params={
+                    **self._commit(event, graph), "id": iri})
         except NotFound:
             pass
+
+    async def _write_instances(self, items: list[tuple[str, dict[str, Any], Envelope]]) -> list[None]:
+        by_db: defaultdict[str, list[tuple[str, dict[str, Any], Envelope]]] = defaultdict(list)
+        for item in items:
+            by_db[item[0]].append(item)
+        await asyncio.gather(*[self._put(db, [doc for _, doc, _ in group], group[0][2],
+                                         commit=self._batch_commit([e for _, _, e in group]))
+                               for db, group in by_db.items()])
+        return [None] * len(items)
+
+    async def _write_instance(self, item: tuple[str, dict[str, Any], Envelope]) -> None:
+        await self._put(item[0], item[1], item[2])
+
+    @staticmethod
+    def _batch_commit(events: list[Envelope]) -> dict[str, str]:
+        """One commit for the instance writes of several commands: its author is their
+        actor when they share one, and its message names every command."""
+        if len(events) == 1:
+            return TerminusGraphStore._commit(events[0], "instance")
+        actors = {e.actor for e in events}
+        commands = ", ".join(str(e.metadata.get("command_id", "")) for e in events)
+        return {"graph_type": "instance", "author": actors.pop() if len(actors) == 1 else "spice",
+                "message": f"{len(events)} instance writes, commands {commands}"}
 
     @staticmethod
     def _commit(event: Envelope, graph: str) -> dict[str, str]:
@@ -216,8 +250,10 @@ class TerminusGraphStore:
             present = {d["@id"]: d for d in await self._of_type(db, writes[0].data["class_id"])}
             docs = [d for d in docs if d["@id"] not in present
                     or int(present[d["@id"]]["_version"]) < d["_version"]]
-        if docs:
-            await self._put(db, docs, writes[-1])
+            if docs:
+                await self._put(db, docs, writes[-1])
+            return
+        await self._instance_writes((db, docs[0], latest[docs[0]["@id"]][0]))
 
     async def _create_database(self, data: dict[str, Any], event: Envelope) -> None:
         if not await self.database_exists(data["name"]):
