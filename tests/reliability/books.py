@@ -110,9 +110,15 @@ async def balance(runtime: Any, scenario: str, db: str, class_id: str,
         per_aggregate = dict(await conn.fetch(
             "SELECT aggregate_id, count(*) FROM event_index WHERE aggregate_id = ANY($1) "
             "GROUP BY aggregate_id", list(aggregates)))
-        graph = {r["instance_id"]: json.loads(r["data"]) for r in await conn.fetch(
-            "SELECT instance_id, data FROM graph_instances WHERE db = $1 AND class_id = $2",
-            db, class_id)}
+    # Through the graph store this run uses (PostgreSQL or TerminusDB), every page of it.
+    graph: dict[str, Any] = {}
+    after = None
+    while True:
+        page = await runtime.graph.list_instances(db, class_id, limit=1000, after=after)
+        graph.update((row["instance_id"], row["data"]) for row in page)
+        if len(page) < 1000:
+            break
+        after = page[-1]["instance_id"]
     for command_id, (instance_id, data) in accepted.items():
         doc = await status_of(command_id)
         status = (doc or {}).get("status")
