@@ -31,9 +31,8 @@ from aiokafka import AIOKafkaProducer
 from bench.api import LOGS, setup_db, wait_applied
 from bench.common import CpuMeter, machine
 from bench.projections import drop_bucket, events
-from spice.domain.messages import CommandType, instance_aggregate
+from bench.workers import append_creates
 from spice.handlers import rebuild
-from spice.handlers.submit import CommandSubmitter
 from spice.kafka_client import kafka_options
 from spice.runtime import Runtime
 from spice.settings import Settings
@@ -51,23 +50,11 @@ async def commands_applied(runtime: Runtime, key: str, backend: str, total: int)
         await asyncio.sleep(3)  # partitions assigned
         async with aiohttp.ClientSession(headers={"X-API-Key": key}) as session:
             db = await setup_db(session, worker.url)
-        submitter = CommandSubmitter(runtime.event_store, runtime.status)
-        slots = asyncio.Semaphore(64)
-        ids: list[str] = []
-
-        async def one(n: int) -> None:
-            async with slots:
-                data = {"db": db, "class_id": "Item", "instance_id": f"i{n}", "data": {"n": n}}
-                stored = await submitter.submit(CommandType.CREATE_INSTANCE,
-                                                instance_aggregate(db, "Item", f"i{n}"), data,
-                                                actor="bench", db=db)
-                ids.append(stored.command_id)
-
         assert worker.proc is not None
         meter = CpuMeter(worker.proc.pid)
         meter.start()
         started = time.perf_counter()
-        await asyncio.gather(*[one(n) for n in range(total)])
+        ids = await append_creates(runtime, db, total)
         finished = await wait_applied(runtime, ids, timeout=1200)
         meter.stop()
         return total / (finished - started), meter.process * 1000 / total

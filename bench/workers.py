@@ -28,9 +28,8 @@ from spice.settings import Settings
 from tests.integration.worker import WorkerProcess
 
 
-async def applied_rate(runtime: Runtime, session: aiohttp.ClientSession, url: str, total: int,
-                       meter: CpuMeter) -> float:
-    db = await setup_db(session, url)
+async def append_creates(runtime: Runtime, db: str, total: int) -> list[str]:
+    """`total` CREATE_INSTANCE commands appended as the API does, 64 at a time; their ids."""
     submitter = CommandSubmitter(runtime.event_store, runtime.status)
     slots = asyncio.Semaphore(64)
     ids: list[str] = []
@@ -43,9 +42,16 @@ async def applied_rate(runtime: Runtime, session: aiohttp.ClientSession, url: st
                                             actor="bench", db=db)
             ids.append(stored.command_id)
 
+    await asyncio.gather(*[one(n) for n in range(total)])
+    return ids
+
+
+async def applied_rate(runtime: Runtime, session: aiohttp.ClientSession, url: str, total: int,
+                       meter: CpuMeter) -> float:
+    db = await setup_db(session, url)
     meter.start()
     started = time.perf_counter()
-    await asyncio.gather(*[one(n) for n in range(total)])
+    ids = await append_creates(runtime, db, total)
     finished = await wait_applied(runtime, ids)
     meter.stop()
     return total / (finished - started)
