@@ -9,7 +9,13 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from spice.domain.envelope import Envelope
+from spice.domain.graph_query import Direction, Route
+from spice.domain.query import Where
 from spice.domain.schema import Schema
+
+NodeKey = tuple[str, str]  # (class id, instance id)
+Node = tuple[str, str, dict[str, Any]]  # with the instance's data
+Step = tuple[NodeKey, str, NodeKey, Node]  # (from, predicate, to, the node the step reached)
 
 
 class GraphStore(Protocol):
@@ -28,3 +34,17 @@ class GraphStore(Protocol):
     async def list_instances(self, db: str, class_id: str, limit: int = 100,
                              after: str | None = None) -> list[dict[str, Any]]: ...
     async def ping(self) -> None: ...
+
+    # Graph queries, one level at a time (spice/stores/graph_query.py); `timeout` in seconds.
+    async def query_nodes(self, db: str, classes: list[str], ids: list[str] | None,
+                          where: Where | None, limit: int, timeout: float) -> list[Node]:
+        """Instances of the classes (only the ids, if given) matching the filter, ordered by
+        (class, id), at most `limit`."""
+        ...
+
+    async def follow(self, db: str, frontier: list[Node], direction: Direction, routes: list[Route],
+                     classes: list[str], where: Where | None, limit: int, timeout: float) -> list[Step]:
+        """One hop from the frontier along the routes: every relationship value (forward)
+        or every instance holding a frontier id (reverse) whose reached instance is of one
+        of the classes and matches the filter, at most `limit` steps."""
+        ...

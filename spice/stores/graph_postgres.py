@@ -8,12 +8,43 @@ import asyncpg
 import orjson
 
 from spice.domain.envelope import Envelope
+from spice.domain.graph_query import Direction, Route
 from spice.domain.messages import EventType
 from spice.domain.ontology import OntologyClass
+from spice.domain.query import Where
 from spice.domain.schema import Schema
 from spice.stores.coalesce import Coalescer
+from spice.stores.graph import Node, Step
+from spice.stores.query_postgres import Params, compile_where
 
 InstanceKey = tuple[str, str, str]
+ROUTES = "unnest($4::text[], $5::text[], $6::text[], $7::int[]) AS r(predicate, src, dst, rank)"
+# One hop forward: each frontier instance's values of each route's predicate (a string or
+# a list of them), each resolved to the first class in rank order holding that id.
+FORWARD_SQL = (
+    "SELECT x.* FROM (SELECT DISTINCT ON (s.class_id, s.instance_id, r.predicate, e.ord) "
+    "s.class_id AS s_class, s.instance_id AS s_id, r.predicate, t.class_id AS t_class, "
+    "t.instance_id AS t_id, t.data FROM unnest($2::text[], $3::text[]) AS f(class_id, instance_id) "
+    "JOIN graph_instances s ON s.db = $1 AND s.class_id = f.class_id AND s.instance_id = f.instance_id "
+    f"JOIN {ROUTES} ON r.src = s.class_id "
+    "CROSS JOIN LATERAL jsonb_array_elements_text(CASE jsonb_typeof(s.data -> r.predicate) "
+    "WHEN 'array' THEN s.data -> r.predicate WHEN 'string' THEN jsonb_build_array(s.data -> r.predicate) "
+    "ELSE '[]'::jsonb END) WITH ORDINALITY AS e(value, ord) "
+    "JOIN graph_instances t ON t.db = $1 AND t.class_id = r.dst AND t.instance_id = e.value "
+    "ORDER BY s.class_id, s.instance_id, r.predicate, e.ord, r.rank) x "
+    "WHERE x.t_class = ANY($8::text[]) AND {where} "
+    "ORDER BY x.s_class, x.s_id, x.predicate, x.t_class, x.t_id LIMIT $9")
+# One hop in reverse: the instances holding a frontier instance's id under a route's
+# predicate (the GIN index of migration 11 answers `@>`).
+REVERSE_SQL = (
+    "SELECT m.class_id AS s_class, m.instance_id AS s_id, r.predicate, f.class_id AS t_class, "
+    "f.instance_id AS t_id, m.data FROM unnest($2::text[], $3::text[]) AS f(class_id, instance_id) "
+    f"JOIN {ROUTES} ON r.dst = f.class_id "
+    "JOIN graph_instances m ON m.db = $1 AND m.class_id = r.src "
+    "AND (m.data @> jsonb_build_object(r.predicate, f.instance_id) "
+    "OR m.data @> jsonb_build_object(r.predicate, jsonb_build_array(f.instance_id))) "
+    "WHERE m.class_id = ANY($8::text[]) AND {where} "
+    "ORDER BY m.class_id, m.instance_id, r.predicate, f.class_id, f.instance_id LIMIT $9")
 InstanceRow = tuple[str, str, str, str, int]
 UPSERT_INSTANCES_SQL = (
     "INSERT INTO graph_instances SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
@@ -210,3 +241,35 @@ class PostgresGraphStore:
     async def ping(self) -> None:
         async with self.pool.acquire() as conn:
             await conn.fetchval("SELECT 1 FROM graph_databases LIMIT 1")
+
+    # ---- graph queries (spice/stores/graph_query.py runs them hop by hop) ------------
+
+    async def query_nodes(self, db: str, classes: list[str], ids: list[str] | None,
+                          where: Where | None, limit: int, timeout: float) -> list[Node]:
+        params = Params(4)
+        condition = compile_where(where, "data", params)
+        sql = ("SELECT class_id, instance_id, data FROM graph_instances WHERE db = $1 "
+               "AND class_id = ANY($2::text[]) AND ($3::text[] IS NULL OR instance_id = ANY($3)) "
+               f"AND {condition} ORDER BY class_id, instance_id LIMIT $4")
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(sql, db, classes, ids, limit, *params.values, timeout=timeout)
+        return [(r["class_id"], r["instance_id"], orjson.loads(r["data"])) for r in rows]
+
+    async def follow(self, db: str, frontier: list[Node], direction: Direction, routes: list[Route],
+                     classes: list[str], where: Where | None, limit: int, timeout: float) -> list[Step]:
+        params = Params(9)
+        condition = compile_where(where, "x.data" if direction == "forward" else "m.data", params)
+        sql = (FORWARD_SQL if direction == "forward" else REVERSE_SQL).replace("{where}", condition)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                sql, db, [n[0] for n in frontier], [n[1] for n in frontier],
+                [r.predicate for r in routes], [r.source for r in routes],
+                [r.target for r in routes], [r.rank for r in routes], classes, limit,
+                *params.values, timeout=timeout)
+        steps = []
+        for r in rows:
+            data = orjson.loads(r["data"])
+            source, target = (r["s_class"], r["s_id"]), (r["t_class"], r["t_id"])
+            reached = (*target, data) if direction == "forward" else (*source, data)
+            steps.append((source, r["predicate"], target, reached))
+        return steps

@@ -40,13 +40,17 @@ from urllib.parse import quote, unquote
 import aiohttp
 
 from spice.domain.envelope import Envelope
+from spice.domain.graph_query import Direction, Route
 from spice.domain.messages import EventType
 from spice.domain.ontology import OntologyClass
+from spice.domain.query import Where, matches
 from spice.domain.schema import Schema
 from spice.stores.coalesce import Coalescer
 from spice.stores.errors import StoreUnavailable
+from spice.stores.graph import Node, Step
 
 TEAM = "admin"
+QUERY_FANOUT = 16  # document reads in flight at once for one graph query level
 CLASS_DOC = "_SpiceClass"
 BASE = "_SpiceInstance"
 LINK = "_SpiceLink"
@@ -362,6 +366,70 @@ class TerminusGraphStore:
 
     async def ping(self) -> None:
         await self._request("GET", "/api/ok")
+
+    # ---- graph queries (spice/stores/graph_query.py runs them level by level) --------
+    # Over the `_links` TerminusDB keeps: each holds the document a relationship value
+    # was resolved to when it was written (the rank order of spice.domain.graph_query).
+
+    async def _many(self, db: str, iris: list[str]) -> list[dict[str, Any]]:
+        """The documents that exist among `iris`, read QUERY_FANOUT at a time."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(iris), QUERY_FANOUT):
+            docs = await asyncio.gather(*[self._get(db, iri) for iri in iris[start:start + QUERY_FANOUT]])
+            found += [d for d in docs if d is not None]
+        return found
+
+    async def query_nodes(self, db: str, classes: list[str], ids: list[str] | None,
+                          where: Where | None, limit: int, timeout: float) -> list[Node]:
+        if ids is not None:
+            docs = await self._many(db, [instance_iri(c, i) for c in classes for i in ids])
+        else:
+            docs = [d for c in classes for d in await self._of_type(db, c)]
+        nodes = {(d["@type"], instance_id_of(d["@id"])): json.loads(d["_data"]) for d in docs
+                 if d.get("@type") in classes}
+        return [(c, i, data) for (c, i), data in sorted(nodes.items()) if matches(where, data)][:limit]
+
+    async def follow(self, db: str, frontier: list[Node], direction: Direction, routes: list[Route],
+                     classes: list[str], where: Where | None, limit: int, timeout: float) -> list[Step]:
+        wanted = set(classes)
+        steps: list[Step] = []
+        if direction == "forward":
+            declared = {(r.source, r.predicate) for r in routes}
+            sources = await self._many(db, [instance_iri(c, i) for c, i, _ in frontier])
+            links = [(d, link) for d in sources for link in _sorted_links(d)
+                     if (d["@type"], link["predicate"]) in declared]
+            targets = {d["@id"]: d for d in await self._many(db, sorted({lk["target"] for _, lk in links}))}
+            for source, link in links:
+                target = targets.get(link["target"])
+                if target is None or target.get("@type") not in wanted:
+                    continue
+                data = json.loads(target["_data"])
+                if matches(where, data):
+                    key = (target["@type"], instance_id_of(target["@id"]))
+                    steps.append(((source["@type"], instance_id_of(source["@id"])), link["predicate"],
+                                  key, (*key, data)))
+        else:
+            into = {instance_iri(c, i): (c, i) for c, i, _ in frontier}
+            accepted = {(r.source, r.predicate, r.target) for r in routes}
+            for referrer_class in sorted({r.source for r in routes} & wanted):
+                for doc in await self._of_type(db, referrer_class):
+                    if doc.get("@type") != referrer_class:
+                        continue
+                    hits = [(link["predicate"], into[link["target"]]) for link in _sorted_links(doc)
+                            if link["target"] in into
+                            and (referrer_class, link["predicate"], into[link["target"]][0]) in accepted]
+                    if not hits:
+                        continue
+                    data = json.loads(doc["_data"])
+                    if matches(where, data):
+                        key = (referrer_class, instance_id_of(doc["@id"]))
+                        steps += [(key, predicate, target, (*key, data)) for predicate, target in hits]
+        return sorted(steps, key=lambda s: (s[0], s[1], s[2]))[:limit]
+
+
+def _sorted_links(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """A document's links in (predicate, position) order (v11 answers integers as text)."""
+    return sorted(doc.get("_links") or [], key=lambda link: (link["predicate"], int(link["position"])))
 
 
 def _message(text: str) -> str:

@@ -246,6 +246,12 @@ MIGRATIONS: list[str] = [
     WHERE EXISTS (SELECT 1 FROM api_keys o WHERE o.name = k.name AND o.key_id < k.key_id);
     CREATE UNIQUE INDEX api_keys_name ON api_keys (name);
     """,
+    # 11: graph queries (spice/stores/graph_query.py) follow relationships backwards:
+    # "which instances hold this id under this predicate" is `data @> {"p": id}`, an
+    # index lookup here instead of a scan of the class.
+    """
+    CREATE INDEX graph_instances_data ON graph_instances USING gin (data jsonb_path_ops);
+    """,
 ]
 
 

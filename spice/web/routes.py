@@ -7,7 +7,7 @@ from typing import Any
 from faust.web import Request, Response
 
 from spice.app import app
-from spice.web import bff, dashboard, reads, search, writes
+from spice.web import analysis, bff, dashboard, graph_query, reads, search, writes
 from spice.web.auth import Access
 from spice.web.http import ApiView
 from spice.web.metrics import MetricsView
@@ -66,6 +66,18 @@ ROUTES: list[tuple[str, type[ApiView], dict[str, str]]] = [
      {"post": "Create an instance and wait"}),
     (f"{V1}/instances/{{db}}/{{class_id}}", reads.InstanceListView, {"get": "List instances (paged)"}),
     (f"{V1}/instances/{{db}}/{{class_id}}/{{instance_id}}", reads.InstanceView, {"get": "Get an instance"}),
+    (f"{V1}/analysis/{{db}}/paths", analysis.PathsView,
+     {"get": "Relationship paths between two classes: from, to, mode (shortest|all), max_depth, limit"}),
+    (f"{V1}/analysis/{{db}}/reachable/{{class_id}}", analysis.ReachableView,
+     {"get": "Classes reachable from a class through relationships, with depth and a path"}),
+    (f"{V1}/analysis/{{db}}/cycles", analysis.CyclesView,
+     {"get": "Relationship cycles (self, direct, indirect) with their severity"}),
+    (f"{V1}/analysis/{{db}}/network", analysis.NetworkView,
+     {"get": "The relationship network: degrees, hubs, isolated classes, components"}),
+    (f"{V1}/analysis/{{db}}/dry-run", analysis.DryRunView,
+     {"post": "Validate class writes without storing anything: errors, changes, new cycles"}),
+    (f"{V1}/graph-query/{{db}}", graph_query.GraphQueryView,
+     {"post": "Query the instance graph: start and hops (forward/reverse, filters), or paths"}),
     (f"{V1}/commands/{{command_id}}/status", CommandStatusView, {"get": "Status of any command"}),
     (f"{V1}/commands/{{command_id}}/wait", CommandWaitView, {"get": "Wait for any command"}),
     (f"{V1}/status/commands", CommandCountsView, {"get": "Counts by state and type, DLQ depth"}),

@@ -1,6 +1,10 @@
+from contextlib import asynccontextmanager
+
+import asyncpg
 import pytest
 
 from spice.stores.graph_postgres import PostgresGraphStore
+from tests.contracts.graph_query import GraphQueryContract
 from tests.contracts.graph_store import GraphStoreContract
 
 
@@ -20,6 +24,36 @@ class TestTerminusGraphStore(GraphStoreContract):
                                    settings.terminusdb_password)
         yield store
         await store.close()
+
+
+class TestPostgresGraphQuery(GraphQueryContract):
+    @pytest.fixture
+    def make_graph(self, runtime, settings):
+        @asynccontextmanager
+        async def make():
+            pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=4)
+            try:
+                yield PostgresGraphStore(pool)
+            finally:
+                await pool.close()
+        return make
+
+
+class TestTerminusGraphQuery(GraphQueryContract):
+    @pytest.fixture
+    def make_graph(self, terminusdb_stack):
+        from spice.stores.graph_terminus import TerminusGraphStore
+
+        @asynccontextmanager
+        async def make():
+            settings = terminusdb_stack
+            store = TerminusGraphStore(settings.terminusdb_url, settings.terminusdb_user,
+                                       settings.terminusdb_password)
+            try:
+                yield store
+            finally:
+                await store.close()
+        return make
 
 
 async def test_terminusdb_schema_graph_does_not_grow_with_class_updates(terminusdb_stack):
