@@ -76,12 +76,12 @@ def parse_where(raw: Any, schema: Schema, classes: list[str], field: str) -> Whe
     (a property one class lacks simply does not match there); None for no filter."""
     if raw is None:
         return None
-    members = _members(schema, classes)
+    members = filterable_members(schema, classes)
     counter = [0]
     return _parse(raw, members, field, counter)
 
 
-def _members(schema: Schema, classes: list[str]) -> dict[str, Property | Relationship]:
+def filterable_members(schema: Schema, classes: list[str]) -> dict[str, Property | Relationship]:
     members: dict[str, Property | Relationship] = {}
     for class_id in classes:
         for prop in schema.effective_properties(class_id):
@@ -127,7 +127,7 @@ def _condition(raw: dict[str, Any], members: dict[str, Property | Relationship],
         known = ", ".join(sorted(members)[:20]) or "none"
         raise ValidationFailed(FieldError(f"{field}.property", f"unknown property '{name[:100]}' "
                                           f"(known: {known})"))
-    kind, prop = _kind(member, part, f"{field}.property")
+    kind, prop = member_kind(member, part, f"{field}.property")
     op = raw.get("op", "eq")
     if op not in OPERATORS[kind]:
         allowed = ", ".join(OPERATORS[kind])
@@ -137,7 +137,7 @@ def _condition(raw: dict[str, Any], members: dict[str, Property | Relationship],
     return Condition((head, part) if part else (head,), op, kind, value)
 
 
-def _kind(member: Property | Relationship, part: str, field: str) -> tuple[str, Property | None]:
+def member_kind(member: Property | Relationship, part: str, field: str) -> tuple[str, Property | None]:
     if isinstance(member, Relationship):
         if part:
             raise ValidationFailed(FieldError(field, f"'{member.predicate}' is a relationship: "

@@ -34,6 +34,14 @@ class GraphStore(Protocol):
     async def list_instances(self, db: str, class_id: str, limit: int = 100,
                              after: str | None = None) -> list[dict[str, Any]]: ...
     async def ping(self) -> None: ...
+    async def class_version(self, db: str, class_id: str) -> tuple[dict[str, Any], int] | None:
+        """The class and the sequence number of the event that wrote it (its ETag)."""
+        ...
+
+    async def instance_version(self, db: str, class_id: str, instance_id: str
+                               ) -> tuple[dict[str, Any], int] | None:
+        """The instance's data and the sequence number of the event that wrote it."""
+        ...
 
     # Graph queries, one level at a time (spice/stores/graph_query.py); `timeout` in seconds.
     async def query_nodes(self, db: str, classes: list[str], ids: list[str] | None,

@@ -196,6 +196,20 @@ class PostgresGraphStore:
                 "SELECT doc FROM graph_classes WHERE db = $1 AND class_id = $2", db, class_id)
         return orjson.loads(doc) if doc else None
 
+    async def class_version(self, db: str, class_id: str) -> tuple[dict[str, Any], int] | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT doc, version FROM graph_classes WHERE db = $1 AND class_id = $2", db, class_id)
+        return (orjson.loads(row["doc"]), row["version"]) if row else None
+
+    async def instance_version(self, db: str, class_id: str, instance_id: str
+                               ) -> tuple[dict[str, Any], int] | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT data, version FROM graph_instances WHERE db = $1 AND class_id = $2 "
+                "AND instance_id = $3", db, class_id, instance_id)
+        return (orjson.loads(row["data"]), row["version"]) if row else None
+
     async def instance_counts(self, db: str) -> dict[str, int]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(

@@ -340,6 +340,17 @@ class TerminusGraphStore:
             return None
         return json.loads(doc["_data"])  # type: ignore[no-any-return]
 
+    async def class_version(self, db: str, class_id: str) -> tuple[dict[str, Any], int] | None:
+        doc = await self._get(db, class_iri(class_id))
+        return (json.loads(doc["definition"]), int(doc["version"])) if doc else None
+
+    async def instance_version(self, db: str, class_id: str, instance_id: str
+                               ) -> tuple[dict[str, Any], int] | None:
+        doc = await self._get(db, instance_iri(class_id, instance_id))
+        if doc is None or doc.get("@type") != class_id:
+            return None
+        return json.loads(doc["_data"]), int(doc["_version"])
+
     async def _instances(self, db: str, class_id: str) -> list[tuple[str, dict[str, Any]]]:
         """(instance id, data) of the class's own instances (not its subclasses'), by id."""
         return sorted((instance_id_of(d["@id"]), json.loads(d["_data"]))

@@ -44,10 +44,50 @@ def compile_where(where: Where | None, column: str, params: Params) -> str:
     return f"coalesce({_condition(where, column, params)}, false)"
 
 
+def value_at(column: str, path: tuple[str, ...], params: Params) -> str:
+    """The jsonb value at a property path (names bound as parameters)."""
+    value = f"({column} -> {params(path[0], '::text')})"
+    if len(path) == 2:
+        value = f"({value} -> {params(path[1], '::text')})"
+    return value
+
+
+def typed(kind: str, value: str) -> list[str]:
+    """The SQL expressions a value of the kind compares and sorts by (NULL where the
+    document holds something else): money is (currency, amount)."""
+    text = f"({value} #>> '{{}}')"
+    is_string = f"jsonb_typeof({value}) = 'string'"
+    if kind == "text":
+        return [f'(CASE WHEN {is_string} THEN lower({text}) END) COLLATE "C"']
+    if kind in ("integer", "decimal"):
+        return [_number(value)]
+    if kind == "date":
+        return [f'(CASE WHEN {is_string} AND {text} ~ \'{DATE_TEXT}\' THEN {text} END) COLLATE "C"']
+    if kind == "datetime":
+        return [f"(CASE WHEN {is_string} AND {text} ~ '{DATETIME_TEXT}' THEN "
+                f"(CASE WHEN {text} ~ '{OFFSET_TEXT}' THEN {text}::timestamptz "
+                f"ELSE {text}::timestamp AT TIME ZONE 'UTC' END) END)"]
+    if kind == "money":
+        currency = f"({value} -> 'currency')"
+        return [f'(CASE WHEN jsonb_typeof({currency}) = \'string\' THEN {currency} #>> \'{{}}\' END) '
+                'COLLATE "C"', _number(f"({value} -> 'amount')")]
+    if kind == "boolean":
+        return [f"(CASE WHEN jsonb_typeof({value}) = 'boolean' THEN {text}::boolean END)"]
+    raise ValueError(f"no typed expression for {kind}")
+
+
+def order_by(keys: list[tuple[tuple[str, ...], str, bool]], column: str, params: Params) -> list[str]:
+    """ORDER BY terms for (path, kind, descending) keys; absent values last either way."""
+    terms = []
+    for path, kind, descending in keys:
+        direction = "DESC" if descending else "ASC"
+        terms += [f"{expression} {direction} NULLS LAST"
+                  for expression in typed(kind, value_at(column, path, params))]
+    return terms
+
+
 def _condition(c: Condition, column: str, params: Params) -> str:
-    value = f"({column} -> {params(c.path[0], '::text')})"
-    if len(c.path) == 2:
-        value = f"({value} -> {params(c.path[1], '::text')})"
+    value = value_at(column, c.path, params)
     if c.op == "exists":
         present = f"(jsonb_typeof({value}) IS NOT NULL AND jsonb_typeof({value}) <> 'null')"
         return present if c.value else f"NOT {present}"
@@ -58,35 +98,23 @@ def _condition(c: Condition, column: str, params: Params) -> str:
         return (f"(jsonb_typeof({value}) = 'array' AND "
                 f"{value} @> jsonb_build_array({params(json.dumps(c.value), '::jsonb')}))")
     if c.kind == "money":
-        amount = _number(f"({value} -> 'amount')")
-        currency = f"({value} ->> 'currency')"
+        currency, amount = typed("money", value)
         return (f"({currency} = {params(c.value[1], '::text')} AND "
                 f"{amount} {COMPARE[c.op]} {params(c.value[0], '::numeric')})")
-    text = f"({value} #>> '{{}}')"
-    is_string = f"jsonb_typeof({value}) = 'string'"
-    if c.kind == "text":
-        lowered = f"(CASE WHEN {is_string} THEN lower({text}) END)"
-        if c.op == "contains":
-            return f"(strpos({lowered}, {params(c.value, '::text')}) > 0)"
-        if c.op == "starts_with":
-            bound = params(c.value, "::text")
-            return f"(left({lowered}, length({bound})) = {bound})"
-        return _compare(lowered, c, params, "::text")
-    if c.kind == "link":
-        return _compare(f"(CASE WHEN {is_string} THEN {text} END)", c, params, "::text")
-    if c.kind in ("integer", "decimal"):
-        return _compare(_number(value), c, params, "::numeric")
-    if c.kind == "date":
-        return _compare(f"(CASE WHEN {is_string} AND {text} ~ '{DATE_TEXT}' THEN {text} END)",
-                        c, params, "::text")
-    if c.kind == "datetime":
-        instant = (f"(CASE WHEN {is_string} AND {text} ~ '{DATETIME_TEXT}' THEN "
-                   f"(CASE WHEN {text} ~ '{OFFSET_TEXT}' THEN {text}::timestamptz "
-                   f"ELSE {text}::timestamp AT TIME ZONE 'UTC' END) END)")
-        return _compare(instant, c, params, "::timestamptz")
     if c.kind == "boolean":
         return f"({value} = {params(json.dumps(c.value), '::jsonb')})"
-    raise ValueError(f"no SQL for {c.kind} {c.op}")  # parse_where admits nothing else
+    if c.kind == "link":  # an instance id: exact
+        return _compare(f"(CASE WHEN jsonb_typeof({value}) = 'string' THEN {value} #>> '{{}}' END)",
+                        c, params, "::text")
+    [expression] = typed(c.kind, value)
+    if c.op == "contains":
+        return f"(strpos({expression}, {params(c.value, '::text')}) > 0)"
+    if c.op == "starts_with":
+        bound = params(c.value, "::text")
+        return f"(left({expression}, length({bound})) = {bound})"
+    cast = {"text": "::text", "integer": "::numeric", "decimal": "::numeric", "date": "::text",
+            "datetime": "::timestamptz"}[c.kind]
+    return _compare(expression, c, params, cast)
 
 
 def _number(value: str) -> str:

@@ -18,7 +18,9 @@ import orjson
 
 from spice.domain.envelope import Envelope
 from spice.domain.messages import EventType
+from spice.domain.structured import StructuredQuery, project
 from spice.domain.text import all_texts
+from spice.stores.query_postgres import Params, compile_where, order_by
 from spice.stores.search_rebuild import PostgresRebuild, Rebuild
 
 LIVE_TABLE = "search_docs"
@@ -31,6 +33,10 @@ class SearchIndex(Protocol):
                      filters: dict[str, Any] | None = None, limit: int = 20,
                      cursor: str | None = None) -> dict[str, Any]: ...
     async def search_classes(self, db: str, q: str = "", limit: int = 50) -> dict[str, Any]: ...
+    async def structured(self, db: str, query: StructuredQuery) -> dict[str, Any]:
+        """Instances matching a structured query (spice.domain.structured), sorted, one page."""
+        ...
+
     async def class_documents(self, db: str) -> list[dict[str, Any]]: ...
     async def indexed_documents(self, db: str) -> dict[tuple[str, str], Any]:
         """Every live document of the database, by (kind, id): what `verify` compares."""
@@ -122,6 +128,12 @@ def document_rows(folded: Folded) -> tuple[list[dict[str, Any]], list[dict[str, 
     tombstones = [{"db": k[0], "kind": k[1], "doc_id": k[2], "class_id": class_id, "version": version}
                   for k, (version, row, class_id) in folded.items() if row is None]
     return upserts, tombstones
+
+
+def structured_hit(doc_id: str, class_id: str, document: dict[str, Any],
+                   query: StructuredQuery) -> dict[str, Any]:
+    return {"id": doc_id, "class_id": class_id, "instance_id": doc_id.split("/", 1)[1],
+            "document": project(document, query.fields)}
 
 
 def result_page(hits: list[dict[str, Any]], total: int, offset: int) -> dict[str, Any]:
@@ -239,6 +251,21 @@ class PostgresSearchIndex(QueryIndex):
         hits = [{"id": r["doc_id"], "class_id": r["class_id"], "score": round(float(r["score"]), 4),
                  "document": json.loads(r["body"])} for r in rows]
         return result_page(hits, total, offset)
+
+    async def structured(self, db: str, query: StructuredQuery) -> dict[str, Any]:
+        offset = decode_cursor(query.cursor)
+        params = Params(4)
+        condition = compile_where(query.where, "body", params)
+        order = order_by([(k.path, k.kind, k.descending) for k in query.sort], "body", params)
+        order.append('doc_id COLLATE "C"')  # the tie-break: pages never overlap
+        sql = (f"SELECT doc_id, class_id, body, count(*) OVER () AS total FROM {self.table} "
+               "WHERE db = $1 AND kind = 'instance' AND NOT deleted AND class_id = ANY($2::text[]) "
+               f"AND {condition} ORDER BY {', '.join(order)} "
+               "LIMIT $3 OFFSET $4")
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(sql, db, list(query.classes), query.limit, offset, *params.values)
+        hits = [structured_hit(r["doc_id"], r["class_id"], json.loads(r["body"]), query) for r in rows]
+        return result_page(hits, rows[0]["total"] if rows else 0, offset)
 
     async def class_documents(self, db: str) -> list[dict[str, Any]]:
         """Every live class of the database as projected: the source of the label index."""

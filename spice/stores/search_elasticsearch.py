@@ -28,12 +28,29 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from spice.domain.structured import StructuredQuery
 from spice.stores.errors import StoreUnavailable
-from spice.stores.search import QueryIndex, fold_segments, result_page
+from spice.stores.query_elasticsearch import (
+    DYNAMIC_TEMPLATES,
+    TYPED_MAPPINGS,
+    compile_where,
+    sort_clause,
+    typed_fields,
+)
+from spice.stores.search import (
+    MAX_OFFSET,
+    QueryIndex,
+    decode_cursor,
+    fold_segments,
+    result_page,
+    structured_hit,
+)
 
 PREFIX = "spice"
 KINDS = ("class", "instance")
 SETTINGS = {
+    # deep pages of structured queries (MAX_OFFSET), and typed copies of many properties
+    "index": {"max_result_window": MAX_OFFSET + 1000, "mapping.total_fields.limit": 20_000},
     "analysis": {
         "filter": {"edge": {"type": "edge_ngram", "min_gram": 1, "max_gram": 20}},
         "analyzer": {"prefix": {"tokenizer": "standard", "filter": ["lowercase", "edge"]}},
@@ -41,7 +58,9 @@ SETTINGS = {
 }
 MAPPINGS = {
     "dynamic": False,
+    "dynamic_templates": DYNAMIC_TEMPLATES,
     "properties": {
+        **TYPED_MAPPINGS,
         "doc_id": {"type": "keyword"},
         "class_id": {"type": "keyword"},
         "version": {"type": "long"},
@@ -97,8 +116,11 @@ def bulk_operations(folded: dict[tuple[str, str, str], tuple[int, Any, str | Non
             body = row[2]
             ops.append({"index": {"_index": index_of(db, kind), "_id": doc_id, "version": version,
                                   "version_type": "external"}})
-            ops.append({"doc_id": doc_id, "class_id": row[0], "version": version, "deleted": False,
-                        "labels": row[1], "body": body, "document": body})
+            doc = {"doc_id": doc_id, "class_id": row[0], "version": version, "deleted": False,
+                   "labels": row[1], "body": body, "document": body}
+            if kind == "instance":
+                doc["typed"], doc["present"] = typed_fields(body)
+            ops.append(doc)
     return ops
 
 
@@ -188,6 +210,11 @@ class ElasticsearchSearchIndex(QueryIndex):
             elif not await self.es.indices.exists_alias(name=alias):
                 await self.es.indices.create(index=f"{alias}-000001", settings=SETTINGS,
                                              mappings=MAPPINGS, aliases={alias: {"is_write_index": True}})
+            else:  # an index from before typed copies: add their mapping (documents
+                # written before it get theirs from a rebuild, docs/operations.md)
+                await self.es.indices.put_mapping(index=alias, dynamic_templates=DYNAMIC_TEMPLATES,
+                                                  properties=TYPED_MAPPINGS)
+                await self.es.indices.put_settings(index=alias, settings={"index": SETTINGS["index"]})
         except Exception as error:
             if "resource_already_exists" not in str(error):  # a concurrent creator won
                 raise self._unavailable(error) from error
@@ -256,6 +283,25 @@ class ElasticsearchSearchIndex(QueryIndex):
                  "score": round(float(h.get("_score") or 0.0), 4), "document": h["_source"]["document"]}
                 for h in rows]
         return result_page(hits, total, offset)
+
+    async def structured(self, db: str, query: StructuredQuery) -> dict[str, Any]:
+        offset = decode_cursor(query.cursor)
+        alias = alias_name(db, "instance")
+        clauses: list[dict[str, Any]] = [{"term": {"deleted": False}},
+                                         {"terms": {"class_id": list(query.classes)}}]
+        if query.where is not None:
+            clauses.append(compile_where(query.where))
+        try:
+            if not await self.es.indices.exists_alias(name=alias):
+                return {"total": 0, "hits": [], "cursor": None}
+            answer = await self.es.search(index=alias, query={"bool": {"filter": clauses}},
+                                          sort=sort_clause(query.sort), from_=offset, size=query.limit,
+                                          track_total_hits=True, source=["doc_id", "class_id", "document"])
+        except Exception as error:
+            raise self._unavailable(error) from error
+        hits = [structured_hit(h["_source"]["doc_id"], h["_source"]["class_id"],
+                               h["_source"]["document"], query) for h in answer["hits"]["hits"]]
+        return result_page(hits, answer["hits"]["total"]["value"], offset)
 
     async def class_documents(self, db: str) -> list[dict[str, Any]]:
         alias = alias_name(db, "class")

@@ -28,6 +28,12 @@ class DatabaseExistsView(ApiView):
         return self.json({"db": db, "exists": await self.runtime.graph.database_exists(db)})
 
 
+def etag(version: int) -> dict[str, str]:
+    """The sequence number as an ETag: send it back as If-Match (or expected_seq) to write
+    only over this version."""
+    return {"ETag": f'"{version}"', "X-Spice-Version": str(version)}
+
+
 async def require_db(view: ApiView, db: str) -> str:
     ids.check_database_name(db)
     if not await view.runtime.graph.database_exists(db):
@@ -45,10 +51,13 @@ class ClassView(ApiView):
     async def get(self, request: Request, db: str, class_id: str) -> Response:
         await require_db(self, db)
         ids.check_class_id(class_id)
-        cls = await self.runtime.graph.get_class(db, class_id)
-        if cls is None:
+        found = await self.runtime.graph.class_version(db, class_id)
+        if found is None:
             raise HttpError(404, f"class '{class_id}' does not exist in '{db}'", field="class_id")
-        return self.json(cls)
+        cls, version = found
+        # A replace (PUT) takes `version` back as its expected sequence number, so a
+        # read-modify-write of this body is safe as it stands.
+        return self.json({**cls, "version": version}, headers=etag(version))
 
 
 class LegacyCreateClassView(ApiView):
@@ -95,8 +104,10 @@ class InstanceView(ApiView):
         await require_db(self, db)
         ids.check_class_id(class_id)
         ids.check_instance_id(instance_id)
-        data = await self.runtime.graph.get_instance(db, class_id, instance_id)
-        if data is None:
+        found = await self.runtime.graph.instance_version(db, class_id, instance_id)
+        if found is None:
             raise HttpError(404, f"instance '{instance_id}' of '{class_id}' does not exist",
                             field="instance_id")
-        return self.json({"db": db, "class_id": class_id, "instance_id": instance_id, "data": data})
+        data, version = found
+        return self.json({"db": db, "class_id": class_id, "instance_id": instance_id, "data": data,
+                          "version": version}, headers=etag(version))

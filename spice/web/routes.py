@@ -82,6 +82,9 @@ ROUTES: list[tuple[str, type[ApiView], dict[str, str]]] = [
     (f"{V1}/commands/{{command_id}}/wait", CommandWaitView, {"get": "Wait for any command"}),
     (f"{V1}/status/commands", CommandCountsView, {"get": "Counts by state and type, DLQ depth"}),
     ("/metrics", MetricsView, {"get": "Prometheus metrics: commands, publisher and consumer lag, DLQ"}),
+    (f"{V1}/query/{{db}}", search.StructuredQueryView,
+     {"post": "Structured query: class_id, where (typed operators, and/or/not), sort, fields, "
+              "limit, cursor"}),
     (f"{V1}/search/{{db}}/classes", search.ClassSearchView, {"get": "Search classes by label"}),
     (f"{V1}/search/{{db}}", search.SearchView,
      {"get": "Search instances: q, class_id, property filters, limit, cursor"}),

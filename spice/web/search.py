@@ -8,7 +8,10 @@ from faust.web import Request, Response
 from spice.domain import ids
 from spice.domain.errors import ValidationFailed
 from spice.domain.json_values import check_json_value, parse_json
-from spice.web.http import ApiView, HttpError, query_number
+from spice.domain.structured import parse_structured
+from spice.web.auth import Access
+from spice.web.http import ApiView, HttpError, json_body, query_number
+from spice.web.reads import require_db
 
 RESERVED = {"q", "class_id", "limit", "cursor"}
 
@@ -56,3 +59,19 @@ class ClassSearchView(ApiView):
         limit = int(query_number(request, "limit", 50, 1, 200))
         result = await self.runtime.search.search_classes(db, request.query.get("q", ""), limit)
         return self.json({"db": db, **result})
+
+
+class StructuredQueryView(ApiView):
+    """POST /api/v1/query/{db}: class, where, sort, fields, limit, cursor
+    (spice.domain.structured), answered by the read model."""
+
+    access = {"post": Access.READ}
+
+    async def post(self, request: Request, db: str) -> Response:
+        await require_db(self, db)
+        query = parse_structured(await json_body(request), await self.runtime.graph.schema(db))
+        try:
+            result = await self.runtime.search.structured(db, query)
+        except ValueError as error:
+            raise HttpError(422, str(error), field="cursor") from None
+        return self.json({"db": db, "class_id": query.classes[0], **result})

@@ -42,10 +42,23 @@ Builder = Callable[[Request, dict[str, str]], Awaitable[Write]]
 
 
 def _expected_seq(request: Request, body: dict[str, Any] | None = None) -> int | None:
+    """`expected_seq` (query or body) or `If-Match` (the ETag a read returned); both at
+    once must agree."""
     value = request.query.get("expected_seq")
     if value is None and body is not None:
         value = body.pop("expected_seq", None)
-    return optional_int(value, "expected_seq")
+    expected = optional_int(value, "expected_seq")
+    header = request.headers.get("If-Match")
+    if header is None:
+        return expected
+    tag = header.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or len(tag) > 18:
+        raise HttpError(400, "If-Match must be an ETag a read returned (a quoted sequence "
+                        "number such as \"3\")", field="If-Match")
+    if expected is not None and expected != int(tag):
+        raise HttpError(400, f"If-Match ({tag}) and expected_seq ({expected}) disagree",
+                        field="If-Match")
+    return int(tag)
 
 
 async def create_database(request: Request, match: dict[str, str]) -> Write:
@@ -75,6 +88,8 @@ async def update_class(request: Request, match: dict[str, str]) -> Write:
     class_id = ids.check_class_id(match["class_id"])
     body = await json_body(request)
     expected = _expected_seq(request, body)
+    read_version = optional_int(body.pop("version", None), "version")  # what a read returned
+    expected = expected if expected is not None else read_version
     if body.setdefault("id", class_id) != class_id:
         raise ValidationFailed(FieldError("class.id", f"must equal the path's class id '{class_id}'"))
     parse(OntologyClass, body, "class")

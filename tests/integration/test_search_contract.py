@@ -1,8 +1,12 @@
 """One contract for the SearchIndex port, run against every adapter: the PostgreSQL
 read model and the stack's Elasticsearch node."""
+from contextlib import asynccontextmanager
+
+import asyncpg
 import pytest
 
 from spice.stores.search import PostgresSearchIndex
+from tests.contracts.structured_query import StructuredQueryContract
 from tests.integration.test_api_end_to_end import unique_db
 from tests.integration.test_projections import event
 
@@ -122,3 +126,31 @@ async def test_refused_credentials_name_the_servers_answer(elasticsearch_stack):
         await wrong.close()
     assert "401 Unauthorized" in str(refused.value)
     assert "None" not in str(refused.value)
+
+
+class TestPostgresStructuredQueries(StructuredQueryContract):
+    @pytest.fixture
+    def make_search(self, runtime, settings):
+        @asynccontextmanager
+        async def make():
+            pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=2)
+            try:
+                yield PostgresSearchIndex(pool)
+            finally:
+                await pool.close()
+        return make
+
+
+class TestElasticsearchStructuredQueries(StructuredQueryContract):
+    @pytest.fixture
+    def make_search(self, elasticsearch_stack):
+        from spice.stores.search_elasticsearch import ElasticsearchSearchIndex
+
+        @asynccontextmanager
+        async def make():
+            adapter = ElasticsearchSearchIndex.from_settings(elasticsearch_stack)
+            try:
+                yield adapter
+            finally:
+                await adapter.close()
+        return make
