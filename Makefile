@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench bench-backends lint clean
+.PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench bench-backends bench-queries lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench: install
 bench-backends: install
 	$(BIN)/spice stack up --with elasticsearch,terminusdb
 	$(BIN)/python -m bench.backends
+
+## Graph queries, structured queries and schema analysis on 100,000 instances, with plans.
+bench-queries: install
+	$(BIN)/spice stack up --with elasticsearch
+	$(BIN)/python -m bench.queries
 
 lint: install
 	$(BIN)/ruff check spice tests bench
