@@ -18,7 +18,9 @@ from spice.domain.labels import LabelIndex
 from spice.domain.messages import CommandType, class_aggregate, instance_aggregate
 from spice.domain.ontology import OntologyClass
 from spice.domain.parsing import parse
+from spice.domain.structured import parse_structured
 from spice.domain.text import normalise_language
+from spice.web.auth import Access
 from spice.web.http import ApiView, HttpError, json_body, query_number
 from spice.web.reads import require_db
 from spice.web.search import property_filters
@@ -220,5 +222,60 @@ class SearchView(BffView):
             view = await self.instance_view(index, db, cid, iid, hit["document"], lang) \
                 if cid in index.classes else {"id": iid, "class": {"id": cid, "label": cid}}
             hits.append({**view, "score": hit["score"]})
+        return self.json({"total": found["total"], "hits": hits, "cursor": found["cursor"],
+                          "language": lang})
+
+
+class QueryView(BffView):
+    """POST /bff/{db}/query: a structured query (docs/queries.md) whose class, properties,
+    sort keys and fields are labels in any language; hits come back with labels."""
+
+    access = {"post": Access.READ}
+
+    async def post(self, request: Request, db: str) -> Response:
+        index, lang = await self.index(db), request_language(request)
+        body = await json_body(request, allowed={"class", "where", "sort", "fields", "limit",
+                                                 "cursor", "include_subclasses"})
+        class_id = index.resolve_class(body.get("class"), "class")
+        members = index.member_resolver(class_id)
+
+        def member(label: Any, field: str) -> str:
+            """A property label, or `<label>.amount` / `<label>.currency` of a money one."""
+            head, dot, part = str(label).rpartition(".")
+            if dot and part in ("amount", "currency") and not members.lookup(str(label)):
+                return f"{members.resolve(head, field)}.{part}"
+            return members.resolve(label, field)
+
+        def where(node: Any, field: str) -> Any:
+            if not isinstance(node, dict):
+                return node
+            if "property" in node:
+                return {**node, "property": member(node["property"], f"{field}.property")}
+            return {k: [where(p, f"{field}.{k}[{i}]") for i, p in enumerate(v)] if isinstance(v, list)
+                    else where(v, f"{field}.{k}") for k, v in node.items()}
+
+        query: dict[str, Any] = {k: v for k, v in body.items() if k != "class"}
+        query["class_id"] = class_id
+        if "where" in body:
+            query["where"] = where(body["where"], "where")
+        if isinstance(body.get("sort"), list):
+            query["sort"] = [
+                {**key, "property": member(key.get("property"), f"sort[{i}].property")}
+                if isinstance(key, dict) else
+                ("-" if str(key).startswith("-") else "") + member(str(key).lstrip("-"), f"sort[{i}]")
+                for i, key in enumerate(body["sort"])]
+        if isinstance(body.get("fields"), list):
+            query["fields"] = [member(f, f"fields[{i}]") for i, f in enumerate(body["fields"])]
+        parsed = parse_structured(query, await self.runtime.graph.schema(db))
+        try:
+            found = await self.runtime.search.structured(db, parsed)
+        except ValueError as error:
+            raise HttpError(422, str(error), field="cursor") from None
+        hits = []
+        for hit in found["hits"]:
+            cid = hit["class_id"]
+            hits.append(await self.instance_view(index, db, cid, hit["instance_id"], hit["document"], lang)
+                        if cid in index.classes else {"id": hit["instance_id"],
+                                                      "class": {"id": cid, "label": cid}})
         return self.json({"total": found["total"], "hits": hits, "cursor": found["cursor"],
                           "language": lang})

@@ -100,6 +100,8 @@ ROUTES: list[tuple[str, type[ApiView], dict[str, str]]] = [
     (f"{B}/instances/{{class_ref}}/{{instance_id}}", bff.InstanceView,
      {"get": "An instance with property labels and related instances' labels"}),
     (f"{B}/search", bff.SearchView, {"get": "Search by text, class label and property labels"}),
+    (f"{B}/query", bff.QueryView,
+     {"post": "Structured query given by labels: class, where, sort, fields (docs/queries.md)"}),
     ("/dashboard", dashboard.DashboardPage, {"get": "The operators' dashboard (HTML; polls the data below)"}),
     (f"{V1}/dashboard/data", dashboard.DashboardData,
      {"get": "Dashboard data merged over every worker, with lag and dead letters"}),

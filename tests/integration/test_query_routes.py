@@ -111,3 +111,22 @@ async def test_reads_carry_their_version_and_writes_take_if_match(worker, http):
     async with http.put(f"{worker.url}{V1}/ontology/{db}/sync/Org?timeout=20",
                         json={**org, "label": "Again"}) as r:
         assert r.status == 409, await r.text()  # the version read is no longer current
+
+
+async def test_the_bff_query_takes_labels(worker, http):
+    db = unique_db()
+    await create_db(http, worker, db)
+    await post(http, f"{worker.url}{V1}/bff/{db}/classes", {
+        "label": {"en": "Person", "ko": "사람"},
+        "properties": [{"label": {"en": "name", "ko": "이름"}, "type": "string"},
+                       {"label": {"en": "age", "ko": "나이"}, "type": "integer"}]})
+    for name, age in (("Ann", 31), ("Bob", 45), ("Cy", 22)):
+        await post(http, f"{worker.url}{V1}/bff/{db}/instances/사람", {"data": {"이름": name, "나이": age}})
+    answer = await post(http, f"{worker.url}{V1}/bff/{db}/query", {
+        "class": "사람", "where": {"property": "나이", "op": "gt", "value": 25},
+        "sort": ["-나이"], "fields": ["이름"]}, headers={"Accept-Language": "ko"})
+    assert answer["total"] == 2
+    assert [h["data"]["이름"] for h in answer["hits"]] == ["Bob", "Ann"]
+    bad = await post(http, f"{worker.url}{V1}/bff/{db}/query",
+                     {"class": "사람", "where": {"property": "키", "op": "gt", "value": 1}}, status=422)
+    assert bad["detail"]["field"] == "where.property"

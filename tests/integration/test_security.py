@@ -16,7 +16,7 @@ V1 = "/api/v1"
 PUBLIC = {("/health", "get"), (f"{V1}/health", "get"), ("/openapi.json", "get"), ("/dashboard", "get")}
 # Queries sent as a body: reads, so a viewer may send them.
 READ_POSTS = {(f"{V1}/analysis/{{db}}/dry-run", "post"), (f"{V1}/graph-query/{{db}}", "post"),
-              (f"{V1}/query/{{db}}", "post")}
+              (f"{V1}/query/{{db}}", "post"), (f"{V1}/bff/{{db}}/query", "post")}
 OPS = {("/metrics", "get"), (f"{V1}/status/commands", "get"), (f"{V1}/dashboard/data", "get"),
        (f"{V1}/dashboard/local", "get")}
 
