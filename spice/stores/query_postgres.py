@@ -87,13 +87,13 @@ def order_by(keys: list[tuple[tuple[str, ...], str, bool]], column: str, params:
 
 
 def _condition(c: Condition, column: str, params: Params) -> str:
+    if c.op in ("ne", "nin"):
+        positive = Condition(c.path, "eq" if c.op == "ne" else "in", c.kind, c.value)
+        return f"NOT coalesce({_condition(positive, column, params)}, false)"
     value = value_at(column, c.path, params)
     if c.op == "exists":
         present = f"(jsonb_typeof({value}) IS NOT NULL AND jsonb_typeof({value}) <> 'null')"
         return present if c.value else f"NOT {present}"
-    if c.op in ("ne", "nin"):
-        positive = Condition(c.path, "eq" if c.op == "ne" else "in", c.kind, c.value)
-        return f"NOT coalesce({_condition(positive, column, params)}, false)"
     if c.kind in ("array", "links"):
         return (f"(jsonb_typeof({value}) = 'array' AND "
                 f"{value} @> jsonb_build_array({params(json.dumps(c.value), '::jsonb')}))")
