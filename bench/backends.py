@@ -1,7 +1,8 @@
 """The backends side by side, in one run: PostgreSQL against TerminusDB as the graph store,
 PostgreSQL against Elasticsearch as the search read model.
 
-    python -m bench.backends [--commands N] [--events N] [--rebuild-events N]   (make bench-backends)
+    python -m bench.backends [--commands N] [--events N] [--rebuild-events N]
+                             [--parts commands,live,rebuild]          (make bench-backends)
 
 Interleaved (A, B, A, B, A, B) so that both see the same host, and the ratio B/A of the
 medians is the figure that says something on a machine whose speed moves 2-3x:
@@ -141,9 +142,20 @@ async def side_by_side(name: str, a: str, b: str,
     print(f"{name}: {b}/{a} = {median_b / median_a:.2f}", flush=True)
 
 
-async def main(commands: int, count: int, rebuild_count: int) -> None:
+async def main(commands: int, count: int, rebuild_count: int, parts: set[str]) -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     print(f"# backends side by side ({machine()}); interleaved, medians of 3", flush=True)
+    if "commands" in parts:
+        await applied_side_by_side(commands)
+    if "live" in parts:
+        await side_by_side(f"live projection events/s, 1 worker, {count:,} events", "postgres",
+                           "elasticsearch", lambda b: projected_live(b, count))
+    if "rebuild" in parts:
+        await side_by_side(f"rebuild events/s, {rebuild_count:,} events from S3", "postgres",
+                           "elasticsearch", lambda b: rebuilt(b, rebuild_count))
+
+
+async def applied_side_by_side(commands: int) -> None:
     runtime = await Runtime.open(Settings())
     try:
         _, key = await runtime.keys.create(f"bench-backends-{uuid.uuid4().hex[:8]}", {"*": "admin"},
@@ -160,10 +172,6 @@ async def main(commands: int, count: int, rebuild_count: int) -> None:
             f"{b} {statistics.median(v):.2f} ms" for b, v in cpu.items()), flush=True)
     finally:
         await runtime.close()
-    await side_by_side(f"live projection events/s, 1 worker, {count:,} events", "postgres",
-                       "elasticsearch", lambda b: projected_live(b, count))
-    await side_by_side(f"rebuild events/s, {rebuild_count:,} events from S3", "postgres",
-                       "elasticsearch", lambda b: rebuilt(b, rebuild_count))
 
 
 if __name__ == "__main__":
@@ -171,5 +179,8 @@ if __name__ == "__main__":
     parser.add_argument("--commands", type=int, default=1000)
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--rebuild-events", type=int, default=10000)
+    parser.add_argument("--parts", default="commands,live,rebuild",
+                        help="which comparisons to run, comma-separated (default: all three)")
     args = parser.parse_args()
-    asyncio.run(main(args.commands, args.events, args.rebuild_events))
+    asyncio.run(main(args.commands, args.events, args.rebuild_events,
+                     set(args.parts.split(","))))

@@ -16,8 +16,12 @@ Labels are indexed three ways: the standard analyzer (words in any script), `cjk
 bigrams (Korean, Japanese, Chinese have no spaces to split on), and edge n-grams
 for prefixes; queries are fuzzy. Property filters use a `flattened` copy of the
 document, so instances of different classes never fight over a field's type.
-Writes refresh with `wait_for`: once a PROJECTED status is recorded the write is
-searchable, which is what `wait=projected` promises.
+Live writes refresh the shards they touched before they return (`refresh=true`): once a
+PROJECTED status is recorded the write is searchable, which is what `wait=projected`
+promises. `wait_for` would keep that promise too, but parks every bulk until the next
+1 s refresh, which capped the live projection near one batch a second (355 events/s
+against 1,535 with `true`, bench.backends); the projection batches, so the extra
+segments are few and merged away.
 """
 from __future__ import annotations
 
@@ -239,7 +243,7 @@ class ElasticsearchSearchIndex(QueryIndex):
             await self.ensure_alias(alias_name(db, kind))
         try:
             answer = await self.es.bulk(operations=bulk_operations(folded, self.index_of),
-                                        refresh="wait_for")
+                                        refresh=True)
         except Exception as error:
             raise self._unavailable(error) from error
         if answer.get("errors"):
