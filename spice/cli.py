@@ -134,6 +134,45 @@ def _projections(args: argparse.Namespace) -> int:
     return 1 if report.get("drift_count") else 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from spice.audit_verify import verify_all
+    from spice.runtime import Runtime
+    from spice.settings import get_settings
+
+    async def run() -> dict[str, object]:
+        runtime = await Runtime.open(get_settings())
+        try:
+            return await verify_all(runtime, args.db)
+        finally:
+            await runtime.close()
+
+    report = asyncio.run(run())
+    print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    return 0 if report["ok"] else 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from spice.handlers import rebuild
+    from spice.runtime import Runtime
+    from spice.settings import get_settings
+
+    async def run() -> dict[str, object]:
+        runtime = await Runtime.open(get_settings())
+        try:
+            return {"read_model": await rebuild.verify(runtime, args.db),
+                    "history": await rebuild.verify_history(runtime, args.db)}
+        finally:
+            await runtime.close()
+
+    report = asyncio.run(run())
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 1 if any(part.get("drift_count") for part in report.values()) else 0  # type: ignore[attr-defined]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     projections.add_argument("action", choices=["rebuild", "verify"])
     projections.add_argument("--db", help="only this database")
     projections.set_defaults(run=_projections)
+    audit = sub.add_parser("audit", help="verify the audit hash chains against the event store")
+    audit.add_argument("action", choices=["verify"])
+    audit.add_argument("--db", help="only this database's chain")
+    audit.set_defaults(run=_audit)
+    verify = sub.add_parser("verify", help="the read model and the history (folded from the "
+                            "audit index) against the graph store")
+    verify.add_argument("--db", help="only this database")
+    verify.set_defaults(run=_verify)
     publish = sub.add_parser("publish", help="run the event-store publisher in this process")
     publish.add_argument("--start-after", help="position to start from when no checkpoint exists")
     publish.add_argument("--checkpoint-key", help="S3 key of the checkpoint (default from settings)")

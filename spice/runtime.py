@@ -17,6 +17,7 @@ from spice.handlers.projections import ProjectionHandler
 from spice.kafka_client import kafka_options
 from spice.partitioner import KeyPartitioner
 from spice.settings import Settings
+from spice.stores.audit import AuditIndex
 from spice.stores.breaker import CircuitBreaker, Guarded
 from spice.stores.failures import FailureThrottle
 from spice.stores.graph import GraphStore
@@ -150,6 +151,12 @@ class Runtime:
                               key=settings.auth_bootstrap_admin_key)
         return cls(settings, pool, s3, redis, producer, event_store, graph, registry, status,
                    handler, search, projector, breakers, owner, keys, RateLimiter(redis), _stack=stack)
+
+    @property
+    def audit(self) -> AuditIndex:
+        """History, time travel and the audit log (read from PostgreSQL, next to the
+        event index)."""
+        return AuditIndex(self.pool)
 
     async def close(self) -> None:
         await self._stack.aclose()

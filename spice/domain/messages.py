@@ -169,6 +169,9 @@ def stamp(command: Envelope, draft: EventDraft) -> Envelope:
             # projection; the same value on a retry keeps the envelope identical.
             **({"traceparent": command.metadata["traceparent"]}
                if "traceparent" in command.metadata else {}),
+            # A revert (spice/web/revert.py) says so in its events' history too.
+            **({"revert_to": command.metadata["revert_to"]}
+               if "revert_to" in command.metadata else {}),
         },
         sequence_number=draft.sequence_number,
     )

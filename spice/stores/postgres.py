@@ -252,6 +252,111 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX graph_instances_data ON graph_instances USING gin (data jsonb_path_ops);
     """,
+    # 12: the audit index (spice/stores/audit.py): every stored envelope with who, when
+    # and what, in a hash chain per database, recorded when its batch is marked stored.
+    """
+    CREATE TABLE audit_events (
+        db text NOT NULL,
+        chain_position bigint NOT NULL,
+        event_id text NOT NULL,
+        kind text NOT NULL,
+        event_type text NOT NULL,
+        command_type text,
+        command_id text NOT NULL,
+        aggregate_type text NOT NULL,
+        aggregate_id text NOT NULL,
+        sequence_number bigint,
+        actor text NOT NULL,
+        occurred_at timestamptz NOT NULL,
+        recorded_at timestamptz NOT NULL,
+        outcome text NOT NULL CHECK (outcome IN ('requested', 'succeeded', 'failed')),
+        data jsonb NOT NULL,
+        metadata jsonb NOT NULL,
+        batch_key text NOT NULL,
+        line_hash text NOT NULL,
+        chain_hash text NOT NULL,
+        PRIMARY KEY (db, chain_position)
+    );
+    CREATE UNIQUE INDEX audit_events_event ON audit_events (event_id);
+    CREATE INDEX audit_events_aggregate ON audit_events (aggregate_id, chain_position);
+    CREATE INDEX audit_events_versions ON audit_events (aggregate_id, sequence_number)
+        WHERE outcome = 'succeeded';
+    CREATE INDEX audit_events_db_time ON audit_events (db, recorded_at, chain_position);
+    CREATE INDEX audit_events_db_actor ON audit_events (db, actor, recorded_at, chain_position);
+    CREATE INDEX audit_events_actor ON audit_events (actor, recorded_at);
+    CREATE INDEX audit_events_time ON audit_events (recorded_at);
+    CREATE INDEX audit_events_schema ON audit_events (db, chain_position)
+        WHERE outcome = 'succeeded' AND aggregate_type IN ('OntologyClass', 'Database');
+    CREATE TABLE audit_chain_heads (
+        db text PRIMARY KEY,
+        chain_position bigint NOT NULL,
+        chain_hash text NOT NULL,
+        recorded_at timestamptz NOT NULL
+    );
+
+    -- Mark a batch stored and record its envelopes in the audit index, one round trip.
+    -- p_dbs is sorted so that the envelopes of one database are together (in their
+    -- batch order); heads are locked in database order, so two recorders cannot
+    -- deadlock. Link n of a database's chain: sha256(link n-1 || sha256(stored line)).
+    CREATE FUNCTION spice_record_batch(p_batch text, p_dbs text[], p_ids text[],
+                                       p_lines text[], p_hashes text[])
+    RETURNS int LANGUAGE plpgsql AS $$
+    DECLARE
+        dbs text[] := ARRAY(SELECT DISTINCT d FROM unnest(p_dbs) AS t(d) ORDER BY 1);
+        known text[] := ARRAY(SELECT event_id FROM audit_events WHERE event_id = ANY(p_ids));
+        positions bigint[] := '{}';
+        links text[] := '{}';
+        current_db text;
+        pos bigint;
+        link text;
+        recorded int := 0;
+        stamp timestamptz;
+    BEGIN
+        DELETE FROM pending_batches WHERE batch_key = p_batch;
+        INSERT INTO audit_chain_heads SELECT d, 0, '', now() FROM unnest(dbs) AS t(d)
+            ON CONFLICT DO NOTHING;
+        PERFORM 1 FROM audit_chain_heads WHERE db = ANY(dbs) ORDER BY db FOR UPDATE;
+        stamp := clock_timestamp();
+        FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+            IF current_db IS DISTINCT FROM p_dbs[i] THEN
+                IF current_db IS NOT NULL THEN
+                    UPDATE audit_chain_heads SET chain_position = pos, chain_hash = link,
+                        recorded_at = stamp WHERE db = current_db;
+                END IF;
+                current_db := p_dbs[i];
+                SELECT h.chain_position, h.chain_hash INTO pos, link
+                    FROM audit_chain_heads h WHERE h.db = current_db;
+            END IF;
+            IF p_ids[i] = ANY(known) THEN  -- recorded before (a batch settled twice)
+                positions[i] := NULL;
+                CONTINUE;
+            END IF;
+            pos := pos + 1;
+            link := encode(sha256(convert_to(link || p_hashes[i], 'UTF8')), 'hex');
+            positions[i] := pos;
+            links[i] := link;
+            recorded := recorded + 1;
+        END LOOP;
+        IF current_db IS NOT NULL THEN
+            UPDATE audit_chain_heads SET chain_position = pos, chain_hash = link,
+                recorded_at = stamp WHERE db = current_db;
+        END IF;
+        INSERT INTO audit_events
+        SELECT t.db, t.pos, e->>'event_id', coalesce(e->'metadata'->>'kind', 'domain'),
+               e->>'event_type', e->'metadata'->>'command_type',
+               coalesce(e->'metadata'->>'command_id', e->>'event_id'),
+               e->>'aggregate_type', e->>'aggregate_id', (e->>'sequence_number')::bigint,
+               coalesce(e->>'actor', 'system'), (e->>'occurred_at')::timestamptz, stamp,
+               CASE WHEN coalesce(e->'metadata'->>'kind', 'domain') = 'command' THEN 'requested'
+                    WHEN e->>'event_type' = 'COMMAND_FAILED' THEN 'failed'
+                    ELSE 'succeeded' END,
+               coalesce(e->'data', '{}'), coalesce(e->'metadata', '{}'), p_batch, t.hash, t.link
+        FROM unnest(p_dbs, p_lines, p_hashes, positions, links) AS t(db, line, hash, pos, link),
+             LATERAL (SELECT t.line::jsonb AS e) AS parsed
+        WHERE t.pos IS NOT NULL;
+        RETURN recorded;
+    END $$;
+    """,
 ]
 
 

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from spice.domain.envelope import Envelope
 from spice.observability import UNREADABLE
+from spice.stores.audit import record_arguments
 from spice.stores.errors import (
     EventIdConflict,
     InvalidEnvelope,
@@ -41,11 +42,11 @@ BATCH_PREFIX = "events/"
 NOTIFY_CHANNEL = "spice_event_store"
 PENDING_GRACE_SECONDS = 60.0
 SEQ_MAX = 2**63 - 1  # aggregate_sequences.last_seq is a bigint
-# One round trip: mark the batch's rows stored and wake publishers in other processes.
+# One round trip: mark the batch's rows stored, record its envelopes in the audit index
+# (spice_record_batch, spice/stores/audit.py) and wake publishers in other processes.
 # The payload names the bucket: several stores (tests, benchmarks) may share one database.
-MARK_STORED = ("WITH done AS (DELETE FROM pending_batches WHERE batch_key = $1), "
-               "tagged AS (INSERT INTO batch_buckets VALUES ($1, $4) ON CONFLICT DO NOTHING) "
-               "SELECT pg_notify($2, $3)")
+MARK_STORED = ("WITH tagged AS (INSERT INTO batch_buckets VALUES ($1, $4) ON CONFLICT DO NOTHING) "
+               "SELECT spice_record_batch($1, $5, $6, $7, $8), pg_notify($2, $3)")
 # Batches of this store: another bucket's (tagged when stored) are left out.
 OURS = "NOT EXISTS (SELECT 1 FROM batch_buckets b WHERE b.batch_key = e.batch_key AND b.bucket <> $4)"
 STORED = "NOT EXISTS (SELECT 1 FROM pending_batches p WHERE p.batch_key = e.batch_key)"
@@ -201,22 +202,25 @@ class S3EventStore:
         if to_store:
             body = encode_batch([r.envelope for r in to_store])
             await self._put(key, body, rollbacks)
-            self._remember(key, [r.envelope for r in to_store], body)
-            # Stored in S3 is what the caller waits for; marking the index rows and
-            # waking publishers happens after the answer.
+            stored = [r.envelope for r in to_store]
+            self._remember(key, stored, body)
+            # Recorded before the answer, so that a caller who heard "stored" (and a
+            # client whose sync write completed) finds the event in the history and
+            # the audit log; if PostgreSQL fails here the batch is still stored, and
+            # resolve_pending() records it later.
+            await self._mark_stored(key, body)
             for request in to_store:
                 request.future.set_result(request.envelope)
             if self.on_stored is not None:
                 self.on_stored(key)
-            await self._mark_stored(key)
         for request in duplicates:
             asyncio.create_task(self._settle_duplicate(request))
 
-    async def _mark_stored(self, key: str) -> None:
+    async def _mark_stored(self, key: str, body: bytes) -> None:
         try:
             async with self.pool.acquire() as conn:
                 await conn.execute(MARK_STORED, key, NOTIFY_CHANNEL, f"{self.bucket}/{key}",
-                                   self.bucket)
+                                   self.bucket, *record_arguments(body))
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             # The batch is in S3, so its events exist; resolve_pending() marks the rows
             # later, and the publisher finds the batch by listing, not by the index.
@@ -330,7 +334,8 @@ class S3EventStore:
                     raise
                 exists = False
             if exists:
-                await self._mark_stored(key)
+                body = await self.read_raw(key)
+                await self._mark_stored(key, body)
             else:
                 await self._undo(key, {})
         return len(keys)

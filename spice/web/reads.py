@@ -8,6 +8,7 @@ from faust.web import Request, Response
 from spice.domain import ids
 from spice.domain.ontology import OntologyClass
 from spice.domain.parsing import parse
+from spice.web import history
 from spice.web.auth import Access
 from spice.web.http import ApiView, HttpError, json_body, query_number
 
@@ -43,12 +44,19 @@ async def require_db(view: ApiView, db: str) -> str:
 
 class ClassListView(ApiView):
     async def get(self, request: Request, db: str) -> Response:
+        if "as_of" in request.query:  # time travel: also to before the database was deleted
+            ids.check_database_name(db)
+            return await history.schema_as_of(self, db, request.query["as_of"])
         await require_db(self, db)
         return self.json({"db": db, "classes": await self.runtime.graph.list_classes(db)})
 
 
 class ClassView(ApiView):
     async def get(self, request: Request, db: str, class_id: str) -> Response:
+        if "as_of" in request.query:
+            ids.check_database_name(db)
+            ids.check_class_id(class_id)
+            return await history.class_as_of(self, db, class_id, request.query["as_of"])
         await require_db(self, db)
         ids.check_class_id(class_id)
         found = await self.runtime.graph.class_version(db, class_id)
@@ -101,6 +109,12 @@ class InstanceListView(ApiView):
 
 class InstanceView(ApiView):
     async def get(self, request: Request, db: str, class_id: str, instance_id: str) -> Response:
+        if "as_of" in request.query:
+            ids.check_database_name(db)
+            ids.check_class_id(class_id)
+            ids.check_instance_id(instance_id)
+            return await history.instance_as_of(self, db, class_id, instance_id,
+                                                request.query["as_of"])
         await require_db(self, db)
         ids.check_class_id(class_id)
         ids.check_instance_id(instance_id)

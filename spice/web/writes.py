@@ -36,6 +36,7 @@ class Write:
     data: dict[str, Any]
     db: str
     expected_seq: int | None = None
+    metadata: dict[str, Any] | None = None  # recorded with the command (revert_to)
 
 
 Builder = Callable[[Request, dict[str, str]], Awaitable[Write]]
@@ -178,7 +179,7 @@ async def submit(view: ApiView, request: Request, write: Write) -> Envelope:
         write.command, write.aggregate_id, write.data, actor=actor_of(view, request),
         db=write.db, expected_seq=write.expected_seq, scope=idempotency_scope(view, request),
         idempotency_key=request.headers.get("Idempotency-Key"),
-        metadata={"traceparent": tracing.from_headers(request.headers)})
+        metadata={**(write.metadata or {}), "traceparent": tracing.from_headers(request.headers)})
 
 
 class WriteView(ApiView):
@@ -188,9 +189,12 @@ class WriteView(ApiView):
     def allowed_methods(self) -> set[str]:
         return {method.upper() for method in self.builders}
 
+    async def build(self, request: Request, match: dict[str, str], method: str) -> Write:
+        return await self.builders[method](request, match)
+
     async def _write(self, request: Request, match: dict[str, str], method: str) -> Response:
         started = time.monotonic()
-        write = await self.builders[method](request, match)
+        write = await self.build(request, match, method)
         if self.sync:  # validate the wait parameters before anything is stored
             timeout = query_number(request, "timeout", 30.0, 0.1, 600.0)
             query_number(request, "poll_interval", 0.5, 0.05, 60.0)
