@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench bench-backends bench-queries lint clean
+.PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench bench-backends bench-queries bench-history lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench-backends: install
 bench-queries: install
 	$(BIN)/spice stack up --with elasticsearch
 	$(BIN)/python -m bench.queries
+
+bench-history: install
+	$(BIN)/spice stack up
+	$(BIN)/python -m bench.history
 
 lint: install
 	$(BIN)/ruff check spice tests bench

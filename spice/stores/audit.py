@@ -28,10 +28,12 @@ ENTRY_COLUMNS = ("e.db, e.chain_position, e.event_id, e.kind, e.event_type, e.co
                  "e.command_id, e.aggregate_type, e.aggregate_id, e.sequence_number, e.actor, "
                  "e.occurred_at, e.recorded_at, e.outcome, e.data, e.metadata")
 # The aggregate's state before each listed event: its previous success event.
+# Success events of one aggregate are in sequence order, so this is one probe of the
+# partial index audit_events_versions per entry.
 PREVIOUS = ("LEFT JOIN LATERAL (SELECT p.data AS previous, p.event_type AS previous_type "
             "FROM audit_events p WHERE p.aggregate_id = e.aggregate_id "
-            "AND p.outcome = 'succeeded' AND p.chain_position < e.chain_position AND p.db = e.db "
-            "ORDER BY p.chain_position DESC LIMIT 1) prev ON e.outcome = 'succeeded'")
+            "AND p.outcome = 'succeeded' AND p.sequence_number < e.sequence_number "
+            "ORDER BY p.sequence_number DESC LIMIT 1) prev ON e.outcome = 'succeeded'")
 
 
 def database_named(raw: dict[str, Any]) -> str:
@@ -119,16 +121,19 @@ class AuditIndex:
             conditions.append(f"e.recorded_at >= {arg(where.since)}")
         if where.until is not None:
             conditions.append(f"e.recorded_at <= {arg(where.until)}")
+        # One aggregate lives in one database, whose chain positions are its recorded
+        # order: its index (aggregate_id, chain_position) gives the page without a sort.
+        one_chain = where.aggregate_id is not None and where.db is not None
+        key = ("e.chain_position",) if one_chain else ("e.recorded_at", "e.db", "e.chain_position")
         if cursor:
             stamp, db, position = decode_cursor(cursor)
             compare = "<" if descending else ">"
-            conditions.append(f"(e.recorded_at, e.db, e.chain_position) {compare} "
-                              f"({arg(stamp)}, {arg(db)}, {arg(position)})")
+            bound = (arg(position),) if one_chain else (arg(stamp), arg(db), arg(position))
+            conditions.append(f"({', '.join(key)}) {compare} ({', '.join(bound)})")
         direction = "DESC" if descending else "ASC"
         sql = (f"SELECT {ENTRY_COLUMNS}, prev.previous, prev.previous_type FROM audit_events e "
                f"{PREVIOUS} WHERE {' AND '.join(conditions) or 'true'} "
-               f"ORDER BY e.recorded_at {direction}, e.db {direction}, "
-               f"e.chain_position {direction} LIMIT {arg(limit + 1)}")
+               f"ORDER BY {', '.join(f'{k} {direction}' for k in key)} LIMIT {arg(limit + 1)}")
         async with self.pool.acquire() as conn:
             rows = [dict(r) for r in await conn.fetch(sql, *args)]
         more = len(rows) > limit

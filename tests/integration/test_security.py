@@ -18,7 +18,7 @@ PUBLIC = {("/health", "get"), (f"{V1}/health", "get"), ("/openapi.json", "get"),
 READ_POSTS = {(f"{V1}/analysis/{{db}}/dry-run", "post"), (f"{V1}/graph-query/{{db}}", "post"),
               (f"{V1}/query/{{db}}", "post"), (f"{V1}/bff/{{db}}/query", "post")}
 OPS = {("/metrics", "get"), (f"{V1}/status/commands", "get"), (f"{V1}/dashboard/data", "get"),
-       (f"{V1}/dashboard/local", "get")}
+       (f"{V1}/dashboard/local", "get"), (f"{V1}/audit", "get")}  # every database's audit log
 
 
 def fill(path: str, db: str) -> str:
