@@ -36,7 +36,7 @@ if [ "$status" = 0 ] && [ "${SECOND_PASS:-1}" = 1 ] && [ $# = 0 ]; then
   else
     second=(tests/integration/test_api_end_to_end.py tests/integration/test_bff.py
             tests/integration/test_projections.py tests/integration/test_query_routes.py
-            tests/integration/test_analysis_routes.py)
+            tests/integration/test_analysis_routes.py tests/integration/test_history_routes.py)
   fi
   echo "== second pass: GRAPH_BACKEND=terminusdb SEARCH_BACKEND=elasticsearch: ${second[*]}"
   GRAPH_BACKEND=terminusdb SEARCH_BACKEND=elasticsearch \

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spice.audit_verify import verify_chain
+from spice.handlers.rebuild import verify_history
 from tests.integration.test_api_end_to_end import V1, create_db, unique_db
 
 ORG = {"id": "Org", "properties": [{"name": "name", "type": "string"}]}
@@ -27,7 +28,7 @@ async def get(http, url, status=200):
     return await send(http, "GET", url, status=status)
 
 
-async def test_history_time_travel_diff_and_revert(worker, http):
+async def test_history_time_travel_diff_and_revert(worker, http, runtime):
     base = worker.url + V1
     db = unique_db()
     await create_db(http, worker, db)
@@ -114,6 +115,14 @@ async def test_history_time_travel_diff_and_revert(worker, http):
     schema_diff = await get(http, f"{base}/history/{db}/schema/diff?from={created[0]['chain_position']}")
     assert jsonpatch.apply_patch({"Org": org, "Person": person_v1}, schema_diff["patch"]) == \
         {c["id"]: c for c in schema_now["classes"]}
+    # `spice verify`: the history at its latest versions is what the graph store holds.
+    assert (await verify_history(runtime, db))["drift_count"] == 0
+    async with runtime.pool.acquire() as conn:  # a history that lost its last event
+        await conn.execute("DELETE FROM audit_events WHERE db = $1 AND aggregate_id = $2 "
+                           "AND sequence_number = $3 AND kind = 'domain'",
+                           db, f"{db}:Person/ann", now["version"])
+    drift = (await verify_history(runtime, db))["drift"]
+    assert drift == [{"db": db, "kind": "instance", "id": "Person/ann", "problem": "differs"}]
 
 
 async def test_bad_history_parameters_name_the_field(worker, http):
