@@ -71,7 +71,12 @@ async def search_documents(settings: Settings, runtime: Runtime, db: str) -> int
         alias = alias_name(db, "instance")
         if not await index.es.indices.exists_alias(name=alias):  # type: ignore[attr-defined]
             return 0
-        answer = await index.es.count(index=alias)  # type: ignore[attr-defined]
+        try:
+            answer = await index.es.count(index=alias)  # type: ignore[attr-defined]
+        except Exception as error:  # noqa: BLE001 - a shard not started yet: none searchable
+            if getattr(error, "status_code", None) == 503:
+                return 0
+            raise
         return int(answer["count"])
     async with runtime.pool.acquire() as conn:
         return int(await conn.fetchval("SELECT count(*) FROM search_docs WHERE db = $1", db))

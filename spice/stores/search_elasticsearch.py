@@ -32,6 +32,8 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
+
 from spice.domain.structured import StructuredQuery
 from spice.stores.errors import StoreUnavailable
 from spice.stores.query_elasticsearch import (
@@ -105,6 +107,13 @@ def _keyword(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def bulk_body(folded: dict[tuple[str, str, str], tuple[int, Any, str | None]],
+              index_of: Any = alias_name) -> list[bytes]:
+    """The bulk request's lines, encoded here with orjson: the client's standard-library
+    encoder was a fifth of a rebuild's CPU in this process."""
+    return [orjson.dumps(op) for op in bulk_operations(folded, index_of)]
 
 
 def bulk_operations(folded: dict[tuple[str, str, str], tuple[int, Any, str | None]],
@@ -192,6 +201,10 @@ class ElasticsearchSearchIndex(QueryIndex):
                 actions.append({"add": {"index": f"{alias}-{self.build}", "alias": alias,
                                         "is_write_index": True}})
             if actions:
+                built = ",".join(f"{alias}-{self.build}" for alias in sorted(self._ready))
+                await self.es.indices.put_settings(index=built,
+                                                   settings={"index": {"refresh_interval": None}})
+                await self.es.indices.refresh(index=built)
                 await self.es.indices.update_aliases(actions=actions)
             if old:
                 await self.es.indices.delete(index=",".join(old), ignore_unavailable=True)
@@ -209,8 +222,11 @@ class ElasticsearchSearchIndex(QueryIndex):
             return
         try:
             if self.build:
-                await self.es.indices.create(index=f"{alias}-{self.build}", settings=SETTINGS,
-                                             mappings=MAPPINGS)
+                # No periodic refresh while a rebuild fills it: nobody reads it before
+                # publish(), which refreshes once and turns the interval back on.
+                await self.es.indices.create(
+                    index=f"{alias}-{self.build}", mappings=MAPPINGS,
+                    settings={**SETTINGS, "index": {**SETTINGS["index"], "refresh_interval": "-1"}})
             elif not await self.es.indices.exists_alias(name=alias):
                 await self.es.indices.create(index=f"{alias}-000001", settings=SETTINGS,
                                              mappings=MAPPINGS, aliases={alias: {"is_write_index": True}})
@@ -242,8 +258,10 @@ class ElasticsearchSearchIndex(QueryIndex):
         for db, kind, _ in folded:
             await self.ensure_alias(alias_name(db, kind))
         try:
-            answer = await self.es.bulk(operations=bulk_operations(folded, self.index_of),
-                                        refresh=True)
+            # A rebuild's indexes (self.build) have no reader until publish() refreshes
+            # and swaps them in: their bulks do not refresh.
+            answer = await self.es.bulk(operations=bulk_body(folded, self.index_of),
+                                        refresh=self.build is None)
         except Exception as error:
             raise self._unavailable(error) from error
         if answer.get("errors"):
