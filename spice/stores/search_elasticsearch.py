@@ -54,9 +54,11 @@ from spice.stores.search import (
 
 PREFIX = "spice"
 KINDS = ("class", "instance")
+# deep pages of structured queries (MAX_OFFSET), and typed copies of many properties
+INDEX_SETTINGS: dict[str, Any] = {"max_result_window": MAX_OFFSET + 1000,
+                                        "mapping.total_fields.limit": 20_000}
 SETTINGS = {
-    # deep pages of structured queries (MAX_OFFSET), and typed copies of many properties
-    "index": {"max_result_window": MAX_OFFSET + 1000, "mapping.total_fields.limit": 20_000},
+    "index": INDEX_SETTINGS,
     "analysis": {
         "filter": {"edge": {"type": "edge_ngram", "min_gram": 1, "max_gram": 20}},
         "analyzer": {"prefix": {"tokenizer": "standard", "filter": ["lowercase", "edge"]}},
@@ -226,7 +228,7 @@ class ElasticsearchSearchIndex(QueryIndex):
                 # publish(), which refreshes once and turns the interval back on.
                 await self.es.indices.create(
                     index=f"{alias}-{self.build}", mappings=MAPPINGS,
-                    settings={**SETTINGS, "index": {**SETTINGS["index"], "refresh_interval": "-1"}})
+                    settings={**SETTINGS, "index": {**INDEX_SETTINGS, "refresh_interval": "-1"}})
             elif not await self.es.indices.exists_alias(name=alias):
                 await self.es.indices.create(index=f"{alias}-000001", settings=SETTINGS,
                                              mappings=MAPPINGS, aliases={alias: {"is_write_index": True}})

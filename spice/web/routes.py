@@ -1,7 +1,6 @@
 """Every route of the HTTP API in one table; the OpenAPI document is built from it."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from faust.web import Request, Response
@@ -11,6 +10,7 @@ from spice.web import analysis, bff, dashboard, graph_query, history, reads, rev
 from spice.web.auth import Access
 from spice.web.http import ApiView
 from spice.web.metrics import MetricsView
+from spice.web.openapi import document as openapi_document
 from spice.web.ops import HealthView
 from spice.web.status import CommandCountsView, CommandStatusView, CommandWaitView
 
@@ -137,34 +137,8 @@ ROUTES: list[tuple[str, type[ApiView], dict[str, str]]] = [
     (f"{V1}/dashboard/local", dashboard.DashboardLocal, {"get": "What this worker's tables and tasks know"}),
 ]
 
-QUERY = {
-    "timeout": {"type": "number", "minimum": 0.1, "maximum": 600},
-    "poll_interval": {"type": "number", "minimum": 0.05, "maximum": 60},
-    "expected_seq": {"type": "integer", "minimum": 0},
-}
-
-
 def openapi() -> dict[str, Any]:
-    paths: dict[str, Any] = {}
-    for path, view, methods in ROUTES + [("/openapi.json", OpenApiView, {"get": "This document"})]:
-        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for p in re.findall(r"{(\w+)}", path)]
-        entry = paths.setdefault(path, {})
-        for method, summary in methods.items():
-            operation: dict[str, Any] = {
-                "summary": summary, "operationId": f"{method}_{view.__name__}_{len(paths)}",
-                "parameters": list(params), "responses": {"default": {"description": "JSON"}}}
-            if "/sync/" in path or path.endswith("/wait") or ("/bff/" in path and method != "get"):
-                operation["parameters"] += [
-                    {"name": q, "in": "query", "required": False, "schema": QUERY[q]}
-                    for q in ("timeout", "poll_interval")]
-            if method in ("post", "put") and "/wait" not in path:
-                operation["requestBody"] = {"required": method != "delete", "content": {
-                    "application/json": {"schema": {"type": "object"}}}}
-            entry[method] = operation
-    return {"openapi": "3.0.3",
-            "info": {"title": "Spice Harvester on Faust", "version": "1"},
-            "paths": paths}
+    return openapi_document(ROUTES + [("/openapi.json", OpenApiView, {"get": "This document"})])
 
 
 class OpenApiView(ApiView):

@@ -26,5 +26,6 @@ def test_every_served_route_is_in_the_openapi_document():
     served = {path for _, path in routes["served"]}
     documented = {path for _, path in routes["documented"]}
     assert served - documented == set()
+    assert documented - served == set()  # and nothing documented that is not served
     assert not any(path == "/" or path.startswith(("/router", "/table", "/stats", "/graph"))
                    for path in served)
