@@ -122,6 +122,9 @@ OPS: dict[tuple[str, str], Op] = {
     (f"{V}/health", "get"): Op("getHealthV1", "operations", public=True, errors=(503,)),
     ("/openapi.json", "get"): Op("getOpenApi", "operations", public=True, errors=()),
     ("/metrics", "get"): Op("getMetrics", "operations", content="text/plain", errors=(401, 403)),
+    ("/docs", "get"): Op("getApiConsole", "operations", public=True, content="text/html", errors=()),
+    ("/docs/assets/{name}", "get"): Op("getApiConsoleAsset", "operations", public=True,
+                                       content="application/octet-stream", errors=(404,)),
     ("/dashboard", "get"): Op("getDashboard", "operations", public=True, content="text/html", errors=()),
     (f"{V}/dashboard/data", "get"): Op("getDashboardData", "operations", errors=(401, 403, 503)),
     (f"{V}/dashboard/local", "get"): Op("getDashboardLocal", "operations", errors=(401, 403)),
@@ -255,9 +258,7 @@ def operation(path: str, method: str, summary: str, op: Op, components: dict[str
                 **PARAMS[name]} for name in op.query]
     params += [{"name": name, "in": "header", "required": False, **HEADERS[name]} for name in op.headers]
     ok_schema: Any = op.answer
-    if op.content == "text/plain":
-        ok_schema = {"type": "string"}
-    elif op.content == "text/html":
+    if op.content != JSON:
         ok_schema = {"type": "string"}
     responses: dict[str, Any] = {str(op.ok): {"description": "OK" if op.ok < 300 else "Accepted",
                                               "content": _media(ok_schema, components, op.content)}}

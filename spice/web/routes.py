@@ -6,7 +6,18 @@ from typing import Any
 from faust.web import Request, Response
 
 from spice.app import app
-from spice.web import analysis, bff, dashboard, graph_query, history, reads, revert, search, writes
+from spice.web import (
+    analysis,
+    bff,
+    console,
+    dashboard,
+    graph_query,
+    history,
+    reads,
+    revert,
+    search,
+    writes,
+)
 from spice.web.auth import Access
 from spice.web.http import ApiView
 from spice.web.metrics import MetricsView
@@ -131,6 +142,8 @@ ROUTES: list[tuple[str, type[ApiView], dict[str, str]]] = [
     (f"{B}/search", bff.SearchView, {"get": "Search by text, class label and property labels"}),
     (f"{B}/query", bff.QueryView,
      {"post": "Structured query given by labels: class, where, sort, fields (docs/queries.md)"}),
+    ("/docs", console.ConsolePage, {"get": "The API console (Swagger UI over this document)"}),
+    ("/docs/assets/{name}", console.ConsoleAsset, {"get": "The console's script, style and icon"}),
     ("/dashboard", dashboard.DashboardPage, {"get": "The operators' dashboard (HTML; polls the data below)"}),
     (f"{V1}/dashboard/data", dashboard.DashboardData,
      {"get": "Dashboard data merged over every worker, with lag and dead letters"}),

@@ -13,7 +13,8 @@ from tests.integration.test_api_end_to_end import create_db, unique_db
 
 V1 = "/api/v1"
 # The dashboard page is static (no data); the JSON it polls is checked as OPS.
-PUBLIC = {("/health", "get"), (f"{V1}/health", "get"), ("/openapi.json", "get"), ("/dashboard", "get")}
+PUBLIC = {("/health", "get"), (f"{V1}/health", "get"), ("/openapi.json", "get"), ("/dashboard", "get"),
+          ("/docs", "get"), ("/docs/assets/{name}", "get")}
 # Queries sent as a body: reads, so a viewer may send them.
 READ_POSTS = {(f"{V1}/analysis/{{db}}/dry-run", "post"), (f"{V1}/graph-query/{{db}}", "post"),
               (f"{V1}/query/{{db}}", "post"), (f"{V1}/bff/{{db}}/query", "post")}
@@ -23,6 +24,7 @@ OPS = {("/metrics", "get"), (f"{V1}/status/commands", "get"), (f"{V1}/dashboard/
 
 def fill(path: str, db: str) -> str:
     values = {"db": db, "class_id": "Person", "class_ref": "Person", "instance_id": "p1",
+              "name": "swagger-ui.css",
               "command_id": str(uuid.uuid4())}
     return re.sub(r"{(\w+)}", lambda m: values[m.group(1)], path)
 

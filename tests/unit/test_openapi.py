@@ -4,7 +4,7 @@ from openapi_spec_validator import validate
 
 from spice.web.routes import openapi
 
-PUBLIC = {"/health", "/api/v1/health", "/openapi.json", "/dashboard"}
+PUBLIC = {"/health", "/api/v1/health", "/openapi.json", "/dashboard", "/docs", "/docs/assets/{name}"}
 
 
 def operations(document):
