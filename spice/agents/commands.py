@@ -45,24 +45,25 @@ async def poison(dlq: str, topic: str, message: Any, error: Exception) -> None:
     log.warning("poison message %s[%s]@%s to the DLQ: %s", topic, message.partition,
                 message.offset, error)
     if topic in COMMAND_TOPICS:
-        await fail_refused(raw, str(error))
+        await fail_refused(raw, str(error), getattr(error, "field", None))
 
 
-async def fail_refused(raw: bytes, reason: str) -> None:
+async def fail_refused(raw: bytes, reason: str, field: str | None = None) -> None:
     """A refused command that names itself gets a FAILED status with the reason, so its
     sender does not wait on PENDING forever. Only a command nobody has a status for: an
     id another command already holds must not let garbage overwrite that one's outcome."""
     named = intake.named_command(raw)
     if named is None:
         return
-    command_id, db = named
+    command_id, db, command_type = named
+    error = {"code": "invalid", "message": reason[:1000], **({"field": field} if field else {})}
     try:
         if await app.runtime.status.get(command_id) is None:
             await app.runtime.status.update(
-                command_id, CommandStatus.FAILED, "refused at intake",
-                error={"code": "invalid", "message": reason[:1000]}, db=db)
-    except Exception as error:  # noqa: BLE001 - the DLQ holds it either way
-        log.warning("refused command %s: status not recorded: %s", command_id, error)
+                command_id, CommandStatus.FAILED, "refused at intake", error=error, db=db,
+                command_type=command_type)
+    except Exception as failure:  # noqa: BLE001 - the DLQ holds it either way
+        log.warning("refused command %s: status not recorded: %s", command_id, failure)
 
 
 def envelope_agent(topic_name: str, kind: str, handler: Callable[[], Any]) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from spice.domain.contract import check_command
 from spice.domain.envelope import Envelope
+from spice.domain.errors import ValidationFailed
 from spice.domain.json_values import json_value_problem
 
 
@@ -23,11 +25,25 @@ def decode(raw: Any, kind: str) -> Envelope:
         json_value_problem(envelope.metadata, "metadata")
     if problem is not None:
         raise ValueError(str(problem))
+    if kind == "command":
+        try:
+            check_command(envelope)
+        except ValidationFailed as error:
+            raise Refused(str(error), error.field) from None
     return envelope
 
 
-def named_command(raw: bytes) -> tuple[str, str | None] | None:
-    """(command id, database) of a refused message that still says which command it is."""
+class Refused(ValueError):
+    """A command whose data is not what its type takes (docs/topics.md), naming the field."""
+
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def named_command(raw: bytes) -> tuple[str, str | None, str | None] | None:
+    """(command id, database, command type) of a refused message that still says which
+    command it is."""
     try:
         doc = json.loads(raw)
     except (ValueError, RecursionError):
@@ -39,4 +55,6 @@ def named_command(raw: bytes) -> tuple[str, str | None] | None:
     if not isinstance(command_id, str) or not 0 < len(command_id) <= 100:
         return None
     db = metadata.get("db") or (data.get("db") if isinstance(data, dict) else None)
-    return command_id, db if isinstance(db, str) and len(db) <= 100 else None
+    command_type = metadata.get("command_type")
+    return (command_id, db if isinstance(db, str) and len(db) <= 100 else None,
+            command_type if isinstance(command_type, str) and len(command_type) <= 100 else None)

@@ -127,7 +127,8 @@ class CommandBatch:
         handler = self.handler
         await handler.status.record_many([
             make_change(e.command_id, CommandStatus.PROCESSING, "processing (attempt 1)",
-                        progress=0.0, db=database_of(e)) for e in envelopes])
+                        progress=0.0, db=database_of(e), command_type=e.metadata.get("command_type"),
+                        aggregate_id=e.aggregate_id) for e in envelopes])
         beat = asyncio.create_task(handler._heartbeat(*[e.event_id for e in envelopes]))
         try:
             decided = await asyncio.gather(*[self._decide(e) for e in envelopes])

@@ -191,9 +191,12 @@ class CommandHandler:
 
     async def _apply(self, envelope: Envelope, attempt: int) -> None:
         command = command_type_of(envelope)
+        # Type, database and aggregate again: a command produced at topic level had no
+        # PENDING record from the API to carry them.
         await self.status.update(envelope.command_id, CommandStatus.PROCESSING,
                                  f"processing (attempt {attempt})", progress=0.0,
-                                 db=database_of(envelope))
+                                 db=database_of(envelope), command_type=command.value,
+                                 aggregate_id=envelope.aggregate_id)
         events = await self._recorded_events(envelope, command) if attempt > 1 else []
         result: dict[str, Any] = {}
         if events:

@@ -122,6 +122,8 @@ OPS: dict[tuple[str, str], Op] = {
     (f"{V}/health", "get"): Op("getHealthV1", "operations", public=True, errors=(503,)),
     ("/openapi.json", "get"): Op("getOpenApi", "operations", public=True, errors=()),
     ("/metrics", "get"): Op("getMetrics", "operations", content="text/plain", errors=(401, 403)),
+    (f"{V}/schemas", "get"): Op("listSchemas", "contract", public=True, errors=()),
+    (f"{V}/schemas/{{name}}", "get"): Op("getSchema", "contract", public=True, errors=(404,)),
     ("/docs", "get"): Op("getApiConsole", "operations", public=True, content="text/html", errors=()),
     ("/docs/assets/{name}", "get"): Op("getApiConsoleAsset", "operations", public=True,
                                        content="application/octet-stream", errors=(404,)),

@@ -15,6 +15,7 @@ from spice.web import (
     history,
     reads,
     revert,
+    schemas,
     search,
     writes,
 )
@@ -142,6 +143,9 @@ ROUTES: list[tuple[str, type[ApiView], dict[str, str]]] = [
     (f"{B}/search", bff.SearchView, {"get": "Search by text, class label and property labels"}),
     (f"{B}/query", bff.QueryView,
      {"post": "Structured query given by labels: class, where, sort, fields (docs/queries.md)"}),
+    (f"{V1}/schemas", schemas.SchemaListView,
+     {"get": "The topic contract's JSON Schemas: the envelope, each command's and event's data"}),
+    (f"{V1}/schemas/{{name}}", schemas.SchemaView, {"get": "One JSON Schema (docs/topics.md)"}),
     ("/docs", console.ConsolePage, {"get": "The API console (Swagger UI over this document)"}),
     ("/docs/assets/{name}", console.ConsoleAsset, {"get": "The console's script, style and icon"}),
     ("/dashboard", dashboard.DashboardPage, {"get": "The operators' dashboard (HTML; polls the data below)"}),

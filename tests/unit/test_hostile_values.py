@@ -112,7 +112,7 @@ def test_intake_applies_the_edge_rules_and_names_refused_commands():
     bad = command.to_json().replace(b'"name":"x"', b'"name":1e999')
     with pytest.raises(ValueError, match="data.data.name"):
         intake.decode(bad, "command")
-    assert intake.named_command(bad) == (command.command_id, "shop")
+    assert intake.named_command(bad) == (command.command_id, "shop", "CREATE_INSTANCE")
     assert intake.named_command(b"[" * 5000) is None
     assert intake.named_command(b'{"metadata": {"command_id": 5}}') is None
 
