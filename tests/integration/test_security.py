@@ -25,7 +25,7 @@ OPS = {("/metrics", "get"), (f"{V1}/status/commands", "get"), (f"{V1}/dashboard/
 
 def fill(path: str, db: str) -> str:
     values = {"db": db, "class_id": "Person", "class_ref": "Person", "instance_id": "p1",
-              "name": "swagger-ui.css",
+              "name": "envelope" if "/schemas/" in path else "swagger-ui.css",
               "command_id": str(uuid.uuid4())}
     return re.sub(r"{(\w+)}", lambda m: values[m.group(1)], path)
 
