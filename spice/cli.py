@@ -173,6 +173,39 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if any(part.get("drift_count") for part in report.values()) else 0  # type: ignore[attr-defined]
 
 
+def _produce(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from spice.domain.errors import ValidationFailed
+    from spice.producer import command_envelope, produce
+    from spice.settings import get_settings
+
+    try:
+        data = json.loads(args.data)
+        envelope = command_envelope(args.command_type, data, actor=args.actor)
+    except json.JSONDecodeError as error:
+        raise RuntimeError(f"DATA is not JSON: {error}") from None
+    except (ValidationFailed, ValueError) as error:
+        raise RuntimeError(f"not a valid command: {error}") from None
+    asyncio.run(produce(get_settings(), [envelope]))
+    print(json.dumps({"command_id": envelope.command_id, "topic": envelope.topic,
+                      "key": envelope.aggregate_id}))
+    return 0
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from spice.domain.contract import schemas
+
+    published = schemas()
+    if args.name is None:
+        print("\n".join(published))
+        return 0
+    if args.name not in published:
+        raise RuntimeError(f"no schema '{args.name}' (spice schemas lists them)")
+    print(json.dumps(published[args.name], indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "audit index) against the graph store")
     verify.add_argument("--db", help="only this database")
     verify.set_defaults(run=_verify)
+    produce = sub.add_parser("produce", help="produce a command straight to its topic "
+                             "(docs/topics.md), checked as intake checks it")
+    produce.add_argument("command_type", help="e.g. CREATE_INSTANCE")
+    produce.add_argument("data", help='the command\'s data as JSON, e.g. \'{"db": "shop", ...}\'')
+    produce.add_argument("--actor", default="cli", help="recorded as the command's actor")
+    produce.set_defaults(run=_produce)
+    schema = sub.add_parser("schemas", help="the topic contract's JSON Schemas (list, or one)")
+    schema.add_argument("name", nargs="?", help="e.g. command.CREATE_INSTANCE, event.INSTANCE_CREATED")
+    schema.set_defaults(run=_schemas)
     publish = sub.add_parser("publish", help="run the event-store publisher in this process")
     publish.add_argument("--start-after", help="position to start from when no checkpoint exists")
     publish.add_argument("--checkpoint-key", help="S3 key of the checkpoint (default from settings)")
