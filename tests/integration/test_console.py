@@ -2,6 +2,7 @@
 lists the operations of /openapi.json, and a "try it out" create sent with an API key
 answers 202. A screenshot is left in test-artifacts/console.png."""
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
@@ -45,11 +46,11 @@ async def test_the_console_lists_the_operations_and_sends_a_create_with_a_key(wo
     body = block.find_element(By.CSS_SELECTOR, "textarea.body-param__text")
     body.clear()
     db = f"console{uuid.uuid4().hex[:8]}"
-    body.send_keys('{"name": "%s"}' % db)
+    body.send_keys(json.dumps({"name": db}))
     block.find_element(By.CSS_SELECTOR, ".execute").click()
 
     async def answered():
-        return [t.strip() for t in texts(browser, f"#operations-databases-createDatabase "
+        return [t.strip() for t in texts(browser, "#operations-databases-createDatabase "
                                                   ".live-responses-table .response-col_status")]
     statuses = await eventually(answered)
     Path("test-artifacts").mkdir(exist_ok=True)
