@@ -207,6 +207,9 @@ OPS: dict[tuple[str, str], Op] = {
                                                        answer=B.CommandStatus),
     (f"{V}/commands/{{command_id}}/wait", "get"): Op("waitForCommand", "commands", answer=B.Completed,
                                                      query=("timeout", "poll_interval", "wait"), errors=SYNC),
+    (f"{V}/ws/commands/{{command_id}}", "get"): Op("followCommand", "commands", 101, errors=(400, 401)),
+    (f"{V}/ws/commands", "get"): Op("followDatabaseCommands", "commands", 101, query=("db",),
+                                    errors=(400, 401)),
     (f"{V}/bff/{{db}}/labels", "get"): Op("getLabels", "bff", query=("lang",), headers=("Accept-Language",)),
     (f"{V}/bff/{{db}}/classes", "get"): Op("listClassesByLabel", "bff", query=("lang",),
                                            headers=("Accept-Language",)),
@@ -262,10 +265,13 @@ def operation(path: str, method: str, summary: str, op: Op, components: dict[str
     ok_schema: Any = op.answer
     if op.content != JSON:
         ok_schema = {"type": "string"}
-    responses: dict[str, Any] = {str(op.ok): {"description": "OK" if op.ok < 300 else "Accepted",
+    responses: dict[str, Any] = {str(op.ok): {"description": "OK" if op.ok != 202 else "Accepted",
                                               "content": _media(ok_schema, components, op.content)}}
     if op.ok == 202:
         responses["202"]["description"] = "Stored: the command will be applied (follow its id)"
+    if op.ok == 101:  # a WebSocket: JSON status documents, one per message (spice/web/push.py)
+        responses["101"] = {"description": "Switching to WebSocket: status documents as JSON "
+                                           "text messages; close 4404 when not visible"}
     for status in op.errors:
         responses[str(status)] = {"description": ERRORS[status],
                                   "content": _media(B.Error, components)}
