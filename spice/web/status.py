@@ -31,7 +31,8 @@ def status_body(doc: dict[str, Any]) -> dict[str, Any]:
         "command_id": doc["command_id"], "status": doc.get("status"),
         "result": {"progress": doc.get("progress"), "history": doc.get("history", []),
                    "result": doc.get("result"), "projected": bool(doc.get("projected"))},
-        "command_type": doc.get("command_type"), "created_at": doc.get("created_at"),
+        "command_type": doc.get("command_type"), "db": doc.get("db"),
+        "aggregate_id": doc.get("aggregate_id"), "created_at": doc.get("created_at"),
         "updated_at": doc.get("updated_at")}
     if doc.get("error"):
         body["error"] = doc["error"]

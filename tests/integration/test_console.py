@@ -55,4 +55,4 @@ async def test_the_console_lists_the_operations_and_sends_a_create_with_a_key(wo
     statuses = await eventually(answered)
     Path("test-artifacts").mkdir(exist_ok=True)
     browser.save_screenshot("test-artifacts/console.png")
-    assert statuses and statuses[0].startswith("202"), statuses
+    assert "202" in statuses, statuses  # the header cell reads "Code"

@@ -30,8 +30,14 @@ def envelope(command_type, aggregate_type, aggregate_id, data):
 
 
 async def wait(http, worker, command_id):
-    async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=30") as r:
-        return r.status, await r.json()
+    """A command produced at topic level has a status once a worker has read it: until
+    then the status routes answer 404, and a follower asks again."""
+    for _ in range(150):
+        async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=30") as r:
+            if r.status != 404:
+                return r.status, await r.json()
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"command {command_id} never got a status")
 
 
 async def status(http, worker, command_id):
