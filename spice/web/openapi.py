@@ -97,6 +97,7 @@ ERRORS = {400: "A parameter or the body is malformed (the field is named)",
           405: "Method not allowed", 408: "No outcome within the timeout (follow the command id)",
           409: "Conflict: exists already, still referenced, or another sequence number",
           413: "Too large", 422: "Validation failed (every field named)",
+          426: "A WebSocket: send an Upgrade request",
           429: "Rate limited (Retry-After)", 503: "A dependency is unavailable (Retry-After)"}
 WRITE = (400, 401, 403, 409, 413, 422, 429, 503)
 SYNC = (400, 401, 403, 404, 408, 409, 413, 422, 429, 503)
@@ -207,9 +208,9 @@ OPS: dict[tuple[str, str], Op] = {
                                                        answer=B.CommandStatus),
     (f"{V}/commands/{{command_id}}/wait", "get"): Op("waitForCommand", "commands", answer=B.Completed,
                                                      query=("timeout", "poll_interval", "wait"), errors=SYNC),
-    (f"{V}/ws/commands/{{command_id}}", "get"): Op("followCommand", "commands", 101, errors=(400, 401)),
+    (f"{V}/ws/commands/{{command_id}}", "get"): Op("followCommand", "commands", 101, errors=(400, 401, 426)),
     (f"{V}/ws/commands", "get"): Op("followDatabaseCommands", "commands", 101, query=("db",),
-                                    errors=(400, 401)),
+                                    errors=(400, 401, 426)),
     (f"{V}/bff/{{db}}/labels", "get"): Op("getLabels", "bff", query=("lang",), headers=("Accept-Language",)),
     (f"{V}/bff/{{db}}/classes", "get"): Op("listClassesByLabel", "bff", query=("lang",),
                                            headers=("Accept-Language",)),

@@ -99,6 +99,10 @@ class StatusFeed:
                     del table[key]
 
 
+def upgrading(request: Any) -> bool:
+    return str(request.headers.get("Upgrade", "")).lower() == "websocket"
+
+
 def feed_of(runtime: Any) -> StatusFeed:
     feed = getattr(runtime, "_status_feed", None)
     if feed is None:
@@ -113,11 +117,15 @@ class PushView(ApiView):
     access = {"get": Access.AUTHENTICATED}
 
     async def guard(self, request: Any, method: str) -> None:
-        if "X-API-Key" in request.headers or "Authorization" in request.headers \
+        if not upgrading(request) or "X-API-Key" in request.headers \
+                or "Authorization" in request.headers \
                 or not self.app.settings.auth_enabled:  # type: ignore[attr-defined]
             await super().guard(request, method)
 
     async def open(self, request: Any) -> tuple[web.WebSocketResponse, Principal] | None:
+        if not upgrading(request):
+            raise HttpError(426, "this is a WebSocket: connect with an Upgrade: websocket request",
+                            field="Upgrade", headers={"Upgrade": "websocket"})
         socket = web.WebSocketResponse(heartbeat=30)
         await socket.prepare(request)
         principal = request.get("principal")
