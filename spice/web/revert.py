@@ -15,19 +15,18 @@ from faust.web import Request
 
 from spice.domain import ids
 from spice.domain.messages import CommandType, class_aggregate, instance_aggregate
+from spice.domain.parsing import parse
+from spice.web.bodies import Revert
 from spice.web.history import point_state
-from spice.web.http import ApiView, HttpError, json_body, optional_int
+from spice.web.http import ApiView, HttpError, json_body
 from spice.web.writes import Write, WriteView, _expected_seq
 
 
 async def _target(view: ApiView, request: Request, db: str, aggregate_id: str
                   ) -> tuple[dict[str, Any] | None, int, int | None]:
-    body = await json_body(request, allowed={"to_version", "expected_seq"})
+    body = await json_body(request)
     expected = _expected_seq(request, body)
-    to_version = optional_int(body.get("to_version"), "to_version")
-    if to_version is None:
-        raise HttpError(400, "'to_version' is required: the version to bring back",
-                        field="to_version")
+    to_version = parse(Revert, body).to_version
     state, _ = await point_state(view.runtime, db, aggregate_id, to_version, "to_version")
     return state, to_version, expected
 

@@ -25,6 +25,7 @@ from spice.domain.parsing import parse
 from spice.handlers.submit import CommandSubmitter
 from spice.settings import get_settings
 from spice.web.auth import ANONYMOUS, Access
+from spice.web.bodies import BulkCreate, InstanceCreate, InstanceUpdate
 from spice.web.http import ApiView, HttpError, json_body, optional_int, query_number
 from spice.web.waiting import wait_for_outcome
 
@@ -107,15 +108,17 @@ async def delete_class(request: Request, match: dict[str, str]) -> Write:
 
 async def _instance_write(command: CommandType, request: Request, db: str, class_id: str,
                           instance_id: str | None) -> Write:
-    """Create (instance id in the body) and update (in the path) take the same body."""
-    allowed = {"data", "expected_seq"} | ({"instance_id"} if instance_id is None else set())
-    body = await json_body(request, allowed=allowed)
+    """Create (instance id in the body) and update (in the path) take the same body, parsed
+    with the models the OpenAPI document shows (spice/web/bodies.py)."""
+    body = await json_body(request)
     expected = _expected_seq(request, body)
-    instance_id = ids.check_instance_id(body.get("instance_id") if instance_id is None else instance_id)
-    if not isinstance(body.get("data"), dict):
-        raise ValidationFailed(FieldError("data", "must be an object of property values"))
+    if instance_id is None:
+        created = parse(InstanceCreate, body)
+        instance_id, data = ids.check_instance_id(created.instance_id), created.data
+    else:
+        data = parse(InstanceUpdate, body).data
     return Write(command, instance_aggregate(db, class_id, instance_id),
-                 {"db": db, "class_id": class_id, "instance_id": instance_id, "data": body["data"]},
+                 {"db": db, "class_id": class_id, "instance_id": instance_id, "data": data},
                  db, expected)
 
 
@@ -140,18 +143,15 @@ async def delete_instance(request: Request, match: dict[str, str]) -> Write:
 
 async def bulk_create(request: Request, match: dict[str, str]) -> Write:
     db, class_id = ids.check_database_name(match["db"]), ids.check_class_id(match["class_id"])
-    body = await json_body(request, allowed={"items"})
+    body = await json_body(request)
     items = body.get("items")
-    if not isinstance(items, list) or not items:
-        raise ValidationFailed(FieldError("items", "must be a non-empty list of {instance_id, data}"))
     limit = get_settings().max_bulk_items
-    if len(items) > limit:
+    if isinstance(items, list) and len(items) > limit:  # before parsing them all
         raise HttpError(413, f"at most {limit} items per request (MAX_BULK_ITEMS)", field="items")
-    for index, item in enumerate(items):
-        if not isinstance(item, dict) or set(item) - {"instance_id", "data"}:
-            raise ValidationFailed(FieldError(f"items[{index}]", "must be {instance_id, data}"))
+    parsed = parse(BulkCreate, body)
     return Write(CommandType.BULK_CREATE_INSTANCES, f"{db}:{class_id}",
-                 {"db": db, "class_id": class_id, "items": items}, db)
+                 {"db": db, "class_id": class_id,
+                  "items": [item.model_dump() for item in parsed.items]}, db)
 
 
 def actor_of(view: ApiView, request: Request) -> str:
