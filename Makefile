@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench bench-backends bench-queries bench-history lint clean
+.PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench bench-backends bench-queries bench-history bench-push lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-queries: install
 bench-history: install
 	$(BIN)/spice stack up
 	$(BIN)/python -m bench.history
+
+bench-push: install
+	$(BIN)/spice stack up
+	$(BIN)/python -m bench.push
 
 lint: install
 	$(BIN)/ruff check spice tests bench

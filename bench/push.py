@@ -1,0 +1,102 @@
+"""Live status push: many WebSockets on one process while commands flow.
+
+    python -m bench.push [--sockets N] [--commands N]                     (make bench-push)
+
+A worker of its own on the local stack; --sockets (1,000) WebSockets follow one
+database (`/api/v1/ws/commands?db=`); then --commands (100) instance creates are sent
+to it, 10 at a time. Printed: the worker's resident memory per socket (RSS before and
+after the sockets opened), and the delay from each status change (its timestamp, set
+by the process that made the change) to its delivery on each socket, p50 and p99 over
+every delivery, with the sockets' total messages.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+import uuid
+
+import aiohttp
+
+from bench.api import LOGS, setup_db
+from bench.common import machine
+from spice.runtime import Runtime
+from spice.settings import Settings
+from tests.integration.worker import WorkerProcess
+
+V1 = "/api/v1"
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+
+
+async def main(sockets: int, commands: int) -> None:
+    print(f"# push ({machine()})", flush=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    runtime = await Runtime.open(Settings())
+    _, key = await runtime.keys.create(f"bench-push-{uuid.uuid4().hex[:8]}", {"*": "admin"},
+                                       rate_per_second=1e6)
+    await runtime.close()
+    worker = WorkerProcess(16276, LOGS / "push-worker.log").start()
+    delays: list[float] = []
+    try:
+        headers = {"X-API-Key": key}
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
+            db = await setup_db(http, worker.url)
+            assert worker.proc is not None
+            pid = worker.proc.pid
+            before = rss_kib(pid)
+            url = worker.url.replace("http", "ws", 1) + f"{V1}/ws/commands?db={db}"
+            opened = await asyncio.gather(*(http.ws_connect(url, heartbeat=None)
+                                            for _ in range(sockets)))
+            await asyncio.sleep(2)
+            after = rss_kib(pid)
+            print(f"{sockets:,} sockets open: worker RSS {before / 1024:,.0f} -> "
+                  f"{after / 1024:,.0f} MiB = {(after - before) / sockets:,.1f} KiB per socket",
+                  flush=True)
+            received = [0]
+
+            async def read(socket: aiohttp.ClientWebSocketResponse) -> None:
+                async for message in socket:
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        return
+                    doc = json.loads(message.data)
+                    delays.append((time.time() - doc["updated_at"]) * 1000)
+                    received[0] += 1
+            readers = [asyncio.create_task(read(s)) for s in opened]
+            gate = asyncio.Semaphore(10)
+
+            async def create(index: int) -> str:
+                async with gate, http.post(f"{worker.url}{V1}/instances/{db}/async/Item/create",
+                                           json={"instance_id": f"i{index}", "data": {"n": index}}) as r:
+                    return str((await r.json())["command_id"])
+            started = time.perf_counter()
+            ids = await asyncio.gather(*(create(i) for i in range(commands)))
+            for command_id in ids:
+                async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=60") as r:
+                    assert r.status == 200, await r.text()
+            await asyncio.sleep(2)  # the last deliveries
+            elapsed = time.perf_counter() - started
+            for socket in opened:
+                await socket.close()
+            await asyncio.gather(*readers, return_exceptions=True)
+        delays.sort()
+        p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))] if delays else float("nan")
+        print(f"{commands} commands in {elapsed:.1f} s: {received[0]:,} deliveries over {sockets:,} "
+              f"sockets; change -> delivery p50 {statistics.median(delays):.1f} ms, p99 {p99:.1f} ms"
+              "   (target p50 <= 20)", flush=True)
+    finally:
+        worker.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sockets", type=int, default=1000)
+    parser.add_argument("--commands", type=int, default=100)
+    args = parser.parse_args()
+    asyncio.run(main(args.sockets, args.commands))
