@@ -3,6 +3,7 @@
     /api/v1/ws/commands/{command_id}   the command's status, then every change until it
                                        is terminal; then the socket closes (1000)
     /api/v1/ws/commands?db=NAME        every status change of the database's commands
+    /api/v1/ws/commands                every status change ('*' grants: the dashboard)
 
 Authentication is the API's: X-API-Key or Authorization on the upgrade request, or (for
 browsers, which cannot set headers on a WebSocket) a first message
@@ -44,6 +45,7 @@ class StatusFeed:
         self.redis = redis
         self.by_command: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self.by_db: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self.everything: set[asyncio.Queue[dict[str, Any]]] = set()
         self.overflowed: set[asyncio.Queue[dict[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -77,21 +79,26 @@ class StatusFeed:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return
-        targets = self.by_command.get(doc.get("command_id"), set()) | self.by_db.get(doc.get("db"), set())
+        targets = self.by_command.get(doc.get("command_id"), set()) | \
+            self.by_db.get(doc.get("db"), set()) | self.everything
         for queue in targets:
             if queue.full():
                 self.overflowed.add(queue)  # its reader closes the socket
                 continue
             queue.put_nowait(doc)
 
-    def follow(self, *, command_id: str | None = None, db: str | None = None
-               ) -> asyncio.Queue[dict[str, Any]]:
+    def follow(self, *, command_id: str | None = None, db: str | None = None,
+               everything: bool = False) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
-        (self.by_command[command_id] if command_id else self.by_db[db or ""]).add(queue)
+        if everything:
+            self.everything.add(queue)
+        else:
+            (self.by_command[command_id] if command_id else self.by_db[db or ""]).add(queue)
         return queue
 
     def leave(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self.overflowed.discard(queue)
+        self.everything.discard(queue)
         for table in (self.by_command, self.by_db):
             for key in [k for k, queues in table.items() if queue in queues]:
                 table[key].discard(queue)
@@ -200,20 +207,19 @@ class CommandPushView(PushView):
 
 class DatabasePushView(PushView):
     async def get(self, request: Any) -> web.StreamResponse:
-        db = request.query.get("db")
-        if db is None:
-            raise HttpError(400, "'db' is required: the database whose commands to follow", field="db")
-        ids.check_database_name(db)
+        db = request.query.get("db")  # None: every database, for '*' grants (the dashboard)
+        if db is not None:
+            ids.check_database_name(db)
         feed = feed_of(self.runtime)
         await feed.start()
         opened = await self.open(request)
         if opened is None:
             return web.Response()
         socket, principal = opened
-        if not principal.may(Access.READ, db):
+        if not principal.may(Access.READ if db else Access.OPS, db):
             await socket.close(code=NOT_FOUND, message=b"no such database")
             return socket
-        queue = feed.follow(db=db)
+        queue = feed.follow(db=db) if db else feed.follow(everything=True)
         try:
             await self.relay(socket, queue, feed, until_terminal=False)
         finally:
