@@ -45,20 +45,24 @@ async def poison(dlq: str, topic: str, message: Any, error: Exception) -> None:
     log.warning("poison message %s[%s]@%s to the DLQ: %s", topic, message.partition,
                 message.offset, error)
     if topic in COMMAND_TOPICS:
-        await fail_refused(raw, str(error), getattr(error, "field", None))
+        stored = dict(message.headers or []).get("spice-stored") == b"1"
+        await fail_refused(raw, str(error), getattr(error, "field", None), stored)
 
 
-async def fail_refused(raw: bytes, reason: str, field: str | None = None) -> None:
+async def fail_refused(raw: bytes, reason: str, field: str | None = None,
+                       stored: bool = False) -> None:
     """A refused command that names itself gets a FAILED status with the reason, so its
-    sender does not wait on PENDING forever. Only a command nobody has a status for: an
-    id another command already holds must not let garbage overwrite that one's outcome."""
+    sender does not wait on PENDING forever. Only a command nobody has a status for, or
+    one read from the event store (the publisher's own message, so the PENDING status is
+    its own): an id another command holds must not let garbage overwrite its outcome."""
     named = intake.named_command(raw)
     if named is None:
         return
     command_id, db, command_type = named
     error = {"code": "invalid", "message": reason[:1000], **({"field": field} if field else {})}
     try:
-        if await app.runtime.status.get(command_id) is None:
+        current = await app.runtime.status.get(command_id)
+        if current is None or (stored and current.get("status") == CommandStatus.PENDING):
             await app.runtime.status.update(
                 command_id, CommandStatus.FAILED, "refused at intake", error=error, db=db,
                 command_type=command_type)

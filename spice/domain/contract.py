@@ -79,7 +79,10 @@ class DeleteInstanceData(Data):
 
 
 class BulkItemData(Data):
-    instance_id: str = INSTANCE_ID
+    """One item; its id and values are checked when applied, item by item (a bad item
+    is reported in the result, the others are created)."""
+
+    instance_id: str = Field(max_length=200, examples=["p1"])
     data: dict[str, Any]
 
 

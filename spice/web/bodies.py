@@ -31,7 +31,9 @@ class InstanceUpdate(Body):
 
 
 class BulkItem(Body):
-    instance_id: str = Field(min_length=1, max_length=200)
+    """One item: its id and values are checked item by item when applied."""
+
+    instance_id: str = Field(max_length=200)
     data: dict[str, Any]
 
 
