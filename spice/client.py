@@ -144,17 +144,18 @@ class SpiceClient:
 
     async def _write(self, method: str, path: str, body: Any = None, *, wait: bool = False,
                      timeout: float = 30.0, expected_seq: int | None = None,
-                     idempotency_key: str | None = None) -> dict[str, Any]:
-        """A write: 202 with the command id, or (wait=True) the outcome."""
+                     idempotency_key: str | None = None, projected: bool = False) -> dict[str, Any]:
+        """A write: 202 with the command id, or (wait=True) the outcome; `projected`: wait
+        until it is searchable too."""
         if wait:
             path = path.replace("/async/", "/sync/", 1) if "/async/" in path else path
         params: dict[str, Any] = {"expected_seq": expected_seq}
         if wait:
-            params["timeout"] = timeout
+            params.update(timeout=timeout, wait="projected" if projected else "applied")
         answer = await self.request(method, path, json=body, params=params,
                                     headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())})
         if wait and "/sync/" not in path and "command_id" in answer:
-            return await self.wait(answer["command_id"], timeout=timeout)
+            return await self.wait(answer["command_id"], timeout=timeout, projected=projected)
         return answer  # type: ignore[no-any-return]
 
     # ---- commands ------------------------------------------------------------------

@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 
+from spice.client import SpiceClient
 from spice.domain.messages import class_aggregate
 from spice.stores.status import CommandStatus
 
@@ -20,12 +21,12 @@ async def wait(http, worker, command_id, timeout=30):
 
 
 async def create_db(http, worker, name, timeout=30):
-    async with http.post(f"{worker.url}{V1}/database/create", json={"name": name}) as r:
-        assert r.status == 202, await r.text()
-        body = await r.json()
-    status, _ = await wait(http, worker, body["command_id"], timeout)
-    assert status == 200
-    return body["command_id"]
+    """Through the Python client (spice.client), on the caller's session and key."""
+    client = SpiceClient(worker.url, session=http)
+    answer = await client.create_database(name)
+    assert answer["status"] == "PENDING"
+    await client.wait(answer, timeout=timeout)
+    return answer["command_id"]
 
 
 async def test_command_flows_through_kafka_to_s3_postgres_and_redis(worker, runtime, http):

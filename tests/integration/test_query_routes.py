@@ -1,5 +1,6 @@
 """The query routes through HTTP on the real worker: graph queries, structured queries,
 versions on reads and If-Match on writes, and their 4xx answers naming the field."""
+from spice.client import SpiceClient
 from tests.integration.test_api_end_to_end import V1, create_db, unique_db
 
 PERSON = {"id": "Person", "properties": [{"name": "name", "type": "string"},
@@ -23,13 +24,12 @@ async def post(http, url, body, status=200, headers=None):
 async def populated(http, worker):
     db = unique_db()
     await create_db(http, worker, db)
+    client = SpiceClient(worker.url, session=http)
     for cls in (ORG, PERSON):
-        await post(http, f"{worker.url}{V1}/ontology/{db}/sync/create?timeout=20", cls)
-    await post(http, f"{worker.url}{V1}/instances/{db}/sync/Org/create",
-               {"instance_id": "acme", "data": {"name": "Acme"}})
+        await client.create_class(db, cls, timeout=20)
+    await client.create_instance(db, "Org", "acme", {"name": "Acme"}, wait=True)
     for instance_id, data in PEOPLE:
-        await post(http, f"{worker.url}{V1}/instances/{db}/sync/Person/create?wait=projected",
-                   {"instance_id": instance_id, "data": data})
+        await client.create_instance(db, "Person", instance_id, data, wait=True, projected=True)
     return db
 
 
