@@ -42,7 +42,7 @@ TIME_EXAMPLE = "2026-12-05T10:00:00Z"
 def parse_point(raw: str, name: str) -> Point:
     """A version (a non-negative integer) or a time (ISO 8601; without an offset, UTC)."""
     text = raw.strip()
-    if text.isdigit() and len(text) <= 18:
+    if text.isascii() and text.isdigit() and len(text) <= 18:  # not "³", which int() refuses
         return int(text)
     if "T" in text:  # an offset's '+' sent unencoded in a query string arrives as ' '
         text = text.replace(" ", "+")

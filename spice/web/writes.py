@@ -54,7 +54,7 @@ def _expected_seq(request: Request, body: dict[str, Any] | None = None) -> int |
     if header is None:
         return expected
     tag = header.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit() or len(tag) > 18:
+    if not (tag.isascii() and tag.isdigit()) or len(tag) > 18:
         raise HttpError(400, "If-Match must be an ETag a read returned (a quoted sequence "
                         "number such as \"3\")", field="If-Match")
     if expected is not None and expected != int(tag):

@@ -107,3 +107,15 @@ def test_chain_links_match_the_database_function():
     first = chain_link("", "ab")
     assert first == hashlib.sha256(b"ab").hexdigest()
     assert chain_link(first, "cd") == hashlib.sha256((first + "cd").encode()).hexdigest()
+
+
+def test_points_take_ascii_digits_only():
+    import pytest
+
+    from spice.web.errors import HttpError
+    from spice.web.history import parse_point
+
+    assert parse_point("12", "from") == 12
+    with pytest.raises(HttpError) as refused:
+        parse_point("³", "from")  # str.isdigit() says yes; int() says no
+    assert refused.value.status == 400 and refused.value.field == "from"
