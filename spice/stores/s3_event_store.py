@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 BATCH_PREFIX = "events/"
 NOTIFY_CHANNEL = "spice_event_store"
 PENDING_GRACE_SECONDS = 60.0
+MARK_TIMEOUT_SECONDS = 2.0  # marking (and the audit record) may not hold an answer longer
 SEQ_MAX = 2**63 - 1  # aggregate_sequences.last_seq is a bigint
 # One round trip: mark the batch's rows stored, record its envelopes in the audit index
 # (spice_record_batch, spice/stores/audit.py) and wake publishers in other processes.
@@ -217,11 +218,15 @@ class S3EventStore:
             asyncio.create_task(self._settle_duplicate(request))
 
     async def _mark_stored(self, key: str, body: bytes) -> None:
+        """Never raises and never waits long: the batch is in S3, so its appends are
+        stored and must hear so whatever PostgreSQL does now; an error here would reach
+        the API as a 503 for a command that is then applied all the same."""
         try:
-            async with self.pool.acquire() as conn:
-                await conn.execute(MARK_STORED, key, NOTIFY_CHANNEL, f"{self.bucket}/{key}",
-                                   self.bucket, *record_arguments(body))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            async with asyncio.timeout(MARK_TIMEOUT_SECONDS):
+                async with self.pool.acquire() as conn:
+                    await conn.execute(MARK_STORED, key, NOTIFY_CHANNEL, f"{self.bucket}/{key}",
+                                       self.bucket, *record_arguments(body))
+        except Exception:  # noqa: BLE001 - any failure: resolve_pending() settles it later
             # The batch is in S3, so its events exist; resolve_pending() marks the rows
             # later, and the publisher finds the batch by listing, not by the index.
             log.warning("batch %s stored but its index rows stay pending", key)
