@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.common import machine
+from bench.queries import line, timed
 from spice.audit_verify import verify_chain
 from spice.domain.envelope import Envelope, now
 from spice.domain.messages import instance_aggregate
@@ -49,21 +50,6 @@ def version_event(db: str, instance: str, seq: int) -> Envelope:
         metadata={"kind": "domain", "command_id": str(uuid.uuid4()),
                   "command_type": "UPDATE_INSTANCE", "kafka_topic": "instance_events"},
         sequence_number=None)
-
-
-async def timed(call: Any, runs: int) -> tuple[float, float]:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-
-
-def line(name: str, figures: tuple[float, float], target: str) -> None:
-    print(f"{name:<58} p50 {figures[0]:7.2f} ms   p99 {figures[1]:7.2f} ms   (target {target})",
-          flush=True)
 
 
 async def fill_audit(runtime: Runtime, db: str, rows: int, start: datetime) -> None:

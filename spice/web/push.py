@@ -129,10 +129,15 @@ class PushView(ApiView):
                 or not self.app.settings.auth_enabled:  # type: ignore[attr-defined]
             await super().guard(request, method)
 
-    async def open(self, request: Any) -> tuple[web.WebSocketResponse, Principal] | None:
+    async def open(self, request: Any
+                   ) -> tuple[web.WebSocketResponse, Principal, StatusFeed] | None:
+        """The feed started, the socket upgraded and its caller authenticated; None when
+        authentication failed (the socket is closed then)."""
         if not upgrading(request):
             raise HttpError(426, "this is a WebSocket: connect with an Upgrade: websocket request",
                             field="Upgrade", headers={"Upgrade": "websocket"})
+        feed = feed_of(self.runtime)
+        await feed.start()
         socket = web.WebSocketResponse(heartbeat=30)
         await socket.prepare(request)
         principal = request.get("principal")
@@ -141,7 +146,7 @@ class PushView(ApiView):
             if principal is None:
                 await socket.close(code=UNAUTHENTICATED, message=b"authentication required")
                 return None
-        return socket, principal
+        return socket, principal, feed
 
     async def _first_message_auth(self, socket: web.WebSocketResponse) -> Principal | None:
         try:
@@ -183,12 +188,10 @@ class PushView(ApiView):
 class CommandPushView(PushView):
     async def get(self, request: Any, command_id: str) -> web.StreamResponse:
         command_id = check_command_id(command_id)
-        feed = feed_of(self.runtime)
-        await feed.start()
         opened = await self.open(request)
         if opened is None:
             return web.Response()
-        socket, principal = opened
+        socket, principal, feed = opened
         queue = feed.follow(command_id=command_id)  # before the read: no change falls between
         try:
             doc = await self.runtime.status.get(command_id)
@@ -210,12 +213,10 @@ class DatabasePushView(PushView):
         db = request.query.get("db")  # None: every database, for '*' grants (the dashboard)
         if db is not None:
             ids.check_database_name(db)
-        feed = feed_of(self.runtime)
-        await feed.start()
         opened = await self.open(request)
         if opened is None:
             return web.Response()
-        socket, principal = opened
+        socket, principal, feed = opened
         if not principal.may(Access.READ if db else Access.OPS, db):
             await socket.close(code=NOT_FOUND, message=b"no such database")
             return socket
