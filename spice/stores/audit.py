@@ -20,8 +20,9 @@ from typing import Any
 import asyncpg
 import orjson
 
+from spice.domain.envelope import Envelope
 from spice.domain.history import Fact, fold
-from spice.domain.messages import AggregateType, EventType
+from spice.domain.messages import AggregateType, EventType, database_of
 
 NO_DATABASE = ""  # the chain of envelopes that name no database (topic-level commands)
 ENTRY_COLUMNS = ("e.db, e.chain_position, e.event_id, e.kind, e.event_type, e.command_type, "
@@ -46,21 +47,27 @@ def database_named(raw: dict[str, Any]) -> str:
     return db if isinstance(db, str) else NO_DATABASE
 
 
-def record_arguments(body: bytes) -> tuple[list[str], list[str], list[str], list[str]]:
+def record_arguments(body: bytes, envelopes: list[Envelope] | None = None
+                     ) -> tuple[list[str], list[str], list[str], list[str]]:
     """spice_record_batch's arrays for a stored batch: (databases, event ids, lines, line
-    hashes), grouped by database, in batch order within each. A line that does not decode
-    is left out (the event store's readers skip it too)."""
+    hashes), grouped by database, in batch order within each. `envelopes`: the batch's
+    envelopes, one per line, as the writer that encoded it still holds them (no line is
+    parsed again on the append path). Without them each line is read back; one that does
+    not decode is left out (the event store's readers skip it too)."""
     rows = []
-    for index, line in enumerate(body.splitlines()):
-        if not line.strip():
-            continue
-        try:
-            raw = orjson.loads(line)
-            event_id = raw["event_id"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            continue
-        rows.append((database_named(raw), index, str(event_id), line.decode(),
-                     hashlib.sha256(line).hexdigest()))
+    if envelopes is not None:
+        for index, (line, envelope) in enumerate(zip(body.splitlines(), envelopes, strict=True)):
+            rows.append((database_of(envelope) or NO_DATABASE, index, envelope.event_id,
+                         line.decode(), hashlib.sha256(line).hexdigest()))
+    else:
+        for index, line in enumerate(body.splitlines()):
+            try:
+                raw = orjson.loads(line)
+                event_id = raw["event_id"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue  # an empty line too
+            rows.append((database_named(raw), index, str(event_id), line.decode(),
+                         hashlib.sha256(line).hexdigest()))
     rows.sort(key=lambda r: (r[0], r[1]))
     return ([r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
             [r[4] for r in rows])

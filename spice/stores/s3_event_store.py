@@ -209,7 +209,7 @@ class S3EventStore:
             # client whose sync write completed) finds the event in the history and
             # the audit log; if PostgreSQL fails here the batch is still stored, and
             # resolve_pending() records it later.
-            await self._mark_stored(key, body)
+            await self._mark_stored(key, body, stored)
             for request in to_store:
                 request.future.set_result(request.envelope)
             if self.on_stored is not None:
@@ -217,7 +217,8 @@ class S3EventStore:
         for request in duplicates:
             asyncio.create_task(self._settle_duplicate(request))
 
-    async def _mark_stored(self, key: str, body: bytes) -> None:
+    async def _mark_stored(self, key: str, body: bytes,
+                           envelopes: list[Envelope] | None = None) -> None:
         """Never raises and never waits long: the batch is in S3, so its appends are
         stored and must hear so whatever PostgreSQL does now; an error here would reach
         the API as a 503 for a command that is then applied all the same."""
@@ -225,7 +226,7 @@ class S3EventStore:
             async with asyncio.timeout(MARK_TIMEOUT_SECONDS):
                 async with self.pool.acquire() as conn:
                     await conn.execute(MARK_STORED, key, NOTIFY_CHANNEL, f"{self.bucket}/{key}",
-                                       self.bucket, *record_arguments(body))
+                                       self.bucket, *record_arguments(body, envelopes))
         except Exception:  # noqa: BLE001 - any failure: resolve_pending() settles it later
             # The batch is in S3, so its events exist; resolve_pending() marks the rows
             # later, and the publisher finds the batch by listing, not by the index.
