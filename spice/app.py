@@ -12,6 +12,7 @@ import asyncio
 import cProfile
 import gc
 import logging
+import sys
 from typing import Any
 
 import faust
@@ -22,7 +23,7 @@ from spice.kafka_client import faust_credentials
 from spice.observability import use_json_logs
 from spice.roles import modules_for
 from spice.runtime import Runtime
-from spice.settings import Settings, get_settings
+from spice.settings import Settings, SettingsError, get_settings
 from spice.topics import ensure_topics
 from spice.web.tables_access import tables_access
 
@@ -103,7 +104,8 @@ def create_app(settings: Settings | None = None) -> SpiceApp:
         # Called when the worker starts, after on_worker_init: the role's modules.
         autodiscover=lambda: modules_for(settings.spice_role),
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
+        canonical_url=settings.canonical_url,
         web_host=settings.spice_web_host,
         web_bind=settings.spice_web_host,
         web_port=settings.spice_web_port,
@@ -125,4 +127,15 @@ def create_app(settings: Settings | None = None) -> SpiceApp:
     return app
 
 
-app = create_app()
+
+def _app_or_exit() -> SpiceApp:
+    """The worker's app; bad settings end the process with one line per variable, not a
+    traceback from inside Faust's loader."""
+    try:
+        return create_app()
+    except SettingsError as error:
+        print(f"spice: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+app = _app_or_exit()

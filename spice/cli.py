@@ -16,7 +16,7 @@ def _stack(args: argparse.Namespace) -> int:
     else:
         states = stack.status()
         print(json.dumps(states, indent=2))
-        return 0 if all(s.startswith("up") for s in states.values()) else 1
+        return 0 if all(s.startswith("up") for s in states.values()) else 3
     return 0
 
 
@@ -206,11 +206,30 @@ def _schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_CODES = """exit codes:
+  0  done
+  1  the operation failed (the message says why)
+  2  bad usage or invalid settings (one line per bad variable)
+  3  status: a server of the local stack is down"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spice", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    stack = sub.add_parser("stack", help="the local stack of real servers")
-    stack.add_argument("action", choices=["up", "down", "status"])
+    from spice import __version__
+
+    parser = argparse.ArgumentParser(prog="spice", description=__doc__, epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"spice {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    stack = sub.add_parser(
+        "stack", help="the local stack of real servers",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The local stack: Kafka (KRaft), SeaweedFS (S3), PostgreSQL and Redis on "
+                    "loopback ports, plus Elasticsearch and TerminusDB when asked; data, logs "
+                    "and generated secrets under SPICE_RUN_DIR (.run).",
+        epilog="actions:\n  up      install what is missing, start what is down, wait until "
+               "each answers\n  down    stop the servers this stack started (by PID)\n"
+               "  status  print each server's state as JSON; exit 3 if one is down")
+    stack.add_argument("action", choices=["up", "down", "status"], help="up, down or status")
     stack.add_argument("--with", dest="with_", metavar="SERVERS",
                        help="also start these servers: elasticsearch,terminusdb "
                             "(or set SPICE_STACK_EXTRAS)")
@@ -267,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Errors end in one line on stderr and an exit code (EXIT_CODES), not a traceback;
+    SPICE_DEBUG=1 shows the traceback too."""
+    import os
+
+    from spice.settings import SettingsError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "dlq" and args.action in ("show", "retry") and (
@@ -274,8 +299,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"dlq {args.action} needs TOPIC and OFFSET")
     try:
         return int(args.run(args) or 0)
-    except RuntimeError as error:
+    except SettingsError as error:
         print(f"spice: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # noqa: BLE001 - the operator gets the reason, not a traceback
+        if os.environ.get("SPICE_DEBUG"):
+            raise
+        reason = str(error) if isinstance(error, RuntimeError) else f"{type(error).__name__}: {error}"
+        print(f"spice: {reason}", file=sys.stderr)
         return 1
 
 

@@ -24,7 +24,7 @@ def kafka_security(settings: Settings) -> dict[str, Any]:
     if protocol.startswith("SASL"):
         options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
                        sasl_plain_username=settings.kafka_sasl_username,
-                       sasl_plain_password=settings.kafka_sasl_password)
+                       sasl_plain_password=settings.kafka_sasl_password.get_secret_value())
     if protocol.endswith("SSL"):
         options["ssl_context"] = _ssl_context(settings)
     return options
@@ -42,7 +42,7 @@ def faust_credentials(settings: Settings) -> Any:
     ssl_context = _ssl_context(settings) if protocol.endswith("SSL") else None
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(username=settings.kafka_sasl_username,
-                                     password=settings.kafka_sasl_password,
+                                     password=settings.kafka_sasl_password.get_secret_value(),
                                      mechanism=settings.kafka_sasl_mechanism,
                                      ssl_context=ssl_context)
     return faust.SSLCredentials(ssl_context) if ssl_context is not None else None

@@ -40,7 +40,7 @@ def make_graph_store(settings: Settings, pool: asyncpg.Pool) -> GraphStore:
         from spice.stores.graph_terminus import TerminusGraphStore
 
         return TerminusGraphStore(settings.terminusdb_url, settings.terminusdb_user,
-                                  settings.terminusdb_password)
+                                  settings.terminusdb_password.get_secret_value())
     from spice.stores.graph_postgres import PostgresGraphStore
 
     return PostgresGraphStore(pool)
@@ -97,7 +97,8 @@ class Runtime:
         # health_check_interval: a pooled connection idle for a while is pinged before
         # use, so one that a Redis restart broke is replaced instead of failing a call.
         tls = {"ssl_ca_certs": settings.redis_ssl_ca_certs} if settings.redis_ssl_ca_certs else {}
-        redis = aioredis.from_url(settings.redis_url, password=settings.redis_password or None,
+        password = settings.redis_password.get_secret_value() or None
+        redis = aioredis.from_url(settings.redis_url, password=password,
                                   decode_responses=True, **tls,
                                   socket_timeout=5, socket_connect_timeout=2,
                                   health_check_interval=5)
@@ -147,8 +148,8 @@ class Runtime:
                                       retry_base=settings.command_retry_base_seconds, fused=fused)
         keys = KeyStore(pool)
         if settings.auth_bootstrap_admin_key:
-            await keys.create(bootstrap_name(settings.auth_bootstrap_admin_key), {"*": "admin"},
-                              key=settings.auth_bootstrap_admin_key)
+            bootstrap = settings.auth_bootstrap_admin_key.get_secret_value()
+            await keys.create(bootstrap_name(bootstrap), {"*": "admin"}, key=bootstrap)
         return cls(settings, pool, s3, redis, producer, event_store, graph, registry, status,
                    handler, search, projector, breakers, owner, keys, RateLimiter(redis), _stack=stack)
 

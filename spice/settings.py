@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlencode, urlparse
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Defaults point at the local stack (`spice stack up`), on ports chosen to
@@ -34,37 +34,41 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-256"
     kafka_sasl_username: str = "spice"
     # Empty: the local stack's generated password (<run dir>/secrets/kafka-password).
-    kafka_sasl_password: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_cafile: str | None = None  # CA bundle for SSL / SASL_SSL
-    kafka_controller_port: int = 19093
-    topic_partitions: int = 8
+    kafka_controller_port: int = Field(default=19093, ge=1, le=65535)
+    topic_partitions: int = Field(default=8, ge=1, le=10_000)
+    # Copies of every topic (Faust's changelogs too) and how many must acknowledge a
+    # write (acks=all): 3 and 2 on a cluster, 1 and 1 on the one-broker local stack.
+    topic_replication_factor: int = Field(default=1, ge=1, le=32)
+    topic_min_insync_replicas: int = Field(default=1, ge=1, le=32)
 
     # Event store (S3)
     event_store_bucket: str = "spice-event-store"
     s3_endpoint_url: str = "http://127.0.0.1:18333"
     s3_access_key_id: str = "spice-local"
-    s3_secret_access_key: str = "spice-local-secret"
+    s3_secret_access_key: SecretStr = SecretStr("spice-local-secret")
     s3_region: str = "us-east-1"
-    event_store_group_commit_max: int = 500
-    event_store_group_commit_wait_ms: float = 0.0
+    event_store_group_commit_max: int = Field(default=500, ge=1, le=100_000)
+    event_store_group_commit_wait_ms: float = Field(default=0.0, ge=0, le=10_000)
 
     # Publisher
-    event_publisher_batch_size: int = 200
-    event_publisher_poll_interval: float = 3.0
+    event_publisher_batch_size: int = Field(default=200, ge=1, le=100_000)
+    event_publisher_poll_interval: float = Field(default=3.0, gt=0, le=3600)
     event_publisher_checkpoint_key: str = "checkpoints/event_publisher.json"
-    event_publisher_lookback_seconds: float = 30.0
+    event_publisher_lookback_seconds: float = Field(default=30.0, ge=0)
     # The sweeper re-sends what is stored but still unprocessed after this long.
-    event_sweep_delay_seconds: float = 60.0
-    event_sweep_interval_seconds: float = 10.0
+    event_sweep_delay_seconds: float = Field(default=60.0, gt=0)
+    event_sweep_interval_seconds: float = Field(default=10.0, gt=0)
 
     # PostgreSQL
     postgres_host: str = "127.0.0.1"
-    postgres_port: int = 15432
+    postgres_port: int = Field(default=15432, ge=1, le=65535)
     postgres_user: str = "spice"
     # Empty: the local stack's generated password (<run dir>/secrets/postgres-password).
-    postgres_password: str = ""
+    postgres_password: SecretStr = SecretStr("")
     postgres_db: str = "spice"
-    postgres_pool_max: int = 20
+    postgres_pool_max: int = Field(default=20, ge=2, le=1000)
     # TLS to PostgreSQL: libpq's sslmode (disable, prefer, require, verify-ca, verify-full)
     # and the CA file for the verify modes.
     postgres_sslmode: str = Field(default="prefer",
@@ -75,13 +79,13 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:16379/0"
     # Empty: the local stack's generated password (<run dir>/secrets/redis-password).
     # A password in REDIS_URL takes precedence.
-    redis_password: str = ""
+    redis_password: SecretStr = SecretStr("")
     # TLS: a rediss:// REDIS_URL; this CA file verifies the server.
     redis_ssl_ca_certs: str | None = None
-    command_status_ttl_seconds: int = 24 * 3600
+    command_status_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     # Finished commands stay this long in the Faust status table (memory); older ones
     # are answered by Redis (TTL above) and then the event store.
-    status_table_retention_seconds: float = 300.0
+    status_table_retention_seconds: float = Field(default=300.0, ge=0)
 
     # Optional production backends
     graph_backend: str = Field(default="postgres", pattern="^(postgres|terminusdb)$")
@@ -91,11 +95,11 @@ class Settings(BaseSettings):
     # stack's (spice/devstack/secrets.py).
     terminusdb_url: str = "http://127.0.0.1:16363"
     terminusdb_user: str = "admin"
-    terminusdb_password: str = ""
+    terminusdb_password: SecretStr = SecretStr("")
     elasticsearch_url: str = "http://127.0.0.1:19200"
     elasticsearch_username: str = "elastic"
-    elasticsearch_password: str = ""
-    elasticsearch_transport_port: int = 19300
+    elasticsearch_password: SecretStr = SecretStr("")
+    elasticsearch_transport_port: int = Field(default=19300, ge=1, le=65535)
     # Servers `spice stack up` starts beyond the default four: a comma-separated subset
     # of "elasticsearch,terminusdb". A backend chosen above is started without asking.
     spice_stack_extras: str = ""
@@ -121,39 +125,43 @@ class Settings(BaseSettings):
     # commands accepted meanwhile wait, stored, in their topics (docs/roles.md).
     worker_nice: int = Field(default=0, ge=0, le=19)
     spice_web_host: str = "127.0.0.1"
-    spice_web_port: int = 16066
+    spice_web_port: int = Field(default=16066, ge=1, le=65535)
+    # The URL other processes reach this one at (table routing, the dashboard merge):
+    # set it where SPICE_WEB_HOST is a bind-all address such as 0.0.0.0 (empty:
+    # http://SPICE_WEB_HOST:SPICE_WEB_PORT).
+    spice_web_canonical_url: str = ""
     spice_data_dir: Path = PROJECT_ROOT / ".run" / "worker"
     spice_run_dir: Path = PROJECT_ROOT / ".run"
-    max_body_bytes: int = 1_048_576
-    max_bulk_items: int = 10_000
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1 << 30)
+    max_bulk_items: int = Field(default=10_000, ge=1, le=1_000_000)
 
     # Security (docs/security.md)
     auth_enabled: bool = True
-    auth_bootstrap_admin_key: str | None = None  # seeded (hashed) as an admin key at start
+    auth_bootstrap_admin_key: SecretStr | None = None  # seeded (hashed) as an admin key at start
     auth_jwt_algorithm: str = Field(default="HS256", pattern="^(HS256|RS256)$")
-    auth_jwt_secret: str | None = None  # HS256
+    auth_jwt_secret: SecretStr | None = None  # HS256
     auth_jwt_public_key: str | None = None  # RS256: PEM text, or a path to a PEM file
     auth_jwt_audience: str | None = None
     auth_jwt_issuer: str | None = None
-    rate_limit_per_second: float = 500.0
-    rate_limit_burst: int = 1000
+    rate_limit_per_second: float = Field(default=500.0, gt=0)
+    rate_limit_burst: int = Field(default=1000, ge=1)
     log_format: str = Field(default="text", pattern="^(text|json)$")
     tracing_enabled: bool = False
 
     # Workers
     # 12 attempts back off for about 40 to 75 s in all: a dependency down for half a
     # minute does not send commands to the DLQ.
-    command_max_attempts: int = 12
-    command_retry_base_seconds: float = 0.5
-    registry_lease_seconds: float = 30.0
+    command_max_attempts: int = Field(default=12, ge=1, le=1000)
+    command_retry_base_seconds: float = Field(default=0.5, gt=0, le=600)
+    registry_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("auth_jwt_secret")
     @classmethod
-    def _strong_secret(cls, secret: str | None) -> str | None:
+    def _strong_secret(cls, secret: SecretStr | None) -> SecretStr | None:
         # RFC 7518 3.2: an HS256 key shorter than the hash is guessable offline from
         # any one token.
-        if secret is not None and len(secret.encode()) < 32:
-            raise ValueError("AUTH_JWT_SECRET must be at least 32 bytes (HS256)")
+        if secret is not None and len(secret.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes (HS256)")
         return secret
 
     @model_validator(mode="after")
@@ -166,9 +174,16 @@ class Settings(BaseSettings):
                             ("kafka_sasl_password", "kafka-password"),
                             ("terminusdb_password", "terminusdb-password"),
                             ("elasticsearch_password", "elasticsearch-password")):
-            if not getattr(self, field):
-                object.__setattr__(self, field, local_secret(self.spice_run_dir, name))
+            if not getattr(self, field).get_secret_value():
+                object.__setattr__(self, field, SecretStr(local_secret(self.spice_run_dir, name)))
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError("TOPIC_MIN_INSYNC_REPLICAS must not exceed TOPIC_REPLICATION_FACTOR")
         return self
+
+    @property
+    def canonical_url(self) -> str:
+        return (self.spice_web_canonical_url.rstrip("/")
+                or f"http://{self.spice_web_host}:{self.spice_web_port}")
 
     @property
     def is_worker(self) -> bool:
@@ -218,11 +233,32 @@ class Settings(BaseSettings):
             query["sslrootcert"] = self.postgres_sslrootcert
         return (
             f"postgresql://{quote(self.postgres_user, safe='')}:"
-            f"{quote(self.postgres_password, safe='')}"
+            f"{quote(self.postgres_password.get_secret_value(), safe='')}"
             f"@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}?{urlencode(query)}"
         )
 
 
+class SettingsError(RuntimeError):
+    """Settings the environment gave that fail their checks: one line per variable."""
+
+
+def describe(error: ValidationError) -> str:
+    """One line per bad variable, named as in the environment; secrets are not echoed."""
+    lines = []
+    for problem in error.errors():
+        name = "_".join(str(part) for part in problem["loc"][:1]).upper() or "settings"
+        message = problem["msg"].removeprefix("Value error, ")
+        field = Settings.model_fields.get(name.lower())
+        secret = field is not None and "SecretStr" in str(field.annotation)
+        shown = "" if secret or not problem["loc"] else f" (got {problem.get('input')!r})"
+        lines.append(f"{name}: {message}{shown}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings; a SettingsError names every bad variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(describe(error)) from None

@@ -51,27 +51,29 @@ async def ensure_topics(settings: Settings, partitions: int, app_id: str) -> lis
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, count, 1) for name, count in all_topics(partitions).items()
-                   if name not in existing]
+        durable = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
+        missing = [NewTopic(name, count, settings.topic_replication_factor, topic_configs=durable)
+                   for name, count in all_topics(partitions).items() if name not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # another worker won the race
             log.info("created topics %s", [t.name for t in missing])
-        await _configure_changelogs(admin, existing, app_id)
+        await _configure_changelogs(admin, existing, app_id, durable)
         return [t.name for t in missing]
     finally:
         await admin.close()
 
 
 async def _configure_changelogs(admin: AIOKafkaAdminClient, existing: set[str],
-                                app_id: str) -> None:
+                                app_id: str, durable: dict[str, str]) -> None:
     """This app's changelogs created before CHANGELOG_CONFIGS existed get it too
     (AlterConfigs sets the whole topic config, hence cleanup.policy in it). Only ours:
     another Faust app on the same cluster keeps its own settings."""
     changelogs = sorted(t for t in existing
                         if t.startswith(f"{app_id}-") and t.endswith("-changelog"))
     if changelogs:
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, CHANGELOG_CONFIGS)
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                                  {**CHANGELOG_CONFIGS, **durable})
                                    for name in changelogs])

@@ -66,7 +66,8 @@ class ElasticsearchServer(Server):
     def _write_config(self) -> None:
         for sub in ("config", "data", "logs"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
-        credentials = f"{self.settings.elasticsearch_username}:{self.settings.elasticsearch_password}"
+        password = self.settings.elasticsearch_password.get_secret_value()
+        credentials = f"{self.settings.elasticsearch_username}:{password}"
         auth = self.home / "config" / "basic-auth"
         auth.touch(mode=0o600)
         auth.chmod(0o600)
@@ -97,7 +98,7 @@ class ElasticsearchServer(Server):
 
     def ready(self) -> bool:
         token = base64.b64encode(
-            f"{self.settings.elasticsearch_username}:{self.settings.elasticsearch_password}".encode()
+            f"{self.settings.elasticsearch_username}:{self.settings.elasticsearch_password.get_secret_value()}".encode()
         ).decode()
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}/",
                                          headers={"Authorization": f"Basic {token}"})

@@ -53,10 +53,10 @@ class KafkaServer(Server):
                        "-c", str(self.home / "server.properties"),
                        "--add-scram", self._scram(BROKER_USER, self.broker_password),
                        "--add-scram", self._scram(self.settings.kafka_sasl_username,
-                                                  self.settings.kafka_sasl_password))
-            self.mark_made_with(self.broker_password + self.settings.kafka_sasl_password)
+                                                  self.settings.kafka_sasl_password.get_secret_value()))
+            self.mark_made_with(self.broker_password + self.settings.kafka_sasl_password.get_secret_value())
         else:
-            self.check_made_with(self.broker_password + self.settings.kafka_sasl_password,
+            self.check_made_with(self.broker_password + self.settings.kafka_sasl_password.get_secret_value(),
                                  self.home / "data")
 
     @property

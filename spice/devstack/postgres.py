@@ -113,7 +113,7 @@ class PostgresServer(Server):
         """The service's role (login, no superuser, no role or database creation) and its
         database, which it owns; the password follows the secret file on every start."""
         role, db = self.settings.postgres_user, self.settings.postgres_db
-        password = self.settings.postgres_password.replace("'", "''")
+        password = self.settings.postgres_password.get_secret_value().replace("'", "''")
         exists = self._psql("postgres", f"select 1 from pg_roles where rolname='{role}'")
         verb = "alter" if exists.stdout.strip() else "create"
         self._check(f'{verb} role "{role}" login nosuperuser nocreatedb nocreaterole '

@@ -25,7 +25,7 @@ class RedisServer(Server):
         # local user can read in /proc.
         config = self.home / "redis.conf"
         config.touch(mode=0o600)
-        config.write_text(f"requirepass {self.settings.redis_password}\n")
+        config.write_text(f"requirepass {self.settings.redis_password.get_secret_value()}\n")
         self.process.start(
             [
                 "redis-server", str(config), "--port", str(self.port), "--bind", "127.0.0.1",
@@ -41,6 +41,6 @@ class RedisServer(Server):
         probe = subprocess.run(
             ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "PING"],
             capture_output=True, text=True, timeout=5,
-            env={**os.environ, "REDISCLI_AUTH": self.settings.redis_password},
+            env={**os.environ, "REDISCLI_AUTH": self.settings.redis_password.get_secret_value()},
         )
         return probe.stdout.strip() == "PONG"

@@ -75,7 +75,7 @@ class SeaweedServer(Server):
         self._write_security()
         self.process.env = {
             "AWS_ACCESS_KEY_ID": self.settings.s3_access_key_id,
-            "AWS_SECRET_ACCESS_KEY": self.settings.s3_secret_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.settings.s3_secret_access_key.get_secret_value(),
         }
         self.process.start(
             [str(binary), "mini", f"-dir={self.home}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",

@@ -58,7 +58,7 @@ class TerminusServer(Server):
         if not self.executable.exists():
             self._build()
         db = self.home / "db"
-        password = self.settings.terminusdb_password
+        password = self.settings.terminusdb_password.get_secret_value()
         if not db.exists():
             self.home.mkdir(parents=True, exist_ok=True)
             say("terminusdb: initialising the store (admin password from the local secrets)")

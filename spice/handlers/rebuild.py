@@ -25,22 +25,31 @@ AHEAD = 4  # chunks read and parsed ahead of the writer
 
 
 class Progress:
+    """A bar redrawn in place on a terminal; in a log (not a terminal), a plain line every
+    LOG_EVERY seconds, so no `\r` frames pile up in files."""
+
+    LOG_EVERY = 10.0
+
     def __init__(self, total: int, out: TextIO) -> None:
         self.total, self.out = max(total, 1), out
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
         self.done = 0
         self.started = self.shown = time.monotonic()
 
     def add(self, count: int, force: bool = False) -> None:
         self.done += count
         now = time.monotonic()
-        if force or now - self.shown >= 0.5:
+        if force or now - self.shown >= (0.5 if self.tty else self.LOG_EVERY):
             self.shown = now
             rate = self.done / max(now - self.started, 1e-6)
             left = max(self.total - self.done, 0) / rate if rate else 0
-            width = 30
-            filled = min(width, int(width * self.done / self.total))
-            self.out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done:,} envelopes "
-                           f"{rate:,.0f}/s ETA {left:,.0f}s ")
+            figures = f"{self.done:,} of {self.total:,} envelopes {rate:,.0f}/s ETA {left:,.0f}s"
+            if self.tty:
+                width = 30
+                filled = min(width, int(width * self.done / self.total))
+                self.out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {figures} ")
+            else:
+                self.out.write(f"rebuild: {figures}\n")
             self.out.flush()
 
     @property
@@ -183,7 +192,8 @@ async def _rebuild(runtime: Any, db: str | None, out: TextIO) -> dict[str, Any]:
     await replay_into(store, job.live, min(seen.horizon, position or seen.horizon), db, progress,
                       skip=seen.keys if job.skips_applied else None)
     progress.add(0, force=True)
-    out.write("\n")
+    if progress.tty:
+        out.write("\n")
     return {"envelopes_replayed": progress.done, "rate_per_second": round(progress.rate),
             "db": db or "all", "position": position}
 

@@ -24,7 +24,7 @@ async def open_s3_client(settings: Settings, stack: AsyncExitStack) -> Any:
         "s3",
         endpoint_url=settings.s3_endpoint_url,
         aws_access_key_id=settings.s3_access_key_id,
-        aws_secret_access_key=settings.s3_secret_access_key,
+        aws_secret_access_key=settings.s3_secret_access_key.get_secret_value(),
         region_name=settings.s3_region,
         config=config,
     ))

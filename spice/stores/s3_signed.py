@@ -59,7 +59,7 @@ class SignedS3:
     @classmethod
     def from_settings(cls, settings: Settings) -> SignedS3:
         return cls(settings.s3_endpoint_url, settings.s3_access_key_id,
-                   settings.s3_secret_access_key, settings.s3_region)
+                   settings.s3_secret_access_key.get_secret_value(), settings.s3_region)
 
     async def close(self) -> None:
         if self._session is not None:

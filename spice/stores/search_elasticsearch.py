@@ -155,8 +155,8 @@ class ElasticsearchSearchIndex(QueryIndex):
 
     @classmethod
     def from_settings(cls, settings: Any) -> ElasticsearchSearchIndex:
-        auth = (settings.elasticsearch_username, settings.elasticsearch_password) \
-            if settings.elasticsearch_password else None
+        auth = (settings.elasticsearch_username, settings.elasticsearch_password.get_secret_value()) \
+            if settings.elasticsearch_password.get_secret_value() else None
         return cls(settings.elasticsearch_url, basic_auth=auth)
 
     def index_of(self, db: str, kind: str) -> str:

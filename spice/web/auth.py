@@ -97,7 +97,8 @@ def _public_key(value: str) -> str:
 def verify_jwt(token: str, settings: Settings) -> Principal:
     """Claims: sub (the actor), roles ({database or '*': role}); exp, aud, iss as set."""
     if settings.auth_jwt_algorithm == "HS256":
-        key: Any = settings.auth_jwt_secret
+        secret = settings.auth_jwt_secret
+        key: Any = secret.get_secret_value() if secret is not None else None
     else:
         key = _public_key(settings.auth_jwt_public_key) if settings.auth_jwt_public_key else None
     if not key:

@@ -21,7 +21,7 @@ class TestTerminusGraphStore(GraphStoreContract):
 
         settings = terminusdb_stack
         store = TerminusGraphStore(settings.terminusdb_url, settings.terminusdb_user,
-                                   settings.terminusdb_password)
+                                   settings.terminusdb_password.get_secret_value())
         yield store
         await store.close()
 
@@ -48,7 +48,7 @@ class TestTerminusGraphQuery(GraphQueryContract):
         async def make():
             settings = terminusdb_stack
             store = TerminusGraphStore(settings.terminusdb_url, settings.terminusdb_user,
-                                       settings.terminusdb_password)
+                                       settings.terminusdb_password.get_secret_value())
             try:
                 yield store
             finally:
@@ -66,8 +66,9 @@ async def test_terminusdb_schema_graph_does_not_grow_with_class_updates(terminus
 
     settings = terminusdb_stack
     store = TerminusGraphStore(settings.terminusdb_url, settings.terminusdb_user,
-                               settings.terminusdb_password)
-    auth = {"Authorization": basic_auth(settings.terminusdb_user, settings.terminusdb_password)}
+                               settings.terminusdb_password.get_secret_value())
+    password = settings.terminusdb_password.get_secret_value()
+    auth = {"Authorization": basic_auth(settings.terminusdb_user, password)}
     db = db_name()
 
     async def triples(graph: str) -> int:

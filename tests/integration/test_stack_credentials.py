@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from pydantic import SecretStr
 
 from spice.kafka_client import kafka_options
 
@@ -24,7 +25,7 @@ async def test_postgres_role_is_not_a_superuser_and_needs_its_password(local_sta
         assert owner == local_stack.postgres_user
     finally:
         await conn.close()
-    wrong = local_stack.model_copy(update={"postgres_password": "spice"})
+    wrong = local_stack.model_copy(update={"postgres_password": SecretStr("spice")})
     with pytest.raises(asyncpg.InvalidPasswordError):
         await asyncpg.connect(wrong.postgres_dsn)
 
@@ -34,7 +35,7 @@ async def test_redis_needs_its_password(local_stack):
     with pytest.raises(aioredis.AuthenticationError):
         await anonymous.ping()
     await anonymous.aclose()
-    client = aioredis.from_url(local_stack.redis_url, password=local_stack.redis_password)
+    client = aioredis.from_url(local_stack.redis_url, password=local_stack.redis_password.get_secret_value())
     assert await client.ping()
     await client.aclose()
 

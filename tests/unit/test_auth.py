@@ -67,7 +67,7 @@ def test_hs256_tokens():
 
 
 def test_hs256_secrets_shorter_than_32_bytes_are_refused():
-    with pytest.raises(ValueError, match="AUTH_JWT_SECRET must be at least 32 bytes"):
+    with pytest.raises(ValueError, match="must be at least 32 bytes"):
         Settings(auth_jwt_secret="s" * 31)
 
 

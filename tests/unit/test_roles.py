@@ -53,4 +53,5 @@ def test_an_api_process_has_neither_and_its_own_group(niceness_now):
 def test_an_unknown_role_is_refused_by_name():
     result = subprocess.run([sys.executable, "-c", "import spice.app"], capture_output=True, text=True,
                             timeout=60, env={**os.environ, "SPICE_ROLE": "both"})
-    assert result.returncode != 0 and "spice_role" in result.stderr
+    assert result.returncode == 2 and "SPICE_ROLE: Input should be 'worker' or 'api'" in result.stderr
+    assert "Traceback" not in result.stderr  # one line per bad variable, not a stack
