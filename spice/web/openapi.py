@@ -119,6 +119,8 @@ AUDIT_Q = ("limit", "order", "cursor", "kind", "actor", "command_type", "aggrega
            "since", "until")
 V = "/api/v1"
 OPS: dict[tuple[str, str], Op] = {
+    ("/livez", "get"): Op("getLiveness", "operations", public=True, errors=()),
+    ("/readyz", "get"): Op("getReadiness", "operations", public=True, errors=(503,)),
     ("/health", "get"): Op("getHealth", "operations", public=True, errors=(503,)),
     (f"{V}/health", "get"): Op("getHealthV1", "operations", public=True, errors=(503,)),
     ("/openapi.json", "get"): Op("getOpenApi", "operations", public=True, errors=()),

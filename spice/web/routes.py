@@ -24,7 +24,7 @@ from spice.web.auth import Access
 from spice.web.http import ApiView
 from spice.web.metrics import MetricsView
 from spice.web.openapi import document as openapi_document
-from spice.web.ops import HealthView
+from spice.web.ops import HealthView, LiveView, ReadyView
 from spice.web.status import CommandCountsView, CommandStatusView, CommandWaitView
 
 V1 = "/api/v1"
@@ -46,6 +46,8 @@ InstanceSyncCreate = W.write_view("InstanceSyncCreate", sync=True, post=W.create
 
 # (path, view, {method: summary})
 ROUTES: list[tuple[str, type[ApiView], dict[str, str]]] = [
+    ("/livez", LiveView, {"get": "Liveness: the process serves HTTP (no I/O)"}),
+    ("/readyz", ReadyView, {"get": "Readiness: can accept and apply commands; 503 names what fails"}),
     ("/health", HealthView, {"get": "Health of every dependency; 503 until ready"}),
     (f"{V1}/health", HealthView, {"get": "Health of every dependency; 503 until ready"}),
     (f"{V1}/database/create", DatabaseCreate, {"post": "Create a database (async, 202)"}),

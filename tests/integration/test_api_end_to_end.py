@@ -194,6 +194,15 @@ async def test_health_reports_every_dependency(worker, http):
                for k in ("kafka", "s3", "postgres", "redis", "graph", "search"))
 
 
+async def test_probes_for_an_orchestrator(worker, http):
+    """/livez does no I/O; /readyz is ready when the worker can accept and apply."""
+    async with http.get(f"{worker.url}/livez") as r:
+        assert r.status == 200 and (await r.json())["status"] == "ok"
+    async with http.get(f"{worker.url}/readyz") as r:
+        body = await r.json()
+    assert r.status == 200 and body == {"status": "ok", "ready": True, "role": "worker", "failing": {}}
+
+
 async def test_openapi_matches_the_routes(worker, http):
     async with http.get(f"{worker.url}/openapi.json") as r:
         spec = await r.json()

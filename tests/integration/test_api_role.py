@@ -98,9 +98,14 @@ async def test_an_api_process_whose_redis_is_down(worker, http):
         "SPICE_ROLE": "api", "SPICE_WORKER_URLS": worker.url,
         "REDIS_URL": "redis://127.0.0.1:9/0"}).start(ready=False)
     try:
+        # Redis down makes it degraded, not unready: it still accepts and applies.
         async with http.get(f"{blind.url}/health") as r:
             health = await r.json()
-        assert r.status == 503 and health["dependencies"]["redis"]["status"] == "failing", health
+        assert r.status == 200 and health["status"] == "degraded" and health["ready"], health
+        assert health["dependencies"]["redis"]["status"] == "failing", health
+        async with http.get(f"{blind.url}/readyz") as r:
+            ready = await r.json()
+        assert r.status == 200 and ready["status"] == "degraded" and list(ready["failing"]) == ["redis"]
 
         db = unique_db()
         async with http.post(f"{blind.url}{V1}/database/create", json={"name": db}) as r:
@@ -115,3 +120,21 @@ async def test_an_api_process_whose_redis_is_down(worker, http):
         assert code == 200 and body["status"] == "COMPLETED" and body["source"] != "event_store", body
     finally:
         blind.stop()
+
+
+async def test_an_api_process_without_its_graph_store_is_unready(worker, http):
+    """The graph store is on the apply path: /readyz and /health answer 503 and name it;
+    /livez stays 200."""
+    cut_off = WorkerProcess(16173, LOGS / "api-process-no-graph.log", env={
+        "SPICE_ROLE": "api", "SPICE_WORKER_URLS": worker.url,
+        "GRAPH_BACKEND": "terminusdb", "TERMINUSDB_URL": "http://127.0.0.1:9"}).start(ready=False)
+    try:
+        async with http.get(f"{cut_off.url}/readyz") as r:
+            ready = await r.json()
+        assert r.status == 503 and ready["status"] == "unready" and "graph" in ready["failing"], ready
+        async with http.get(f"{cut_off.url}/health") as r:
+            assert r.status == 503 and (await r.json())["dependencies"]["graph"]["status"] == "failing"
+        async with http.get(f"{cut_off.url}/livez") as r:
+            assert r.status == 200
+    finally:
+        cut_off.stop()

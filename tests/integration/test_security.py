@@ -13,7 +13,8 @@ from tests.integration.test_api_end_to_end import create_db, unique_db
 
 V1 = "/api/v1"
 # The dashboard page is static (no data); the JSON it polls is checked as OPS.
-PUBLIC = {("/health", "get"), (f"{V1}/health", "get"), ("/openapi.json", "get"), ("/dashboard", "get"),
+PUBLIC = {("/livez", "get"), ("/readyz", "get"), ("/health", "get"), (f"{V1}/health", "get"),
+          ("/openapi.json", "get"), ("/dashboard", "get"),
           ("/docs", "get"), ("/docs/assets/{name}", "get"), (f"{V1}/schemas", "get"),
           (f"{V1}/schemas/{{name}}", "get")}
 # Queries sent as a body: reads, so a viewer may send them.

@@ -4,7 +4,8 @@ from openapi_spec_validator import validate
 
 from spice.web.routes import openapi
 
-PUBLIC = {"/health", "/api/v1/health", "/openapi.json", "/dashboard", "/docs", "/docs/assets/{name}",
+PUBLIC = {"/livez", "/readyz", "/health", "/api/v1/health", "/openapi.json", "/dashboard", "/docs",
+          "/docs/assets/{name}",
           "/api/v1/schemas", "/api/v1/schemas/{name}"}
 
 
