@@ -77,7 +77,7 @@ class SpiceApp(faust.App):
             log.info("profiling the worker into %s", self.settings.worker_profile)
 
     async def on_stop(self) -> None:
-        from spice.web import workers
+        from spice.web import metrics, workers
 
         if self._profiler is not None:
             self._profiler.disable()
@@ -88,6 +88,7 @@ class SpiceApp(faust.App):
 
             await publisher_task.stop()
         await workers.close()
+        await metrics.probe.close()
         await super().on_stop()
         if self._runtime is not None:
             await self._runtime.close()

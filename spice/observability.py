@@ -1,77 +1,80 @@
-"""In-process counters and histograms for /metrics, JSON logs, and the log context.
+"""Metrics (prometheus_client, one registry per process), JSON logs, and the log context.
 
-Hand-written rather than prometheus_client: a dozen series, no global registry
-to reset between tests, and the text format is four lines of code.
+The counters and histograms here are the process's own events; /metrics adds the values
+read at scrape time from memory (spice/web/metrics.py). Series names carry their unit
+(`_seconds`, `_total`, `_events`); every label has a bounded set of values.
 """
 from __future__ import annotations
 
-import bisect
 import contextvars
 import json
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram as PromHistogram
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-def _labels(labels: dict[str, Any]) -> str:
-    if not labels:
-        return ""
-    escaped = (str(v).replace("\\", "\\\\").replace('"', '\\"') for v in labels.values())
-    return "{" + ",".join(f'{k}="{v}"' for k, v in zip(labels, escaped, strict=True)) + "}"
+# This process's metrics: not prometheus_client's global registry, so a test or a second
+# app in one interpreter starts from its own.
+REGISTRY = CollectorRegistry(auto_describe=True)
+# No `_created` series: a timestamp per labelled child doubles the exposition and no
+# rule or panel here reads it.
+disable_created_metrics()
 
 
 class Counter:
+    """A labelled counter; `inc(*label_values)` keeps the children it made, so the hot
+    path is a dict lookup, not prometheus_client's labels() lock."""
+
     def __init__(self, name: str, help_text: str, labels: tuple[str, ...]) -> None:
-        self.name, self.help, self.label_names = name, help_text, labels
-        self.values: dict[tuple[Any, ...], float] = defaultdict(float)
+        self.name, self.label_names = name, labels
+        self.metric = PromCounter(name.removesuffix("_total"), help_text, labels, registry=REGISTRY)
+        self.children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, labels: tuple[Any, ...]) -> Any:
+        child = self.children.get(labels)
+        if child is None:
+            child = self.metric.labels(*labels) if labels else self.metric
+            self.children[labels] = child
+        return child
 
     def inc(self, *labels: Any, amount: float = 1.0) -> None:
-        self.values[labels] += amount
+        self._child(labels).inc(amount)
 
     def get(self, *labels: Any) -> float:
-        return self.values.get(labels, 0.0)
+        child = self.children.get(labels)
+        return 0.0 if child is None else float(child._value.get())
 
-    def render(self) -> list[str]:
-        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        for key, value in sorted(self.values.items()):
-            out.append(f"{self.name}{_labels(dict(zip(self.label_names, key, strict=True)))} {value:g}")
-        return out
+    def items(self) -> Iterator[tuple[tuple[Any, ...], float]]:
+        """(label values, count) of every series this process has counted."""
+        for labels, child in list(self.children.items()):
+            yield labels, float(child._value.get())
 
 
 class Histogram:
     def __init__(self, name: str, help_text: str, labels: tuple[str, ...],
                  buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
-        self.name, self.help, self.label_names, self.buckets = name, help_text, labels, buckets
-        self.counts: dict[tuple[Any, ...], list[int]] = {}
-        self.sums: dict[tuple[Any, ...], float] = defaultdict(float)
+        self.name, self.label_names = name, labels
+        self.metric = PromHistogram(name, help_text, labels, buckets=buckets, registry=REGISTRY)
+        self.children: dict[tuple[Any, ...], Any] = {}
 
     def observe(self, value: float, *labels: Any) -> None:
-        counts = self.counts.setdefault(labels, [0] * (len(self.buckets) + 1))
-        counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.sums[labels] += value
-
-    def render(self) -> list[str]:
-        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        for key, counts in sorted(self.counts.items()):
-            labels = dict(zip(self.label_names, key, strict=True))
-            running = 0
-            for bound, count in zip([*self.buckets, float("inf")], counts, strict=True):
-                running += count
-                le = "+Inf" if bound == float("inf") else f"{bound:g}"
-                out.append(f"{self.name}_bucket{_labels({**labels, 'le': le})} {running}")
-            out.append(f"{self.name}_sum{_labels(labels)} {self.sums[key]:.6f}")
-            out.append(f"{self.name}_count{_labels(labels)} {running}")
-        return out
+        child = self.children.get(labels)
+        if child is None:
+            child = self.children[labels] = self.metric.labels(*labels) if labels else self.metric
+        child.observe(value)
 
 
-HTTP_REQUESTS = Counter("spice_http_requests_total", "HTTP requests by route, method and status",
+HTTP_REQUESTS = Counter("spice_http_requests_total",
+                        "HTTP requests by route template, method and status code",
                         ("route", "method", "code"))
-HTTP_LATENCY = Histogram("spice_http_request_seconds", "HTTP request latency", ("route", "method"))
+HTTP_LATENCY = Histogram("spice_http_request_seconds", "HTTP request latency in seconds, by route "
+                         "template and method", ("route", "method"))
 COMMANDS = Counter("spice_commands_processed_total",
                    "Commands finished by this worker, by type and outcome", ("command_type", "outcome"))
 CLAIMS = Counter("spice_registry_claims_total",
@@ -86,8 +89,8 @@ RESENT = Counter("spice_sweeper_resent_total",
 REWOUND = Counter("spice_partitions_rewound_total",
                   "Partitions sought back to a head message the worker had lost", ("topic",))
 LOOP_LAG = Histogram("spice_event_loop_lag_seconds",
-                     "How much later than asked the worker's event loop woke a timer: the stall "
-                     "its agents, producer and API all share (spice/agents/loop_lag.py)", (),
+                     "How much later than asked the worker's event loop woke a timer, in seconds: "
+                     "the stall its agents, producer and API all share (spice/agents/loop_lag.py)", (),
                      buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
 UNREADABLE = Counter("spice_event_store_unreadable_total",
                      "Lines of stored batches that do not decode as an envelope (skipped, logged)",
@@ -95,12 +98,6 @@ UNREADABLE = Counter("spice_event_store_unreadable_total",
 LOOP_ERRORS = Counter("spice_background_errors_total",
                       "Exceptions a background loop (publisher, sweeper, watchdog, expiry) "
                       "caught, logged and went on after", ("loop",))
-ALL = (UNREADABLE, LOOP_ERRORS, RESENT, REWOUND, LOOP_LAG, HTTP_REQUESTS, HTTP_LATENCY,
-       COMMANDS, CLAIMS, PROJECTED, RATE_LIMITED, AUTH_FAILURES)
-
-
-def render_all() -> list[str]:
-    return [line for metric in ALL for line in metric.render()]
 
 
 # -- structured logs ---------------------------------------------------------

@@ -28,8 +28,7 @@ from spice.observability import COMMANDS
 from spice.topics import EVENT_TOPICS
 from spice.web.auth import Access
 from spice.web.http import ApiView
-from spice.web.metrics import consumer_lag, oldest_waiting, running_publisher
-from spice.web.ops import dlq_depth
+from spice.web.metrics import probe, running_publisher
 
 PAGE = Path(__file__).parent / "static" / "dashboard.html"
 CLUSTER_CACHE_SECONDS = 2.0  # Kafka admin round trips; every open page polls
@@ -50,7 +49,7 @@ async def local_view() -> dict[str, Any]:
             lag = await publisher_lag(app.runtime.pool, running.checkpoint)
             publisher.update(lag_events=lag["events"], oldest_unpublished_seconds=lag["oldest_age_seconds"])
     processed: dict[str, dict[str, float]] = {}
-    for (kind, outcome), value in COMMANDS.values.items():
+    for (kind, outcome), value in COMMANDS.items():
         processed.setdefault(kind, {})[outcome] = value
     return {"worker": worker_url(), "at": time.time(), **tables.counts(), "rates": tables.rates(),
             "recent": tables.recent(), "publisher": publisher, "processed": processed,
@@ -62,7 +61,7 @@ async def cluster_view() -> dict[str, Any]:
     if _cluster_cache and _cluster_cache[0] > time.monotonic():
         return _cluster_cache[1]
     lag, depth, letters = await asyncio.gather(
-        consumer_lag(EVENT_TOPICS), dlq_depth(app.settings), dlq.read(app.settings, limit=5))
+        probe.consumer_lag(EVENT_TOPICS), probe.dlq_depth(), dlq.read(app.settings, limit=5))
     consumers: dict[str, dict[str, int]] = {"command": {}, "projection": {}}
     for (topic, _partition), behind in lag.items():
         kind = "projection" if topic in EVENT_TOPICS else "command"
@@ -70,7 +69,7 @@ async def cluster_view() -> dict[str, Any]:
     latest = [{**letter.summary(), "failed_at": letter.body.get("failed_at")} for letter in letters]
     latest.sort(key=lambda s: s.get("failed_at") or 0, reverse=True)
     view = {"consumer_lag": consumers["command"], "projection_lag": consumers["projection"],
-            "projection_oldest_seconds": dict(oldest_waiting),
+            "projection_oldest_seconds": dict(probe.oldest_waiting),
             "dlq_depth": depth, "dlq_latest": latest[:10]}
     _cluster_cache = (time.monotonic() + CLUSTER_CACHE_SECONDS, view)
     return view

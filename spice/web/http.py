@@ -24,6 +24,7 @@ from spice.web.errors import HttpError
 
 log = logging.getLogger(__name__)
 BODY_TIMEOUT_SECONDS = 30.0
+KNOWN_METHODS = frozenset({"get", "head", "post", "put", "patch", "delete", "options"})
 
 
 def _route_template(request: Any) -> str:
@@ -86,8 +87,11 @@ class ApiView(View):
                              headers={**headers, "X-Content-Type-Options": "nosniff"})
         finally:
             route = _route_template(request)
-            HTTP_REQUESTS.inc(route, method, status)
-            HTTP_LATENCY.observe(time.perf_counter() - started, route, method)
+            # The method is the client's string: one not served here counts as "other",
+            # so a scanner cannot mint a series per made-up verb.
+            label = method if method in KNOWN_METHODS else "other"
+            HTTP_REQUESTS.inc(route, label, status)
+            HTTP_LATENCY.observe(time.perf_counter() - started, route, label)
             if status in (401, 403):
                 AUTH_FAILURES.inc(status)
 

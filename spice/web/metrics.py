@@ -1,49 +1,94 @@
-"""`GET /metrics` in Prometheus text format (hand-written: a handful of gauges does
-not need a client library)."""
+"""`GET /metrics`: the Prometheus exposition of this process's registry
+(spice.observability.REGISTRY).
+
+A scrape reads memory only. What this process counts is in the registry already; what it
+knows now (status counts, breakers, loop lag) is read by `ProcessCollector`; what is one
+value for the whole cluster (publisher lag, consumer lag, oldest unprojected event, DLQ
+depth) is exported by the publisher leader alone, from a snapshot a background task
+refreshes every CLUSTER_REFRESH_SECONDS over long-lived Kafka clients, so `sum()` over
+the processes counts it once and no scrape opens a connection. The snapshot's age is a
+series of its own (`spice_cluster_metrics_age_seconds`).
+"""
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.web import Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from spice import __version__
 from spice.agents import loop_lag
 from spice.agents.publisher import publisher_lag
 from spice.app import app
 from spice.kafka_client import kafka_options
-from spice.observability import render_all
-from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
+from spice.observability import LOOP_ERRORS, REGISTRY
+from spice.topics import COMMAND_TOPICS, DLQ_TOPICS, EVENT_TOPICS
 from spice.web.auth import Access
 from spice.web.http import ApiView
-from spice.web.ops import dlq_depth
+
+log = logging.getLogger(__name__)
+CLUSTER_REFRESH_SECONDS = 10.0
 
 
-def line(name: str, value: float, **labels: Any) -> str:
-    if labels:
-        rendered = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        return f"{name}{{{rendered}}} {value}"
-    return f"{name} {value}"
+class KafkaProbe:
+    """Consumer lag and DLQ depth over one admin client and one unassigned consumer,
+    started on first use and kept; a failure closes them and the next call starts
+    fresh ones. One caller at a time: the consumer is re-assigned per call."""
 
+    def __init__(self) -> None:
+        self.admin: AIOKafkaAdminClient | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.lock = asyncio.Lock()
+        self.oldest_waiting: dict[str, float] = {}
 
-async def consumer_lag(oldest_of: tuple[str, ...] = ()) -> dict[tuple[str, int], int]:
-    """End offset minus the group's committed offset, per topic and partition. For the
-    topics in `oldest_of`, `oldest_waiting` is also filled: per topic, the age in seconds
-    of the oldest message not yet consumed (its Kafka timestamp)."""
-    options = kafka_options(app.settings)
-    admin = AIOKafkaAdminClient(**options)
-    consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
+    async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        if self.admin is None or self.consumer is None:
+            options = kafka_options(app.settings)
+            admin = AIOKafkaAdminClient(**options)
+            consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)
+            await admin.start()
+            try:
+                await consumer.start()
+            except BaseException:
+                await admin.close()
+                raise
+            self.admin, self.consumer = admin, consumer
+        return self.admin, self.consumer
+
+    async def close(self) -> None:
+        admin, consumer, self.admin, self.consumer = self.admin, self.consumer, None, None
+        if consumer is not None:
+            await consumer.stop()
+        if admin is not None:
+            await admin.close()
+
+    async def consumer_lag(self, oldest_of: tuple[str, ...] = ()) -> dict[tuple[str, int], int]:
+        """End offset minus the workers' committed offset, per topic and partition. For
+        the topics in `oldest_of`, `oldest_waiting` is also filled: per topic, the age in
+        seconds of the oldest message not yet consumed (its Kafka timestamp)."""
+        async with self.lock:
+            try:
+                return await self._consumer_lag(oldest_of)
+            except BaseException:
+                await self.close()
+                raise
+
+    async def _consumer_lag(self, oldest_of: tuple[str, ...]) -> dict[tuple[str, int], int]:
+        admin, consumer = await self._clients()
         # The workers' group, also when an API process asks (its own group consumes nothing).
         committed = await admin.list_consumer_group_offsets(app.settings.spice_app_id)
         wanted = [tp for tp in committed if tp.topic in COMMAND_TOPICS + EVENT_TOPICS]
         ends = await consumer.end_offsets(wanted) if wanted else {}
         lag = {(tp.topic, tp.partition): max(0, ends[tp] - committed[tp].offset) for tp in wanted}
         behind = [tp for tp in wanted if tp.topic in oldest_of and lag[(tp.topic, tp.partition)]]
-        oldest_waiting.clear()
+        oldest: dict[str, float] = {}
         if behind:
             consumer.assign(behind)
             for tp in behind:
@@ -52,14 +97,29 @@ async def consumer_lag(oldest_of: tuple[str, ...] = ()) -> dict[tuple[str, int],
             for tp, records in fetched.items():
                 if records:
                     age = max(0.0, time.time() - records[0].timestamp / 1000)
-                    oldest_waiting[tp.topic] = max(oldest_waiting.get(tp.topic, 0.0), round(age, 3))
+                    oldest[tp.topic] = max(oldest.get(tp.topic, 0.0), round(age, 3))
+            consumer.assign([])
+        self.oldest_waiting = oldest
         return lag
-    finally:
-        await consumer.stop()
-        await admin.close()
+
+    async def dlq_depth(self) -> dict[str, int]:
+        async with self.lock:
+            try:
+                _, consumer = await self._clients()
+                partitions = [TopicPartition(t, 0) for t in DLQ_TOPICS]
+                ends = await consumer.end_offsets(partitions)
+                starts = await consumer.beginning_offsets(partitions)
+                return {tp.topic: ends[tp] - starts[tp] for tp in partitions}
+            except BaseException:
+                await self.close()
+                raise
 
 
-oldest_waiting: dict[str, float] = {}
+probe = KafkaProbe()
+
+
+async def consumer_lag(oldest_of: tuple[str, ...] = ()) -> dict[tuple[str, int], int]:
+    return await probe.consumer_lag(oldest_of)
 
 
 def running_publisher() -> Any:
@@ -68,64 +128,122 @@ def running_publisher() -> Any:
     return app.runtime.tables.publisher()
 
 
-def worker_lines() -> list[str]:
-    """The worker's own: its partitions of the status counts. An API process has none."""
-    if not app.runtime.tables.here:
-        return []
-    tables = app.runtime.tables.module()
+class ClusterSnapshot:
+    """The cluster-wide figures, as the publisher leader last read them."""
 
-    out = ["# TYPE spice_commands gauge"]
-    for kind, states in tables.counts()["by_command_type"].items():
-        for state, value in states.items():
-            out.append(line("spice_commands", value, command_type=kind, status=state))
-    return out
+    def __init__(self) -> None:
+        self.values: dict[str, Any] | None = None
+        self.at = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    def refresh_soon(self) -> None:
+        """Start a refresh in the background if the snapshot is due and none runs."""
+        due = time.monotonic() - self.at >= CLUSTER_REFRESH_SECONDS
+        if due and (self.task is None or self.task.done()):
+            self.task = asyncio.ensure_future(self.refresh())
+
+    async def refresh(self) -> None:
+        publisher = running_publisher()
+        if publisher is None or not publisher.stats.is_leader:
+            self.values = None
+            return
+        try:
+            publishing, lag, depth = await asyncio.gather(
+                publisher_lag(app.runtime.pool, publisher.checkpoint),
+                probe.consumer_lag(EVENT_TOPICS), probe.dlq_depth())
+        except Exception:  # noqa: BLE001 - the age series shows a stale snapshot
+            LOOP_ERRORS.inc("metrics")
+            log.warning("cluster metrics not refreshed", exc_info=True)
+            return
+        self.values = {"publisher": publishing, "lag": lag, "oldest": dict(probe.oldest_waiting),
+                       "dlq": depth}
+        self.at = time.monotonic()
 
 
-async def render() -> str:
-    out = [f"# spice role: {app.settings.spice_role}", *worker_lines()]
-    publisher = running_publisher()
-    if publisher is not None:
-        out.append("# TYPE spice_publisher_is_leader gauge")
-        out.append(line("spice_publisher_is_leader", int(publisher.stats.is_leader)))
-        out.append("# TYPE spice_publisher_events_total counter")
-        out.append(line("spice_publisher_events_total", publisher.stats.events))
-        if publisher.stats.is_leader:
-            lag = await publisher_lag(app.runtime.pool, publisher.checkpoint)
-            out.append("# TYPE spice_publisher_lag_events gauge")
-            out.append(line("spice_publisher_lag_events", lag["events"]))
-            out.append("# TYPE spice_publisher_oldest_unpublished_seconds gauge")
-            out.append(line("spice_publisher_oldest_unpublished_seconds", lag["oldest_age_seconds"]))
-    out.append("# TYPE spice_consumer_lag gauge")
-    for (topic, partition), behind in sorted((await consumer_lag(EVENT_TOPICS)).items()):
-        kind = "projection" if topic in EVENT_TOPICS else "command"
-        out.append(line("spice_consumer_lag", behind, topic=topic, partition=partition, consumer=kind))
-    out.append("# HELP spice_projection_oldest_unprojected_seconds Age of the oldest event not yet "
-               "consumed by the projection agents (0 when caught up)")
-    out.append("# TYPE spice_projection_oldest_unprojected_seconds gauge")
-    for topic in EVENT_TOPICS:
-        out.append(line("spice_projection_oldest_unprojected_seconds", oldest_waiting.get(topic, 0.0),
-                        topic=topic))
-    out.append("# TYPE spice_dlq_depth gauge")
-    for topic, depth in (await dlq_depth(app.settings)).items():
-        out.append(line("spice_dlq_depth", depth, topic=topic))
-    out.append("# TYPE spice_circuit_open gauge")
-    for name, breaker in app.runtime.breakers.items():
-        out.append(line("spice_circuit_open", int(breaker.state != "closed"), store=name))
-    out.append("# HELP spice_status_redis_down 1 while status writes skip Redis (known down)")
-    out.append("# TYPE spice_status_redis_down gauge")
-    out.append(line("spice_status_redis_down", int(app.runtime.status.redis_down)))
-    out.append("# TYPE spice_status_redis_missed gauge")
-    out.append(line("spice_status_redis_missed", app.runtime.status.missed))
-    out.append("# HELP spice_event_loop_lag_max_seconds The latest a 0.25 s timer woke in the "
-               "last minute: the longest the worker's loop was held")
-    out.append("# TYPE spice_event_loop_lag_max_seconds gauge")
-    out.append(line("spice_event_loop_lag_max_seconds", round(loop_lag.meter.worst_recent, 4)))
-    out.extend(render_all())
-    return "\n".join(out) + "\n"
+snapshot = ClusterSnapshot()
+
+
+def gauge(name: str, documentation: str, labels: tuple[str, ...],
+          samples: list[Any]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=list(labels))
+    for values, value in samples:
+        family.add_metric(list(values), value)
+    return family
+
+
+class ProcessCollector:
+    """Values this process holds in memory, read at scrape time."""
+
+    def describe(self) -> list[Metric]:
+        return []  # read at scrape time; registering must not touch the app
+
+    def collect(self) -> Iterator[Metric]:
+        settings = app.settings
+        yield gauge("spice_info", "This process: version and role (always 1)", ("version", "role"),
+                    [((__version__, settings.spice_role), 1)])
+        if app.runtime.tables.here:
+            counts = app.runtime.tables.module().counts()["by_command_type"]
+            yield gauge("spice_commands", "Commands in this worker's status-table partitions, by "
+                        "type and status (sums across workers)", ("command_type", "status"),
+                        [((kind, state), value) for kind, states in sorted(counts.items())
+                         for state, value in sorted(states.items())])
+        publisher = running_publisher()
+        if publisher is not None:
+            leader = publisher.stats.is_leader
+            yield gauge("spice_publisher_is_leader", "1 on the worker whose publisher is the "
+                        "leader (the one exporting the cluster-wide series)", (), [((), int(leader))])
+            events = CounterMetricFamily("spice_publisher_events", "Events this process's "
+                                         "publisher sent to Kafka", labels=[])
+            events.add_metric([], publisher.stats.events)
+            yield events
+            if leader:
+                snapshot.refresh_soon()
+                yield from cluster_families()
+        yield gauge("spice_circuit_open", "1 while this process's breaker for a store is open or "
+                    "half-open", ("store",),
+                    [((name, ), int(b.state != "closed")) for name, b in app.runtime.breakers.items()])
+        status = app.runtime.status
+        yield gauge("spice_status_redis_down", "1 while this process's status writes skip Redis "
+                    "(known down)", (), [((), int(status.redis_down))])
+        yield gauge("spice_status_redis_missed", "Status transitions waiting to be replayed into "
+                    "Redis when it is back", (), [((), status.missed)])
+        yield gauge("spice_event_loop_lag_max_seconds", "The latest a 0.25 s timer woke in the "
+                    "last minute, in seconds: the longest this process's loop was held", (),
+                    [((), round(loop_lag.meter.worst_recent, 4))])
+
+
+def cluster_families() -> Iterator[Metric]:
+    values = snapshot.values
+    if values is None:
+        return
+    yield gauge("spice_cluster_metrics_age_seconds", "Seconds since the cluster-wide series "
+                "below were read (refreshed every 10 s by the publisher leader)", (),
+                [((), round(time.monotonic() - snapshot.at, 3))])
+    publishing = values["publisher"]
+    yield gauge("spice_publisher_lag_events", "Stored events the publisher has not sent yet", (),
+                [((), publishing["events"])])
+    yield gauge("spice_publisher_oldest_unpublished_seconds", "Age of the oldest stored event not "
+                "yet sent, in seconds (0 when caught up)", (), [((), publishing["oldest_age_seconds"])])
+    yield gauge("spice_consumer_lag_messages", "Messages the workers' group has not consumed, per "
+                "topic and partition", ("topic", "partition", "consumer"),
+                [((topic, str(partition), "projection" if topic in EVENT_TOPICS else "command"), behind)
+                 for (topic, partition), behind in sorted(values["lag"].items())])
+    yield gauge("spice_projection_oldest_unprojected_seconds", "Age of the oldest event not yet "
+                "consumed by the projection agents, in seconds (0 when caught up)", ("topic",),
+                [((topic,), values["oldest"].get(topic, 0.0)) for topic in EVENT_TOPICS])
+    yield gauge("spice_dlq_messages", "Dead letters held in each DLQ topic", ("topic",),
+                [((topic,), depth) for topic, depth in sorted(values["dlq"].items())])
+
+
+REGISTRY.register(ProcessCollector())
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
 
 
 class MetricsView(ApiView):
     access = {"get": Access.OPS}
 
     async def get(self, request: Request) -> Response:
-        return self.text(await render(), content_type="text/plain; version=0.0.4")
+        return self.bytes(render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])

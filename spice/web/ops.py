@@ -4,13 +4,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.web import Request, Response
 
 from spice.app import app
-from spice.kafka_client import kafka_options
-from spice.settings import Settings
-from spice.topics import DLQ_TOPICS
 from spice.web.auth import Access
 from spice.web.http import ApiView
 
@@ -93,18 +89,6 @@ def tables_check() -> dict[str, str]:
     if app.in_recovery or not recovery.completed.is_set():
         return {"status": "failing", "reason": "restoring tables from their changelogs"}
     return {"status": "ok"}
-
-
-async def dlq_depth(settings: Settings) -> dict[str, int]:
-    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(t, 0) for t in DLQ_TOPICS]
-        ends = await consumer.end_offsets(partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        return {tp.topic: ends[tp] - starts[tp] for tp in partitions}
-    finally:
-        await consumer.stop()
 
 
 class HealthView(ApiView):

@@ -144,12 +144,12 @@ class CommandCountsView(ApiView):
             self, request, self.counts)
 
     async def counts(self) -> Response:
-        from spice.web.ops import dlq_depth
+        from spice.web.metrics import probe
 
         tables = self.runtime.tables.module()
         return self.json({**tables.counts(), "rates": tables.rates(),
                           "window_seconds": tables.WINDOW_SECONDS,
-                          "dlq_depth": await dlq_depth(app.settings),
+                          "dlq_depth": await probe.dlq_depth(),
                           "worker": str(app.conf.canonical_url),
                           "partitions_here": sorted({tp.partition for tp in app.assignor.assigned_actives()
                                                      if tp.topic == tables.status_topic.get_topic_name()})})

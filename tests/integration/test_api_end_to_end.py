@@ -3,6 +3,7 @@ import asyncio
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from spice.client import SpiceClient
 from spice.domain.messages import class_aggregate
@@ -242,14 +243,26 @@ async def test_status_views_count_states_and_rates(worker, http):
 async def test_metrics_expose_lag_dlq_and_commands(worker, http):
     db = unique_db()
     await create_db(http, worker, db)
-    async with http.get(f"{worker.url}/metrics") as r:
-        assert r.status == 200
-        text = await r.text()
+    async def scrape() -> str:
+        async with http.get(f"{worker.url}/metrics") as r:
+            assert r.status == 200 and r.content_type == "text/plain"
+            return await r.text()
+
+    # The cluster-wide series come from the leader's snapshot, refreshed in the
+    # background after a scrape asks for it: a later scrape has them.
+    text = await scrape()
+    for _ in range(50):
+        if "spice_cluster_metrics_age_seconds" in text:
+            break
+        await asyncio.sleep(0.2)
+        text = await scrape()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
     assert 'spice_commands{command_type="CREATE_DATABASE",status="COMPLETED"}' in text
-    assert "spice_publisher_lag_events" in text or "spice_publisher_is_leader 0" in text
-    assert 'spice_consumer_lag{topic="database_commands"' in text
-    assert 'spice_dlq_depth{topic="ontology_commands_dlq"}' in text
-    assert 'spice_circuit_open{store="graph"} 0' in text
+    assert "spice_publisher_is_leader 1.0" in text and "spice_publisher_lag_events" in families
+    assert 'spice_consumer_lag_messages{consumer="command",partition="0",topic="database_commands"}' in text
+    assert 'spice_dlq_messages{topic="ontology_commands_dlq"}' in text
+    assert 'spice_circuit_open{store="graph"} 0.0' in text
+    assert all(f.documentation for f in families.values())
     # The loop-lag meter runs in every worker: its timer has woken many times by now.
     assert "spice_event_loop_lag_max_seconds " in text
     woke = [line for line in text.splitlines() if line.startswith("spice_event_loop_lag_seconds_count")]

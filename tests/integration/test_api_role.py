@@ -66,7 +66,9 @@ async def test_accepts_and_answers_what_a_worker_applies(api_process, worker, ru
 
     async with http.get(f"{api_process.url}/metrics") as r:
         text = await r.text()
-    assert r.status == 200 and "# spice role: api" in text and "spice_consumer_lag" in text
+    # An API process exports its own series, never the cluster-wide ones (the leader does).
+    assert r.status == 200 and 'spice_info{role="api",' in text and "spice_http_requests_total" in text
+    assert "spice_consumer_lag_messages" not in text and "spice_dlq_messages" not in text
 
 
 async def test_without_a_worker_to_ask(worker, runtime, http):
