@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench bench-backends bench-queries bench-history bench-push lint clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"

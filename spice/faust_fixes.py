@@ -23,6 +23,12 @@ from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.producer import ProducerBuffer
 
 _original = Consumer._new_offset
+# Faust's own functions these patches replace or wrap, as imported (before apply()):
+# tests/unit/test_faust_fixes.py compares their source with the version the fixes were
+# checked against (the pin in pyproject.toml), and fails when an upgrade changes them.
+PATCHED = {"Consumer._new_offset": Consumer._new_offset,
+           "Consumer._drain_messages": Consumer._drain_messages,
+           "Recovery.need_recovery": Recovery.need_recovery}
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:

@@ -146,8 +146,11 @@ class ElasticsearchSearchIndex(QueryIndex):
     def __init__(self, url: str, client: Any = None, build: str | None = None,
                  basic_auth: tuple[str, str] | None = None) -> None:
         if client is None:
-            from elasticsearch import AsyncElasticsearch
-
+            try:
+                from elasticsearch import AsyncElasticsearch
+            except ImportError:  # an optional backend: its client is an extra
+                raise RuntimeError("SEARCH_BACKEND=elasticsearch needs the elasticsearch extra: "
+                                   "pip install 'spice-harvester-faust[elasticsearch]'") from None
             client = AsyncElasticsearch(hosts=[url], request_timeout=30, basic_auth=basic_auth)
         self.es = client
         self.build = build

@@ -93,3 +93,29 @@ async def test_the_stream_iterator_yields_to_the_loop_once_every_n_events() -> N
     # Faust's own sleep(0) would have given the other task a turn per event.
     assert 2 <= yielded <= 4
     assert await sleep(0, "value") == "value"
+
+
+# The source of each faust-streaming function spice/faust_fixes.py replaces, as the
+# fixes were checked against faust-streaming 0.15.3 (pinned in pyproject.toml). An
+# upgrade that changes one fails here: read the new code, re-check the fix, update.
+CHECKED_AGAINST = {
+    "Consumer._new_offset": "1d2c7ea89a7ad4f1a216c1d51936e569162cd66bd56f889e13fd29c910b58eb0",
+    "Consumer._drain_messages": "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
+    "Recovery.need_recovery": "fd1dc345b5d5e12113adc510d40bc3d6594b2a9fb13e93f0fa8b761f5dd98600",
+}
+
+
+def test_the_patched_faust_internals_are_those_the_fixes_were_checked_against():
+    import hashlib
+    import inspect
+    import re
+    from pathlib import Path
+
+    import faust
+
+    pinned = re.search(r'"faust-streaming==([^"]+)"',
+                       (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert pinned and faust.__version__ == pinned.group(1)
+    found = {name: hashlib.sha256(inspect.getsource(function).encode()).hexdigest()
+             for name, function in faust_fixes.PATCHED.items()}
+    assert found == CHECKED_AGAINST
