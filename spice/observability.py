@@ -69,6 +69,11 @@ class Histogram:
             child = self.children[labels] = self.metric.labels(*labels) if labels else self.metric
         child.observe(value)
 
+    def count(self, *labels: Any) -> int:
+        """Observations made with these label values."""
+        child = self.children.get(labels)
+        return 0 if child is None else int(sum(bucket.get() for bucket in child._buckets))
+
 
 HTTP_REQUESTS = Counter("spice_http_requests_total",
                         "HTTP requests by route template, method and status code",

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from spice import tracing
-from spice.observability import Counter, Histogram, JsonFormatter, log_context
+from spice.observability import JsonFormatter, log_context
 from spice.settings import Settings
 from spice.stores.keys import KEY_FORMAT, check_grants, new_key
 from spice.web.auth import Access, Principal, authorize, verify_jwt
@@ -86,23 +86,6 @@ def test_rs256_tokens_with_a_configured_public_key(tmp_path):
                     algorithm="HS256")  # algorithm confusion refused
     with pytest.raises(HttpError):
         verify_jwt(hs, Settings(auth_jwt_algorithm="RS256", auth_jwt_public_key=pem.decode()))
-
-
-def test_prometheus_rendering():
-    counter = Counter("c_total", "help", ("route", "code"))
-    counter.inc("/a", 200)
-    counter.inc("/a", 200)
-    counter.inc('/b"', 500)
-    assert 'c_total{route="/a",code="200"} 2' in counter.render()
-    assert 'c_total{route="/b\\"",code="500"} 1' in counter.render()
-    histogram = Histogram("h_seconds", "help", ("route",), buckets=(0.1, 1.0))
-    for value in (0.05, 0.5, 5.0):
-        histogram.observe(value, "/a")
-    lines = histogram.render()
-    assert 'h_seconds_bucket{route="/a",le="0.1"} 1' in lines
-    assert 'h_seconds_bucket{route="/a",le="1"} 2' in lines
-    assert 'h_seconds_bucket{route="/a",le="+Inf"} 3' in lines
-    assert 'h_seconds_count{route="/a"} 3' in lines
 
 
 def test_json_logs_carry_the_command_and_event_ids():

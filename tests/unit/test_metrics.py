@@ -41,3 +41,16 @@ def test_label_values_are_escaped(monkeypatch):
     assert 'route="a\\"b\\\\c\\nd"' in text
     assert value(text, "test_odd_total", route='a"b\\c\nd') == 1
 
+
+
+def test_histograms_count_into_cumulative_buckets(monkeypatch):
+    registry = CollectorRegistry()
+    monkeypatch.setattr(observability, "REGISTRY", registry)
+    histogram = observability.Histogram("test_h_seconds", "A latency", ("route",), buckets=(0.1, 1.0))
+    for seconds in (0.05, 0.5, 5.0):
+        histogram.observe(seconds, "/a")
+    text = generate_latest(registry).decode()
+    assert value(text, "test_h_seconds_bucket", route="/a", le="0.1") == 1
+    assert value(text, "test_h_seconds_bucket", route="/a", le="1.0") == 2
+    assert value(text, "test_h_seconds_bucket", route="/a", le="+Inf") == 3
+    assert value(text, "test_h_seconds_count", route="/a") == 3
