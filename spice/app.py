@@ -20,7 +20,6 @@ import faust
 from spice import tracing
 from spice.bootstrap import configure_process
 from spice.kafka_client import faust_credentials
-from spice.observability import use_json_logs
 from spice.roles import modules_for
 from spice.runtime import Runtime
 from spice.settings import Settings, SettingsError, get_settings
@@ -58,12 +57,11 @@ class SpiceApp(faust.App):
                                       self.settings.topic_partitions, self.settings.spice_app_id)
         if created:
             log.info("created topics: %s", ", ".join(created))
+        if self.settings.tracing_enabled:  # before any client connects: they get instrumented
+            tracing.configure(f"spice-{self.settings.spice_role}", self.settings.instrumentations)
         self._runtime = await Runtime.open(self.settings)
         self._runtime.tables = tables_access(self.settings)
         log.info("event loop: %s", type(asyncio.get_running_loop()).__module__)
-        tracing.enable(self.settings.tracing_enabled)
-        if self.settings.log_format == "json":
-            use_json_logs()  # after Faust's own logging set-up, which this replaces
 
     async def on_started(self) -> None:
         await super().on_started()  # returns once the tables are recovered
@@ -95,6 +93,14 @@ class SpiceApp(faust.App):
             self._runtime = None
 
 
+JSON_LOGGING = {
+    "version": 1, "merge": True, "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "spice.observability.JsonFormatter"}},
+    "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "json",
+                             "stream": "ext://sys.stdout"}},
+}
+
+
 def create_app(settings: Settings | None = None) -> SpiceApp:
     settings = settings or get_settings()
     app = SpiceApp(
@@ -123,6 +129,9 @@ def create_app(settings: Settings | None = None) -> SpiceApp:
         # A worker that dies is noticed in seconds, not the default minute.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
+        # LOG_FORMAT=json: Faust sets up logging with our formatter, so every line is
+        # JSON from the first one (its level still comes from `-l`).
+        logging_config=JSON_LOGGING if settings.log_format == "json" else None,
     )
     app.settings = settings
     return app

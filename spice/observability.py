@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram as PromHistogram
 
+from spice import tracing
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # This process's metrics: not prometheus_client's global registry, so a test or a second
 # app in one interpreter starts from its own.
@@ -131,16 +133,9 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None) or var.get()
             if value:
                 body[key] = value
+        traceparent = tracing.current.get()
+        if traceparent:
+            _, body["trace_id"], body["span_id"], _ = traceparent.split("-")
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)
         return json.dumps(body, ensure_ascii=False)
-
-
-def use_json_logs() -> None:
-    """Replace the root handlers' formatters (Faust installs its own at start-up)."""
-    formatter = JsonFormatter()
-    root = logging.getLogger()
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler())
-    for handler in root.handlers:
-        handler.setFormatter(formatter)

@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=1000, ge=1)
     log_format: str = Field(default="text", pattern="^(text|json)$")
     tracing_enabled: bool = False
+    # Client libraries traced when TRACING_ENABLED (spice/tracing.py INSTRUMENTATIONS);
+    # the exporter is OTLP/HTTP, configured by the standard OTEL_* variables.
+    tracing_instrumentations: str = "aiohttp-client,aiokafka,asyncpg,redis"
 
     # Workers
     # 12 attempts back off for about 40 to 75 s in all: a dependency down for half a
@@ -163,6 +166,20 @@ class Settings(BaseSettings):
         if secret is not None and len(secret.get_secret_value().encode()) < 32:
             raise ValueError("must be at least 32 bytes (HS256)")
         return secret
+
+    @field_validator("tracing_instrumentations")
+    @classmethod
+    def _known_instrumentations(cls, names: str) -> str:
+        from spice.tracing import INSTRUMENTATIONS
+
+        unknown = sorted({n.strip() for n in names.split(",") if n.strip()} - set(INSTRUMENTATIONS))
+        if unknown:
+            raise ValueError(f"unknown {unknown}; known: {', '.join(INSTRUMENTATIONS)}")
+        return names
+
+    @property
+    def instrumentations(self) -> list[str]:
+        return [n.strip() for n in self.tracing_instrumentations.split(",") if n.strip()]
 
     @model_validator(mode="after")
     def _local_secrets(self) -> Settings:

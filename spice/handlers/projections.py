@@ -74,6 +74,7 @@ class ProjectionHandler:
         claims: list[Claim] = []
         failed: list[BaseException] = []
         fused = self.fused if self.fused is not None and fusable(envelopes) else None
+        started = time.time_ns()
 
         async def write() -> None:
             claims[:] = await (fused.project(HANDLER, envelopes) if fused else self._write(envelopes))
@@ -91,6 +92,8 @@ class ProjectionHandler:
                                what=f"projection batch of {len(batch)} (mark done)", max_attempts=3,
                                base=self.retry_base, give_up=fall_back)
             if not failed:
+                tracing.record_spans("projection", [e.metadata.get("traceparent") for e in envelopes],
+                                     started, time.time_ns(), batch_size=len(envelopes))
                 return
             if fused:
                 # The read model and the registry hold the batch already: what is left

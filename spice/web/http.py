@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
+from spice import tracing
 from spice.domain.errors import DomainError, FieldError, ValidationFailed
 from spice.domain.json_values import INT_MAX, parse_json
 from spice.observability import AUTH_FAILURES, HTTP_LATENCY, HTTP_REQUESTS, RATE_LIMITED
@@ -68,8 +69,22 @@ class ApiView(View):
 
     async def dispatch(self, request: Any) -> Any:
         started = time.perf_counter()
+        route = _route_template(request)
+        # The method is the client's string: one not served here counts as "other",
+        # so a scanner cannot mint a series (or a span name) per made-up verb.
         method = request.method.lower()
-        status = 500
+        label = method if method in KNOWN_METHODS else "other"
+        with tracing.request_span(label, route, request.headers) as server:
+            response = await self._answer(request, method)
+            if server is not None:
+                server.set_attribute("http.response.status_code", response.status)
+        HTTP_REQUESTS.inc(route, label, response.status)
+        HTTP_LATENCY.observe(time.perf_counter() - started, route, label)
+        if response.status in (401, 403):
+            AUTH_FAILURES.inc(response.status)
+        return response
+
+    async def _answer(self, request: Any, method: str) -> Any:
         try:
             allowed = self.allowed_methods()
             if request.method.upper() not in allowed:
@@ -78,22 +93,12 @@ class ApiView(View):
                                 headers={"Allow": listed})
             await self.guard(request, method)
             response = await super().dispatch(request)
-            status = response.status
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             return response
         except Exception as error:  # noqa: BLE001 - every error becomes a JSON answer
             status, body, headers = error_response(error)
             return self.json(body, status=status,
                              headers={**headers, "X-Content-Type-Options": "nosniff"})
-        finally:
-            route = _route_template(request)
-            # The method is the client's string: one not served here counts as "other",
-            # so a scanner cannot mint a series per made-up verb.
-            label = method if method in KNOWN_METHODS else "other"
-            HTTP_REQUESTS.inc(route, label, status)
-            HTTP_LATENCY.observe(time.perf_counter() - started, route, label)
-            if status in (401, 403):
-                AUTH_FAILURES.inc(status)
 
     def allowed_methods(self) -> set[str]:
         return set(self.get_methods())

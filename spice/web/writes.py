@@ -179,7 +179,7 @@ async def submit(view: ApiView, request: Request, write: Write) -> Envelope:
         write.command, write.aggregate_id, write.data, actor=actor_of(view, request),
         db=write.db, expected_seq=write.expected_seq, scope=idempotency_scope(view, request),
         idempotency_key=request.headers.get("Idempotency-Key"),
-        metadata={**(write.metadata or {}), "traceparent": tracing.from_headers(request.headers)})
+        metadata={**(write.metadata or {}), "traceparent": tracing.for_command(request.headers)})
 
 
 class WriteView(ApiView):

@@ -68,7 +68,7 @@ def test_optional_backends_sit_behind_profiles_and_data_in_named_volumes(compose
 
 def test_the_image_runs_faust_as_pid_1_without_root():
     dockerfile = (DOCKER / "Dockerfile").read_text()
-    assert re.search(r'^ENTRYPOINT \["faust", "-A", "spice.app", "worker"', dockerfile, re.M)
+    assert re.search(r'^ENTRYPOINT \["faust", "-A", "spice.app", "--quiet", "worker"', dockerfile, re.M)
     assert "sh -c" not in dockerfile and "CMD [\"sh\"" not in dockerfile
     assert re.search(r"^USER spice$", dockerfile, re.M)
     assert "/livez" in dockerfile

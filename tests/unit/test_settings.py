@@ -115,3 +115,18 @@ def test_progress_draws_a_bar_only_on_a_terminal():
     assert "\r" not in log.getvalue() and log.getvalue().count("\n") == 2
     assert "rebuild: 100 of 100 envelopes" in log.getvalue()
     assert terminal.getvalue().count("\r") == 2 and "[####" in terminal.getvalue()
+
+
+def test_json_log_lines_carry_the_trace_they_belong_to():
+    import json
+    import logging
+
+    from spice import tracing
+    from spice.observability import JsonFormatter, log_context
+
+    record = logging.LogRecord("spice.test", logging.INFO, __file__, 1, "applied", (), None)
+    trace_id, span_id = "ab" * 16, "cd" * 8
+    with tracing.span("command", f"00-{trace_id}-{span_id}-01"), log_context("c-1", "e-1"):
+        line = json.loads(JsonFormatter().format(record))
+    assert (line["trace_id"], line["span_id"], line["command_id"]) == (trace_id, span_id, "c-1")
+    assert "trace_id" not in json.loads(JsonFormatter().format(record))  # outside any step
