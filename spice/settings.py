@@ -157,6 +157,10 @@ class Settings(BaseSettings):
     command_max_attempts: int = Field(default=12, ge=1, le=1000)
     command_retry_base_seconds: float = Field(default=0.5, gt=0, le=600)
     registry_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # On SIGTERM a worker lets the batches in flight finish for up to this long, then
+    # cancels the rest, commits its offsets and ends its leases (spice/agents/drain.py).
+    # Keep it under the orchestrator's grace period (docker: stop_grace_period 45 s).
+    shutdown_drain_seconds: float = Field(default=10.0, ge=0, le=600)
 
     @field_validator("auth_jwt_secret")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from spice.agents import intake
+from spice.agents.drain import drain
 from spice.agents.lanes import Batches, InOrderAcks, KeyedLanes
 from spice.app import app
 from spice.domain.envelope import Envelope
@@ -110,8 +111,19 @@ def envelope_agent(topic_name: str, kind: str, handler: Callable[[], Any]) -> No
 
         batches: Batches[tuple[Envelope, Origin, list[Any]]] = Batches(
             run, max_batch=COMMAND_BATCH, max_pending=MAX_READ_AHEAD)
+
+        async def finish_in_flight() -> None:
+            await batches.drain()
+            await lanes.drain()
+
+        def cut_off() -> None:
+            batches.cancel()
+            lanes.cancel()
+
+        part = drain.register(topic_name, finish_in_flight, cut_off)
         try:
             async for event in manual.events():
+                await drain.hold()
                 message = event.message
                 entry = acks.started(event)
                 try:
@@ -125,6 +137,7 @@ def envelope_agent(topic_name: str, kind: str, handler: Callable[[], Any]) -> No
                                 from_store=headers.get("spice-stored") == b"1")
                 await batches.put((envelope, origin, entry))
         finally:
+            drain.unregister(part)
             batches.cancel()
 
 
@@ -163,8 +176,21 @@ def projection_agent(topic_name: str) -> None:
 
         batches: Batches[tuple[Envelope, Origin, list[Any]]] = Batches(
             run, max_batch=PROJECTION_BATCH, max_pending=2 * PROJECTION_BATCH)
+
+        async def finish_in_flight() -> None:
+            await batches.drain()
+            if finishing is not None:
+                await asyncio.shield(finishing)
+
+        def cut_off() -> None:
+            batches.cancel()
+            if finishing is not None:
+                finishing.cancel()
+
+        part = drain.register(topic_name, finish_in_flight, cut_off)
         try:
             async for event in manual.events():
+                await drain.hold()
                 message = event.message
                 entry = acks.started(event)
                 try:
@@ -176,6 +202,7 @@ def projection_agent(topic_name: str) -> None:
                 await batches.put((envelope, Origin(message.topic, message.partition,
                                                     message.offset), entry))
         finally:
+            drain.unregister(part)
             batches.cancel()
             if finishing is not None:
                 finishing.cancel()

@@ -59,6 +59,10 @@ class KeyedLanes:
         while self._tails:
             await asyncio.gather(*list(self._tails.values()), return_exceptions=True)
 
+    def cancel(self) -> None:
+        for task in list(self._tails.values()):
+            task.cancel()
+
 
 class Batches(Generic[T]):
     """Hand items to `run` in batches: each batch is what arrived while the one before

@@ -357,6 +357,12 @@ MIGRATIONS: list[str] = [
         RETURN recorded;
     END $$;
     """,
+    # 13: a stopping worker ends the leases it holds (PostgresRegistry.release_owned):
+    # the claims in progress, by owner, without reading the whole registry.
+    """
+    CREATE INDEX processed_events_in_progress ON processed_events (owner)
+        WHERE status = 'processing';
+    """,
 ]
 
 

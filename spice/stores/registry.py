@@ -139,6 +139,8 @@ class Registry(Protocol):
 
     async def last_sequence(self, handler: str, aggregate_id: str) -> int: ...
 
+    async def release_owned(self) -> int: ...
+
 
 class PostgresRegistry:
     def __init__(self, pool: asyncpg.Pool, owner: str, lease_seconds: float = 30.0) -> None:
@@ -257,6 +259,18 @@ class PostgresRegistry:
             if claim.outcome is not ClaimOutcome.IN_PROGRESS:
                 return claim
             await asyncio.sleep(poll)
+
+    async def release_owned(self) -> int:
+        """End every lease this owner holds (a clean stop, after its in-flight work
+        finished or was cancelled): the next owner claims those events at once instead
+        of waiting the lease out. The claim stays `processing` with an expired lease,
+        the state a crash leaves, so the next claim counts it as another attempt."""
+        async with self.pool.acquire() as conn:
+            result = await conn.execute(
+                "UPDATE processed_events SET lease_until = now() - interval '1 millisecond', "
+                "updated_at = now() WHERE owner = $1 AND status = 'processing' "
+                "AND lease_until > now()", self.owner)
+        return int(result.split()[-1])
 
     async def heartbeat(self, handler: str, event_id: str) -> bool:
         async with self.pool.acquire() as conn:

@@ -1,0 +1,89 @@
+"""A rolling restart: one of two workers gets SIGTERM under a steady load sent through an
+API process. It finishes what it holds, commits, ends its leases and leaves the group;
+the other takes its partitions and applies their commands at once (no lease to wait
+out), the API answers no 5xx meanwhile, and the books balance."""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+from tests.integration.worker import WorkerProcess
+from tests.reliability.books import balance, redis_status, wait_terminal
+from tests.reliability.test_crash_points import make_class
+
+V1 = "/api/v1"
+LOGS = Path("test-artifacts")
+RATE = 100  # commands per second, steady
+SECONDS = 24
+STOP_AT = 8  # seconds into the load: the second worker has its partitions by then
+
+
+async def steady_load(http, url: str, db: str, answers: dict[int, int],
+                      accepted: dict[str, tuple[str, dict]]) -> None:
+    """RATE commands a second for SECONDS, each its own request; every answer counted."""
+    async def one(n: int) -> None:
+        data = {"name": f"item {n}", "n": n}
+        try:
+            async with http.post(f"{url}{V1}/instances/{db}/async/Item/create",
+                                 json={"instance_id": f"i{n}", "data": data}) as r:
+                answers[r.status] = answers.get(r.status, 0) + 1
+                if r.status == 202:
+                    accepted[(await r.json())["command_id"]] = (f"i{n}", data)
+        except OSError:
+            answers[0] = answers.get(0, 0) + 1
+
+    started, tasks = time.monotonic(), []
+    for n in range(RATE * SECONDS):
+        await asyncio.sleep(max(0.0, started + n / RATE - time.monotonic()))
+        tasks.append(asyncio.create_task(one(n)))
+    await asyncio.gather(*tasks)
+
+
+async def test_a_worker_stopped_with_sigterm_hands_over_at_once(worker, runtime, http):
+    db = await make_class(http, worker)
+    second = WorkerProcess(16179, LOGS / "graceful-worker.log").start()
+    api = WorkerProcess(16180, LOGS / "graceful-api.log", env={
+        "SPICE_ROLE": "api", "SPICE_WORKER_URLS": f"{worker.url},{second.url}"}).start()
+    answers: dict[int, int] = {}
+    accepted: dict[str, tuple[str, dict]] = {}
+    try:
+        await asyncio.sleep(8)  # the group has settled with both workers
+        load = asyncio.create_task(steady_load(http, api.url, db, answers, accepted))
+        await asyncio.sleep(STOP_AT)
+        signalled = time.time()
+        second.stop()  # SIGTERM, then waits for the process to exit
+        exited = time.time()
+        await load
+    finally:
+        second.kill()
+        api.stop()
+    status_of = redis_status(runtime)
+    recovery = await wait_terminal(runtime, list(accepted), timeout=120, status_of=status_of)
+    books = await balance(runtime, "graceful restart: SIGTERM one of two workers under load",
+                          db, "Item", accepted, recovery, status_of=status_of)
+
+    # When each command ended, and the longest time nothing ended while work was owed.
+    ended = []
+    for command_id in accepted:
+        doc = await status_of(command_id) or {}
+        ended += [step["timestamp"] for step in doc.get("history", [])
+                  if step.get("status") in ("COMPLETED", "FAILED")]
+    ended.sort()
+    gaps = [(b - a, a) for a, b in zip(ended, ended[1:], strict=False)]
+    longest, at = max(gaps)
+    after_exit = [t for t in ended if t >= exited]
+    shutdown = re.findall(r"shutdown: in-flight work (finished|cut off) in ([0-9.]+) s; offsets committed; "
+                          r"(-?\d+) leases ended", (LOGS / "graceful-worker.log").read_text())
+    print(f"\ngraceful restart: {len(accepted)} accepted at {RATE}/s; SIGTERM to exit "
+          f"{exited - signalled:.2f} s; drain {shutdown}; longest pause in completions "
+          f"{longest:.2f} s at {at - signalled:+.2f} s from SIGTERM; first completion after exit "
+          f"{(after_exit[0] - exited) if after_exit else float('nan'):.2f} s; answers {answers}")
+    assert shutdown and shutdown[-1][0] == "finished", shutdown
+    assert not any(code >= 500 for code in answers), answers  # no 5xx during the roll
+    assert answers.get(202, 0) == RATE * SECONDS
+    books.assert_balanced()
+    # The next owner applies the commands the stopped worker left within 2 s of the
+    # group settling: no lease (REGISTRY_LEASE_SECONDS, 30 s) is waited out.
+    assert longest < 10, f"completions paused {longest:.1f} s"
