@@ -193,6 +193,14 @@ def _produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from spice import config_doc
+    from spice.settings import get_settings
+
+    print(config_doc.markdown() if args.markdown else config_doc.effective(get_settings()))
+    return 0
+
+
 def _schemas(args: argparse.Namespace) -> int:
     from spice.domain.contract import schemas
 
@@ -278,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schemas", help="the topic contract's JSON Schemas (list, or one)")
     schema.add_argument("name", nargs="?", help="e.g. command.CREATE_INSTANCE, event.INSTANCE_CREATED")
     schema.set_defaults(run=_schemas)
+    config = sub.add_parser("config", help="every setting as this environment gives it "
+                            "(secrets masked), checked against its bounds")
+    config.add_argument("--markdown", action="store_true",
+                        help="the reference table of defaults and bounds (docs/configuration.md)")
+    config.set_defaults(run=_config)
     publish = sub.add_parser("publish", help="run the event-store publisher in this process")
     publish.add_argument("--start-after", help="position to start from when no checkpoint exists")
     publish.add_argument("--checkpoint-key", help="S3 key of the checkpoint (default from settings)")
