@@ -53,6 +53,8 @@ def test_spice_processes_wait_for_healthy_servers_and_probe_readiness(compose):
     workers = compose["services"]["api"]["environment"]["SPICE_WORKER_URLS"].split(",")
     assert workers == [f"http://{w}:6066" for w in ("worker-1", "worker-2")]
     assert compose["services"]["api"]["ports"] == ["6066:6066"]
+    readme = (DOCKER.parent / "README.md").read_text()
+    assert "two workers and an API process (port 6066)" in readme  # what the README promises
 
 
 def test_optional_backends_sit_behind_profiles_and_data_in_named_volumes(compose):
@@ -80,3 +82,9 @@ def test_prometheus_scrapes_every_spice_process_with_a_key(compose):
     assert job["metrics_path"] == "/metrics" and job["authorization"]["type"] == "Bearer"
     targets = {t for group in job["static_configs"] for t in group["targets"]}
     assert targets == {f"{name}:6066" for name in SPICE}
+
+
+def test_the_elasticsearch_image_is_the_version_the_local_stack_runs(compose):
+    pom = (DOCKER.parent / "spice" / "devstack" / "elasticsearch" / "pom.xml").read_text()
+    version = re.search(r"<elasticsearch.version>([^<]+)</elasticsearch.version>", pom).group(1)
+    assert compose["services"]["elasticsearch"]["image"].endswith(f":{version}")
