@@ -48,8 +48,8 @@ InstanceSyncCreate = W.write_view("InstanceSyncCreate", sync=True, post=W.create
 ROUTES: list[tuple[str, type[ApiView], dict[str, str]]] = [
     ("/livez", LiveView, {"get": "Liveness: the process serves HTTP (no I/O)"}),
     ("/readyz", ReadyView, {"get": "Readiness: can accept and apply commands; 503 names what fails"}),
-    ("/health", HealthView, {"get": "Health of every dependency; 503 until ready"}),
-    (f"{V1}/health", HealthView, {"get": "Health of every dependency; 503 until ready"}),
+    ("/health", HealthView, {"get": "Health of every dependency; 503 only when unready"}),
+    (f"{V1}/health", HealthView, {"get": "Health of every dependency; 503 only when unready"}),
     (f"{V1}/database/create", DatabaseCreate, {"post": "Create a database (async, 202)"}),
     (f"{V1}/database/list", reads.DatabaseListView, {"get": "List databases"}),
     (f"{V1}/database/exists/{{db}}", reads.DatabaseExistsView, {"get": "Does a database exist"}),
