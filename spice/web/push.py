@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 QUEUE = 256  # changes a socket may fall behind by before it is closed
 AUTH_SECONDS = 10.0
 NOT_FOUND, TOO_SLOW, UNAUTHENTICATED = 4404, 4408, 4401
+# How long a command nobody knows yet may take to show up before the socket says 4404.
+UNKNOWN_GRACE_SECONDS = 3.0
 
 
 class StatusFeed:
@@ -195,6 +197,13 @@ class CommandPushView(PushView):
         queue = feed.follow(command_id=command_id)  # before the read: no change falls between
         try:
             doc = await self.runtime.status.get(command_id)
+            if doc is None:
+                # Just accepted, its status may not be readable yet (a 202 races the
+                # status write's arrival at this process): its first change decides.
+                try:
+                    doc = await asyncio.wait_for(queue.get(), UNKNOWN_GRACE_SECONDS)
+                except TimeoutError:
+                    doc = None
             if doc is None or not principal.can_see(doc.get("db")):
                 await socket.close(code=NOT_FOUND, message=b"no such command")
                 return socket

@@ -41,7 +41,7 @@ async def test_a_commands_changes_arrive_in_order_and_end_terminal(worker, http,
             docs = await messages(one)
             assert one.closed or (await one.receive()).type in (aiohttp.WSMsgType.CLOSE,
                                                                aiohttp.WSMsgType.CLOSED)
-        assert docs and docs[-1]["status"] == "COMPLETED", docs
+        assert docs and docs[-1]["status"] == "COMPLETED", (docs, one.close_code)
         assert all(d["command_id"] == command_id for d in docs)
         ranks = [ORDER.index(d["status"]) for d in docs if d["status"] in ORDER]
         assert ranks == sorted(ranks), [d["status"] for d in docs]
