@@ -25,27 +25,31 @@ export SPICE_REQUIRE_BROWSER=1
 
 mkdir -p test-artifacts
 
-# One pytest run. The reliability suite gates too, but a scenario that fails is run
-# once more (its last-failed list kept under test-artifacts) and both results are
-# printed: a pass on the second run lands, and the flaky scenario is named in the
-# summary (test-artifacts/reliability-reruns.txt) as a bug to fix.
+# One pytest run. For the reliability suite, a scenario that fails is run once more
+# (the failed node ids read from the first run's JUnit report) and both results are
+# printed, the rerun also into test-artifacts/reliability-reruns.txt: a scenario that
+# needed the second run is flaky, a bug to fix.
 run_tests() {
   if [ "${MARKERS:-}" != reliability ]; then
     $BIN/pytest -m "${MARKERS:-unit or integration}" -p no:cacheprovider "$@"
     return $?
   fi
-  local cache=test-artifacts/.reliability-cache
-  rm -rf "$cache"
-  $BIN/pytest -m reliability -o cache_dir="$cache" "$@"
+  local report=test-artifacts/reliability-first.xml
+  $BIN/pytest -m reliability -p no:cacheprovider --junitxml="$report" "$@"
   local first=$?
   if [ "$first" = 0 ] || [ "$first" = 5 ]; then
     return $first
   fi
-  echo "== reliability: failed on the first run (above); running the failed scenarios once more"
-  $BIN/pytest -m reliability -o cache_dir="$cache" --last-failed --last-failed-no-failures none "$@" \
+  local failed
+  mapfile -t failed < <($BIN/python scripts/failed_tests.py "$report")
+  if [ "${#failed[@]}" = 0 ]; then
+    return $first  # no test failed: pytest itself did (collection, an internal error)
+  fi
+  echo "== reliability: ${failed[*]} failed on the first run (above); running them once more"
+  $BIN/pytest -m reliability -p no:cacheprovider "${failed[@]}" \
     | tee -a test-artifacts/reliability-reruns.txt
   local second=${PIPESTATUS[0]}
-  echo "== reliability: first run exit $first, rerun of the failed exit $second" \
+  echo "== reliability: first run exit $first (${failed[*]}), rerun exit $second" \
     | tee -a test-artifacts/reliability-reruns.txt
   return $second
 }

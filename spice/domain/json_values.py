@@ -21,7 +21,7 @@ INT_PROBLEM = "integers must lie between -2^63 and 2^63-1 (send larger numbers a
 MAX_PATH_LENGTH = 200
 
 
-def _string_problem(text: str) -> str | None:
+def string_problem(text: str) -> str | None:
     if "\x00" in text:
         return "must not contain NUL characters (\\u0000)"
     if not text.isascii():
@@ -44,7 +44,7 @@ def _scalar_problem(value: Any) -> str | None:
     if isinstance(value, str):
         if len(value) > MAX_STRING_LENGTH:
             return f"strings must be at most {MAX_STRING_LENGTH} characters"
-        return _string_problem(value)
+        return string_problem(value)
     return f"is not a JSON value ({type(value).__name__})"
 
 
@@ -68,7 +68,7 @@ def json_value_problem(value: Any, path: str = "") -> FieldError | None:
                 for key, child in item.items():
                     if not isinstance(key, str):
                         return FieldError(where or "body", "object keys must be strings")
-                    problem = _string_problem(key) or (
+                    problem = string_problem(key) or (
                         f"keys must be at most {MAX_KEY_LENGTH} characters"
                         if len(key) > MAX_KEY_LENGTH else None)
                     if problem:

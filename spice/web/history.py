@@ -28,6 +28,7 @@ from spice.domain.history import (
     json_patch,
     state_of,
 )
+from spice.domain.json_values import string_problem
 from spice.domain.messages import EventType, class_aggregate, instance_aggregate
 from spice.stores.audit import EntryFilter
 from spice.web.auth import Access
@@ -206,6 +207,9 @@ def audit_filter(request: Request, db: str | None) -> EntryFilter:
         value = request.query.get(name)
         if value is not None and not 0 < len(value) <= 600:
             raise HttpError(400, f"'{name}' must be 1 to 600 characters", field=name)
+        problem = string_problem(value) if value is not None else None
+        if problem:  # PostgreSQL text holds no NUL: refused here, not a 500 there
+            raise HttpError(400, f"'{name}' {problem}", field=name)
     return EntryFilter(db, aggregate_id=request.query.get("aggregate"),
                        actor=request.query.get("actor"),
                        command_type=request.query.get("command_type"), outcome=outcome,

@@ -268,3 +268,11 @@ def test_the_fold_at_every_version_equals_the_graph_then(worker, local_stack):
         asyncio.run(run(operations))
 
     check()
+
+
+async def test_audit_filters_no_store_could_hold_are_refused_naming_the_field(worker, http):
+    """Found by the fuzzing: a NUL in `actor` reached PostgreSQL (text holds no NUL): 500."""
+    for name in ("actor", "command_type", "aggregate"):
+        async with http.get(f"{worker.url}/api/v1/audit", params={name: "a\x00b", "order": "asc"}) as r:
+            body = await r.json()
+        assert r.status == 400 and body["detail"]["field"] == name, body
