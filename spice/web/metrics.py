@@ -118,10 +118,6 @@ class KafkaProbe:
 probe = KafkaProbe()
 
 
-async def consumer_lag(oldest_of: tuple[str, ...] = ()) -> dict[tuple[str, int], int]:
-    return await probe.consumer_lag(oldest_of)
-
-
 def running_publisher() -> Any:
     """The publisher task's Publisher on a worker (None until it starts); never on an API
     process, which does not import the task (importing it would register it)."""
