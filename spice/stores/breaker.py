@@ -2,18 +2,61 @@
 
 After `threshold` consecutive failures the circuit opens and calls fail fast
 with StoreUnavailable for `cooldown` seconds; then one trial call is let through
-(half-open) and its outcome closes or re-opens the circuit.
+(half-open) and its outcome closes or re-opens the circuit. While it is open a probe
+(the store's `ping`, every PROBE_SECONDS) finds the store back without waiting for a
+caller, and a store that answers again rings RECOVERED: retries sleeping out their
+backoff (spice/handlers/retry.py) go at once instead of up to 10 s later.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
 import time
 from typing import Any
 
 from spice.stores.errors import TRANSIENT_ERRORS, EventIdConflict, SequenceConflict, StoreUnavailable
 
 TRANSIENT = TRANSIENT_ERRORS
+PROBE_SECONDS = 0.5
+# Rings at most this often: a store whose ping answers while its real calls still fail
+# would otherwise wake every retry each half second and use up their attempts.
+RING_SPACING_SECONDS = 5.0
+log = logging.getLogger(__name__)
+
+
+class RecoveryBell:
+    """Rung when a probe finds a failing store answering again. A waiter passes the
+    count of rings it saw before its attempt, so a ring that came while it was still
+    failing or recording the failure is not missed. One event per event loop (the
+    tests run several loops in one process)."""
+
+    def __init__(self) -> None:
+        self.rings = 0
+        self.last_ring = float("-inf")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event = asyncio.Event()
+
+    def _current(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._event = loop, asyncio.Event()
+        return self._event
+
+    def ring(self) -> None:
+        self.rings += 1
+        self.last_ring = time.monotonic()
+        self._current().set()
+        self._event = asyncio.Event()
+
+    async def wait(self, since: int) -> None:
+        """Return at the next ring, or at once if one came after `since`."""
+        if self.rings == since:
+            await self._current().wait()
+
+
+RECOVERED = RecoveryBell()
 
 
 class CircuitBreaker:
@@ -48,6 +91,7 @@ class Guarded:
     def __init__(self, target: Any, breaker: CircuitBreaker) -> None:
         self._target = target
         self.breaker = breaker
+        self._probe: asyncio.Task[None] | None = None
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._target, name)
@@ -70,8 +114,30 @@ class Guarded:
                 raise
             except TRANSIENT:
                 self.breaker.failure()
+                self._start_probe()
                 raise
             self.breaker.success()
             return result
 
         return guarded
+
+    def _start_probe(self) -> None:
+        if (self._probe is not None and not self._probe.done()) or not hasattr(self._target, "ping"):
+            return
+        self._probe = asyncio.create_task(self._probing(), name=f"probe-{self.breaker.name}")
+
+    async def _probing(self) -> None:
+        """Ping the store until it answers, then close the circuit and ring. Only the
+        probe rings: a call that succeeds may have used half of a store (the event
+        store's index without S3), the ping checks the whole of it."""
+        while True:
+            await asyncio.sleep(PROBE_SECONDS)
+            try:
+                await self._target.ping()
+            except Exception:  # noqa: BLE001 - still away; a probe must never die of it
+                continue
+            self.breaker.success()
+            log.info("%s answers again", self.breaker.name)
+            await asyncio.sleep(max(0.0, RECOVERED.last_ring + RING_SPACING_SECONDS - time.monotonic()))
+            RECOVERED.ring()
+            return

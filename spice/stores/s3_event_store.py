@@ -35,12 +35,17 @@ from spice.stores.errors import (
 )
 from spice.stores.event_store import Batch, check_duplicate, content_hash
 from spice.stores.s3 import error_code
-from spice.stores.s3_signed import SignedS3
+from spice.stores.s3_signed import SignedS3, Unreached
 
 log = logging.getLogger(__name__)
 BATCH_PREFIX = "events/"
 NOTIFY_CHANNEL = "spice_event_store"
 PENDING_GRACE_SECONDS = 60.0
+# A PUT this process gave up on may still land while S3 works through it: its own
+# batches are settled this long after the attempt (the client's connect and read
+# timeouts, and a margin), or at once when the request never reached S3.
+IN_FLIGHT_SECONDS = 20.0
+DUPLICATE_POLL_SECONDS = 0.1
 MARK_TIMEOUT_SECONDS = 2.0  # marking (and the audit record) may not hold an answer longer
 SEQ_MAX = 2**63 - 1  # aggregate_sequences.last_seq is a bigint
 # One round trip: mark the batch's rows stored, record its envelopes in the audit index
@@ -128,6 +133,11 @@ class S3EventStore:
         self._committer: asyncio.Task[None] | None = None
         self._cache: OrderedDict[str, list[Envelope]] = OrderedDict()
         self._raw: dict[str, bytes] = {}
+        # Batches of this process left pending because S3 did not answer: key ->
+        # (sequence rollbacks, when settling it is safe). See settle_own().
+        self._unsettled: dict[str, tuple[dict[str, tuple[int, int]], float]] = {}
+        self._settling = asyncio.Lock()
+        self._settler: asyncio.Task[int] | None = None
 
     # ---- append -------------------------------------------------------------
 
@@ -142,9 +152,19 @@ class S3EventStore:
         return await future
 
     async def close(self) -> None:
-        if self._committer is not None:
-            self._committer.cancel()
-            await asyncio.gather(self._committer, return_exceptions=True)
+        for task in (self._committer, self._settler):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def ping(self) -> None:
+        """Both halves answer: the bucket (S3) and the index (PostgreSQL)."""
+        try:
+            await self.s3.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError, OSError) as error:
+            raise _as_store_error(error) from error
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
 
     async def _commit_loop(self) -> None:
         in_flight: set[asyncio.Task[None]] = set()
@@ -212,13 +232,16 @@ class S3EventStore:
             await self._mark_stored(key, body, stored)
             for request in to_store:
                 request.future.set_result(request.envelope)
+            if self._unsettled and (self._settler is None or self._settler.done()):
+                # S3 answers again: settle what it missed, without waiting for a retry.
+                self._settler = asyncio.create_task(self.settle_own(), name="event-store-settle")
             if self.on_stored is not None:
                 self.on_stored(key)
         for request in duplicates:
             asyncio.create_task(self._settle_duplicate(request))
 
     async def _mark_stored(self, key: str, body: bytes,
-                           envelopes: list[Envelope] | None = None) -> None:
+                           envelopes: list[Envelope] | None = None) -> bool:
         """Never raises and never waits long: the batch is in S3, so its appends are
         stored and must hear so whatever PostgreSQL does now; an error here would reach
         the API as a 503 for a command that is then applied all the same."""
@@ -227,10 +250,12 @@ class S3EventStore:
                 async with self.pool.acquire() as conn:
                     await conn.execute(MARK_STORED, key, NOTIFY_CHANNEL, f"{self.bucket}/{key}",
                                        self.bucket, *record_arguments(body, envelopes))
+            return True
         except Exception:  # noqa: BLE001 - any failure: resolve_pending() settles it later
             # The batch is in S3, so its events exist; resolve_pending() marks the rows
             # later, and the publisher finds the batch by listing, not by the index.
             log.warning("batch %s stored but its index rows stay pending", key)
+            return False
 
     async def _reserve(self, requests: list[_Request], key: str
                        ) -> tuple[list[_Request], list[_Request], dict[str, tuple[int, int]]]:
@@ -290,8 +315,11 @@ class S3EventStore:
             if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
                 raise _as_store_error(failure) from failure
         except (TimeoutError, BotoCoreError, OSError):
-            # S3 is unreachable: leave the index rows pending; resolve_pending()
-            # settles them once S3 answers again.
+            # S3 is unreachable: the index rows stay pending (their ids refuse a second
+            # copy) until settle_own() finds S3 answering again; resolve_pending() is
+            # the net for a writer that dies first.
+            safe_at = time.monotonic() + (0.0 if isinstance(failure, Unreached) else IN_FLIGHT_SECONDS)
+            self._unsettled[key] = (rollbacks, safe_at)
             raise _as_store_error(failure) from failure
         await self._undo(key, rollbacks)
         raise _as_store_error(failure) from failure
@@ -308,21 +336,75 @@ class S3EventStore:
                     "WHERE aggregate_id = $1 AND last_seq = $2", aggregate, after, before)
 
     async def _settle_duplicate(self, request: _Request) -> None:
-        """Same event_id again: wait until the first copy is stored, then answer with it."""
+        """Same event_id again: wait until the first copy is stored, then answer with it.
+        A first copy of this process's own that S3 never took is settled here as soon
+        as S3 answers (settle_own); once undone, the id is free and this request goes
+        into the next batch as a first copy itself."""
         deadline = time.monotonic() + PENDING_GRACE_SECONDS
+        event_id = request.envelope.event_id
         try:
             while True:
-                stored = await self.get(request.envelope.event_id)
-                if stored is not None:
-                    request.future.set_result(
-                        check_duplicate(stored, request.envelope, request.allocate))
+                async with self.pool.acquire() as conn:
+                    row = await conn.fetchrow(
+                        f"SELECT batch_key, {STORED} AS stored FROM event_index e "
+                        "WHERE event_id = $1", event_id)
+                if row is None:
+                    self._queue.append(request)
+                    self._wakeup.set()
                     return
+                if self._visible(row["batch_key"], row["stored"]):
+                    stored = await self.get(event_id)
+                    if stored is not None:
+                        request.future.set_result(
+                            check_duplicate(stored, request.envelope, request.allocate))
+                        return
                 if time.monotonic() > deadline:
                     raise StoreUnavailable("event store", "an earlier append of this id is unresolved")
-                await asyncio.sleep(0.02)
+                if row["batch_key"] in self._unsettled:
+                    await self.settle_own()
+                await asyncio.sleep(DUPLICATE_POLL_SECONDS)
         except Exception as error:  # noqa: BLE001
             if not request.future.done():
                 request.future.set_exception(error)
+
+    async def settle_own(self) -> int:
+        """Settle this process's batches that S3 did not answer for, once that is safe
+        (IN_FLIGHT_SECONDS): marked stored if the batch is in S3, undone (index rows
+        removed, sequences given back) if it is not. Stops at the first batch S3 still
+        does not answer for. Returns how many were settled. Waiting out
+        PENDING_GRACE_SECONDS instead held every retried command of an outage for a
+        minute after S3 was back."""
+        if self._settling.locked():
+            return 0  # another caller is at it
+        settled = 0
+        async with self._settling:
+            now = time.monotonic()
+            for key, (rollbacks, safe_at) in list(self._unsettled.items()):
+                if safe_at > now:
+                    continue
+                try:
+                    await self.s3.head_object(Bucket=self.bucket, Key=key)
+                    exists = True
+                except ClientError as error:
+                    if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+                        return settled
+                    exists = False
+                except (TimeoutError, BotoCoreError, OSError):
+                    return settled  # S3 still away
+                try:
+                    if exists:
+                        if not await self._mark_stored(key, await self.fetch(key)):
+                            return settled
+                    else:
+                        await self._undo(key, rollbacks)
+                except (ClientError, BotoCoreError, OSError, asyncpg.PostgresError,
+                        asyncpg.InterfaceError):
+                    return settled
+                del self._unsettled[key]
+                settled += 1
+        if settled:
+            log.info("settled %d batches S3 had not answered for", settled)
+        return settled
 
     async def resolve_pending(self, older_than: float = PENDING_GRACE_SECONDS) -> int:
         """Settle index rows left pending by a crash or an outage: stored if the batch

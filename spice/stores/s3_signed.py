@@ -11,7 +11,9 @@ payload hash) over one shared aiohttp session, about 0.2 ms a request.
 Everything else (HEAD, buckets, checkpoints) stays on aiobotocore. Errors
 look like botocore's, so callers keep one set of except clauses:
 - an S3 error answer raises botocore's ClientError with the S3 error code;
-- a connection failure or timeout raises ConnectionError (an OSError).
+- a connection failure or timeout raises ConnectionError (an OSError), and
+  `Unreached` (a ConnectionError) when no attempt got as far as a connection: the
+  request cannot have reached S3, so it cannot land later either.
 """
 from __future__ import annotations
 
@@ -35,6 +37,10 @@ _MESSAGE = re.compile(rb"<Message>([^<]*)</Message>")
 _KEY = re.compile(rb"<Key>([^<]*)</Key>")
 _NEXT_TOKEN = re.compile(rb"<NextContinuationToken>([^<]*)</NextContinuationToken>")
 _TRUNCATED = re.compile(rb"<IsTruncated>true</IsTruncated>")
+
+
+class Unreached(ConnectionError):
+    """No attempt connected: S3 never saw the request."""
 
 
 def canonical_query(query: dict[str, str]) -> str:
@@ -138,6 +144,7 @@ class SignedS3:
         payload_hash = hashlib.sha256(body).hexdigest()
         encoded_query = canonical_query(query) if query else ""
         url = URL(self.base + path + (f"?{encoded_query}" if encoded_query else ""), encoded=True)
+        reached = False
         for attempt in (1, 2):
             all_headers = {**headers, **self.sign(method, path, payload_hash, datetime.now(UTC),
                                                   encoded_query)}
@@ -153,12 +160,16 @@ class SignedS3:
                 # A pooled connection the server had just closed: one more try on a
                 # fresh one, as botocore's retry did. A create-only PUT that had in fact
                 # landed answers 412 then, which the event store checks with a HEAD.
+                reached = reached or not isinstance(error, aiohttp.ClientConnectorError)
                 if attempt == 2:
-                    raise ConnectionError(f"S3 {operation} {key}: {type(error).__name__} "
-                                          f"{error}") from error
+                    failure = ConnectionError if reached else Unreached
+                    raise failure(f"S3 {operation} {key}: {type(error).__name__} "
+                                  f"{error}") from error
             except (TimeoutError, aiohttp.ClientError) as error:
-                raise ConnectionError(f"S3 {operation} {key}: {type(error).__name__} "
-                                      f"{error}") from error
+                reached = reached or not isinstance(error, aiohttp.ClientConnectorError)
+                failure = ConnectionError if reached else Unreached
+                raise failure(f"S3 {operation} {key}: {type(error).__name__} "
+                              f"{error}") from error
         if status < 300:
             return content
         raise _client_error(status, content, operation, request_id)

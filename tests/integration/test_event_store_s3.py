@@ -97,3 +97,69 @@ async def test_index_listing_leaves_out_other_buckets_batches(scratch, runtime):
     listed = await scratch.event_store.indexed_batches(before, "~")
     assert ours_key in listed and theirs_key not in listed
     assert theirs_key in await runtime.event_store.indexed_batches(before, "~")
+
+
+class _S3Away:
+    """The store's S3 clients while S3 is away (`down`), the real ones after."""
+
+    def __init__(self, s3, signed, error: OSError) -> None:
+        self.s3, self.signed, self.error, self.down = s3, signed, error, True
+
+    async def head_object(self, **kwargs):
+        if self.down:
+            raise ConnectionError("S3 away")
+        return await self.s3.head_object(**kwargs)
+
+    async def put_if_absent(self, *args, **kwargs):
+        if self.down:
+            raise self.error
+        return await self.signed.put_if_absent(*args, **kwargs)
+
+    async def get(self, *args, **kwargs):
+        return await self.signed.get(*args, **kwargs)
+
+
+@pytest.mark.parametrize("reached", [False, True])
+async def test_an_append_s3_did_not_answer_is_settled_once_it_does(scratch, monkeypatch, reached):
+    """A PUT S3 did not answer leaves its ids pending (neither stored nor free). The
+    command's retry of the same envelope must not wait the one-minute grace for
+    crashed writers: its own batch is settled as soon as S3 answers (at once if the PUT
+    never reached S3, after IN_FLIGHT_SECONDS if it may still land), then stored."""
+    import time
+
+    from spice.stores import s3_event_store
+    from spice.stores.errors import StoreUnavailable
+    from spice.stores.s3_event_store import STORED, S3EventStore
+    from spice.stores.s3_signed import Unreached
+    from tests.contracts.event_store import aggregate, envelope
+
+    monkeypatch.setattr(s3_event_store, "IN_FLIGHT_SECONDS", 1.5)
+    error = ConnectionError("read timed out") if reached else Unreached("refused")
+    away = _S3Away(scratch.event_store.s3, scratch.event_store.signed, error)
+    store = S3EventStore(away, away, scratch.pool, scratch.settings.event_store_bucket)
+    first = envelope(aggregate())
+    with pytest.raises(StoreUnavailable):
+        await store.append(first, allocate=True)
+    async with scratch.pool.acquire() as conn:
+        assert await conn.fetchval(f"SELECT {STORED} FROM event_index e WHERE event_id = $1",
+                                   first.event_id) is False
+    away.down = False
+    started = time.monotonic()
+    stored = await store.append(first, allocate=True)
+    took = time.monotonic() - started
+    assert stored.sequence_number == 1  # the undone batch gave its number back
+    assert (await scratch.event_store.get(first.event_id)) == stored
+    assert took < 5, f"{took:.1f}s: waited for the grace of crashed writers"
+    assert (took >= 1.0) == reached, f"{took:.1f}s"
+    await store.close()
+
+
+async def test_a_put_that_never_connected_is_unreached():
+    from spice.stores.s3_signed import SignedS3, Unreached
+
+    nowhere = SignedS3("http://127.0.0.1:9", "k", "s", "us-east-1")  # nothing listens on 9
+    try:
+        with pytest.raises(Unreached):
+            await nowhere.put_if_absent("bucket", "key", b"x")
+    finally:
+        await nowhere.close()

@@ -31,6 +31,8 @@ class Books:
     recovery_seconds: float = 0.0
     unanswered: int = 0  # requests with no answer (their process died): maybe stored
     unanswered_applied: int = 0  # ... of which were stored and applied (once)
+    # Where the recovery's time went, in seconds after the fault's end (`Timeline`).
+    timeline: dict[str, float | int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def record(self) -> None:
@@ -40,9 +42,40 @@ class Books:
 
     def assert_balanced(self) -> None:
         self.record()
+        if self.timeline:
+            print(f"{self.scenario}: timeline {self.timeline}")
         summary = {k: v for k, v in asdict(self).items() if k != "problems"}
         assert self.lost == 0 and self.duplicated == 0 and not self.problems, \
             f"{summary}; {len(self.problems)} problems, first: {self.problems[:5]}"
+
+
+class Timeline:
+    """The recovery's steps, from the terminal transitions in the status histories
+    (the worker's clock: the same machine). `fault_end` is when the fault ended (a
+    server back, a worker killed); `store_back`, when given, when the process under
+    test first found its stores answering again."""
+
+    def __init__(self, fault_end: float, store_back: float | None = None) -> None:
+        self.fault_end, self.store_back = fault_end, store_back
+        self.endings: list[float] = []
+
+    def add(self, history: list[dict[str, Any]]) -> None:
+        self.endings.extend(float(h["timestamp"]) for h in history
+                            if h.get("status") in TERMINAL and "timestamp" in h)
+
+    def summary(self) -> dict[str, float | int]:
+        after = sorted(t - self.fault_end for t in self.endings if t >= self.fault_end)
+        steps: dict[str, float | int] = {
+            "owed_at_fault_end": len(after),
+            "first_terminal": round(after[0], 1) if after else 0.0,
+            "last_terminal": round(after[-1], 1) if after else 0.0}
+        if self.store_back is not None:
+            steps["store_back"] = round(self.store_back - self.fault_end, 1)
+        if len(after) > 1 and after[-1] > after[0]:
+            # How fast the backlog drained once work resumed: a slow store shows here,
+            # a slow resumption in first_terminal.
+            steps["per_second_after"] = round((len(after) - 1) / (after[-1] - after[0]), 1)
+        return steps
 
 
 StatusOf = Callable[[str], Awaitable[dict[str, Any] | None]]
@@ -97,11 +130,13 @@ async def wait_terminal(runtime: Any, command_ids: list[str], timeout: float,
 async def balance(runtime: Any, scenario: str, db: str, class_id: str,
                   accepted: dict[str, tuple[str, dict[str, Any]]], recovery: float,
                   status_of: StatusOf | None = None,
-                  unanswered: dict[str, dict[str, Any]] | None = None) -> Books:
+                  unanswered: dict[str, dict[str, Any]] | None = None,
+                  timeline: Timeline | None = None) -> Books:
     """`accepted`: command id → (instance id, data) of create-instance commands.
     `unanswered`: instance id → data of requests that got no answer (the process that
     took them died): each may have been stored or not, so each may be in the graph,
-    once and as sent, or absent."""
+    once and as sent, or absent. With a `timeline`, the recovery is read from the
+    status histories: from the fault's end to the last terminal transition."""
     unanswered = unanswered or {}
     status_of = status_of or redis_status(runtime)
     books = Books(scenario, accepted=len(accepted), recovery_seconds=round(recovery, 1))
@@ -123,6 +158,8 @@ async def balance(runtime: Any, scenario: str, db: str, class_id: str,
         doc = await status_of(command_id)
         status = (doc or {}).get("status")
         history = [h["status"] for h in (doc or {}).get("history", [])]
+        if timeline is not None:
+            timeline.add((doc or {}).get("history", []))
         endings = sum(1 for s in history if s in TERMINAL)
         if status == "COMPLETED":
             books.completed += 1
@@ -142,6 +179,10 @@ async def balance(runtime: Any, scenario: str, db: str, class_id: str,
             books.problems.append(f"{command_id}: {stored} envelopes for its aggregate, want {expected}")
         if status == "COMPLETED" and graph.get(instance_id) != data:
             books.problems.append(f"{command_id}: graph has {graph.get(instance_id)}, want {data}")
+    if timeline is not None:
+        books.timeline = timeline.summary()
+        if books.timeline["owed_at_fault_end"]:
+            books.recovery_seconds = float(books.timeline["last_terminal"])
     extra = set(graph) - {iid for iid, _ in accepted.values()}
     unowed = sorted(iid for iid in extra if iid not in unanswered)
     if unowed:

@@ -4,6 +4,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from spice.handlers.submit import CommandSubmitter
 from tests.integration.kafka_helpers import wait_for
 from tests.integration.test_api_end_to_end import create_db, unique_db
 from tests.integration.worker import WorkerProcess
-from tests.reliability.books import balance, wait_terminal
+from tests.reliability.books import Timeline, balance, wait_terminal
 
 V1 = "/api/v1"
 COMMANDS = 1000
@@ -50,6 +51,12 @@ async def submit_over_http(http, url, db, count, concurrency=32):
     return accepted
 
 
+async def died_at(process: WorkerProcess, timeout: float = 120) -> float:
+    """When `process` exited (wall clock, within 0.1 s)."""
+    await wait_for(lambda: process.proc.poll() is not None, timeout=timeout)
+    return time.time()
+
+
 def publish_until_crash() -> int:
     """`spice publish` with the crash point set: it dies after its first send."""
     spice = os.path.join(os.path.dirname(sys.executable), "spice")
@@ -68,13 +75,15 @@ async def test_worker_killed_at_a_crash_point(point, worker, runtime, http):
     crashing.start()
     try:
         await asyncio.sleep(12)  # the group rebalances: the crashing worker owns partitions
+        died = asyncio.create_task(died_at(crashing))
         accepted = await submit_over_http(http, worker.url, db, COMMANDS)
-        await wait_for(lambda: crashing.proc.poll() is not None, timeout=60)
+        crashed = await died
         assert crashing.proc.returncode == -9, f"the worker never reached {point}"
         recovery = await wait_terminal(runtime, list(accepted), timeout=240)
     finally:
         crashing.kill()
-    books = await balance(runtime, f"SIGKILL {point}", db, "Item", accepted, recovery)
+    books = await balance(runtime, f"SIGKILL {point}", db, "Item", accepted, recovery,
+                          timeline=Timeline(crashed))
     assert books.accepted == COMMANDS
     books.assert_balanced()
 
@@ -93,8 +102,10 @@ async def test_publisher_killed_between_send_and_checkpoint(worker, runtime, htt
                 actor="reliability", db=db)
             accepted[stored.command_id] = (f"i{n}", data)
         assert await asyncio.to_thread(publish_until_crash) == -9
+        crashed = time.time()
     finally:
         worker.start()
     recovery = await wait_terminal(runtime, list(accepted), timeout=240)
-    books = await balance(runtime, "SIGKILL publisher_after_send", db, "Item", accepted, recovery)
+    books = await balance(runtime, "SIGKILL publisher_after_send", db, "Item", accepted, recovery,
+                          timeline=Timeline(crashed))
     books.assert_balanced()
