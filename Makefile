@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench bench-backends bench-queries bench-history bench-push lint clean
+.PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench bench-compare bench-backends bench-queries bench-history bench-push lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: install
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.workers
 	$(BIN)/python -m bench.projections
+
+## Ratios against a peer or a limit, measured interleaved in one run (bench/compare.py).
+bench-compare: install
+	$(BIN)/spice stack up
+	$(BIN)/python -m bench.compare
 
 ## PostgreSQL vs TerminusDB (graph) and vs Elasticsearch (search), interleaved, with ratios.
 bench-backends: install

@@ -119,11 +119,13 @@ async def publisher_throughput(runtime: Runtime, total: int) -> tuple[float, int
     return count / elapsed, count
 
 
-async def latency(runtime: Runtime, samples: int, rate: float) -> list[float]:
-    """Append at a steady rate with the publisher running and woken in-process."""
+async def latency(runtime: Runtime, samples: int, rate: float,
+                  publisher_class: type[Publisher] = Publisher) -> list[float]:
+    """Append at a steady rate with the publisher running and woken in-process (unless
+    `publisher_class` ignores its wake-ups: bench.compare's polling design)."""
     store = runtime.event_store
-    publisher = Publisher(store, runtime.settings, start_after=store.position_before(time.time()),
-                          checkpoint_key=f"checkpoints/bench-{uuid.uuid4().hex}.json")
+    publisher = publisher_class(store, runtime.settings, start_after=store.position_before(time.time()),
+                                checkpoint_key=f"checkpoints/bench-{uuid.uuid4().hex}.json")
     store.on_stored = publisher.wake
     task = asyncio.create_task(publisher.run())
     await asyncio.sleep(1.0)  # leadership, producer start
