@@ -288,19 +288,20 @@ class Accepting:
         return len(ids) / elapsed
 
 
-def start_bare_web(port: int) -> subprocess.Popen[bytes]:
-    log = open(Path(projections.LOGS) / "bare-web.log", "ab")  # noqa: SIM115 - the child's
-    process = subprocess.Popen([sys.executable, "-m", "bench.bare_web", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
+def start_child(argv: list[str], log_name: str, ready_url: str,
+                timeout: float = 90) -> subprocess.Popen[bytes]:
+    """A peer's server process, returned once `ready_url` answers."""
+    log = open(Path(projections.LOGS) / log_name, "ab")  # noqa: SIM115 - the child's
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=1):
+            with urllib.request.urlopen(ready_url, timeout=1):
                 return process
         except OSError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError("bench.bare_web did not start")
+    raise RuntimeError(f"{' '.join(argv)} did not start; see {log_name}")
 
 
 async def compare_web(runtime: Runtime, rounds: int, total: int) -> list[str]:
@@ -317,7 +318,8 @@ async def compare_web(runtime: Runtime, rounds: int, total: int) -> list[str]:
                            env={"WORKER_NICE": "10"}).start()
     front = WorkerProcess(16268, projections.LOGS / "compare-api.log", env={
         "SPICE_ROLE": "api", "SPICE_WORKER_URLS": worker.url}).start()
-    bare = start_bare_web(16399)
+    bare = start_child([sys.executable, "-m", "bench.bare_web", "16399"], "bare-web.log",
+                       "http://127.0.0.1:16399/livez")
     try:
         async with aiohttp.ClientSession(headers={"X-API-Key": key}) as session:
             db = await api.setup_db(session, front.url)
@@ -347,23 +349,6 @@ async def compare_web(runtime: Runtime, rounds: int, total: int) -> list[str]:
 # ---- the framework ------------------------------------------------------------------
 
 BARE_FAUST_PORT = 16397
-
-
-def start_bare_faust() -> subprocess.Popen[bytes]:
-    log = open(Path(projections.LOGS) / "bare-faust.log", "ab")  # noqa: SIM115 - the child's
-    faust = str(Path(sys.executable).with_name("faust"))
-    process = subprocess.Popen([faust, "-A", "bench.bare_faust", "worker", "-l", "warn",
-                                "--web-port", str(BARE_FAUST_PORT)],
-                               stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{BARE_FAUST_PORT}/count", timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError("bench.bare_faust did not start")
 
 
 class BareFaust:
@@ -420,7 +405,10 @@ async def compare_framework(runtime: Runtime, rounds: int, total: int) -> list[s
     _, key = await runtime.keys.create(f"bench-{uuid.uuid4().hex[:8]}", {"*": "admin"},
                                        rate_per_second=1e6)
     worker = WorkerProcess(16269, projections.LOGS / "compare-worker-apply.log").start()
-    bare_process = start_bare_faust()
+    faust = str(Path(sys.executable).with_name("faust"))
+    bare_process = start_child([faust, "-A", "bench.bare_faust", "worker", "-l", "warn",
+                                "--web-port", str(BARE_FAUST_PORT)], "bare-faust.log",
+                               f"http://127.0.0.1:{BARE_FAUST_PORT}/count")
     bare = BareFaust(runtime, bare_process.pid, total)
     await bare.producer.start()
     try:

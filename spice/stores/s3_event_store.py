@@ -353,7 +353,7 @@ class S3EventStore:
                     self._wakeup.set()
                     return
                 if self._visible(row["batch_key"], row["stored"]):
-                    stored = await self.get(event_id)
+                    stored = await self._from_batch(row["batch_key"], event_id)
                     if stored is not None:
                         request.future.set_result(
                             check_duplicate(stored, request.envelope, request.allocate))
@@ -383,23 +383,11 @@ class S3EventStore:
                 if safe_at > now:
                     continue
                 try:
-                    await self.s3.head_object(Bucket=self.bucket, Key=key)
-                    exists = True
-                except ClientError as error:
-                    if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+                    if not await self._settle(key, rollbacks):
                         return settled
-                    exists = False
-                except (TimeoutError, BotoCoreError, OSError):
-                    return settled  # S3 still away
-                try:
-                    if exists:
-                        if not await self._mark_stored(key, await self.fetch(key)):
-                            return settled
-                    else:
-                        await self._undo(key, rollbacks)
-                except (ClientError, BotoCoreError, OSError, asyncpg.PostgresError,
-                        asyncpg.InterfaceError):
-                    return settled
+                except (ClientError, BotoCoreError, OSError, StoreUnavailable,
+                        asyncpg.PostgresError, asyncpg.InterfaceError):
+                    return settled  # S3 (or PostgreSQL) still away
                 del self._unsettled[key]
                 settled += 1
         if settled:
@@ -414,19 +402,21 @@ class S3EventStore:
                 "SELECT batch_key FROM pending_batches "
                 "WHERE created_at < now() - make_interval(secs => $1)", older_than)]
         for key in keys:
-            try:
-                await self.s3.head_object(Bucket=self.bucket, Key=key)
-                exists = True
-            except ClientError as error:
-                if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
-                    raise
-                exists = False
-            if exists:
-                body = await self.read_raw(key)
-                await self._mark_stored(key, body)
-            else:
-                await self._undo(key, {})
+            await self._settle(key, {})
         return len(keys)
+
+    async def _settle(self, key: str, rollbacks: dict[str, tuple[int, int]]) -> bool:
+        """One pending batch: marked stored if it is in S3, undone (rows removed, numbers
+        given back per `rollbacks`) if not. False when marking failed (it stays pending).
+        S3's and PostgreSQL's errors pass through."""
+        try:
+            await self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            await self._undo(key, rollbacks)
+            return True
+        return await self._mark_stored(key, await self.read_raw(key))
 
     # ---- read ---------------------------------------------------------------
 
@@ -471,7 +461,9 @@ class S3EventStore:
                 f"SELECT batch_key, {STORED} AS stored FROM event_index e WHERE event_id = $1", event_id)
         if row is None or not self._visible(row["batch_key"], row["stored"]):
             return None
-        key = row["batch_key"]
+        return await self._from_batch(row["batch_key"], event_id)
+
+    async def _from_batch(self, key: str, event_id: str) -> Envelope | None:
         return next((e for e in await self.read_batch(key) if e.event_id == event_id), None)
 
     async def read_aggregate(self, aggregate_id: str, after_seq: int = 0) -> AsyncIterator[Envelope]:

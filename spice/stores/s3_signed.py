@@ -162,17 +162,19 @@ class SignedS3:
                 # landed answers 412 then, which the event store checks with a HEAD.
                 reached = reached or not isinstance(error, aiohttp.ClientConnectorError)
                 if attempt == 2:
-                    failure = ConnectionError if reached else Unreached
-                    raise failure(f"S3 {operation} {key}: {type(error).__name__} "
-                                  f"{error}") from error
+                    raise _connection_failure(reached, operation, key, error) from error
             except (TimeoutError, aiohttp.ClientError) as error:
                 reached = reached or not isinstance(error, aiohttp.ClientConnectorError)
-                failure = ConnectionError if reached else Unreached
-                raise failure(f"S3 {operation} {key}: {type(error).__name__} "
-                              f"{error}") from error
+                raise _connection_failure(reached, operation, key, error) from error
         if status < 300:
             return content
         raise _client_error(status, content, operation, request_id)
+
+
+def _connection_failure(reached: bool, operation: str, key: str, error: BaseException
+                        ) -> ConnectionError:
+    kind = ConnectionError if reached else Unreached
+    return kind(f"S3 {operation} {key}: {type(error).__name__} {error}")
 
 
 def _client_error(status: int, content: bytes, operation: str, request_id: str) -> ClientError:
