@@ -109,6 +109,13 @@ class SpiceApp(faust.App):
         await workers.close()
         await metrics.probe.close()
         await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        # After the agents have stopped (mode stops a service's children between on_stop
+        # and on_shutdown): an agent finishing its last batch still writes through the
+        # runtime. Closed in on_stop, the status agent's last flush raised, its
+        # supervisor restarted it mid-stop, and the worker hung until it was killed.
+        await super().on_shutdown()
         if self._runtime is not None:
             await self._runtime.close()
             self._runtime = None

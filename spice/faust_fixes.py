@@ -1,5 +1,6 @@
 """Fixes to faust-streaming, applied by spice.bootstrap when a worker starts: a bug that loses messages
-(below), and three costs found by profiling (each explained where it is patched).
+(below), warm standbys for in-memory tables, and three costs found by profiling (each
+explained where it is patched).
 
 faust-streaming issue #606 (open; PR #707 proposes a fix): `Consumer._new_offset`
 treats one unacked offset at the head of a partition as a compaction gap and
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from faust.stores.memory import Store as MemoryStore
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.producer import ProducerBuffer
@@ -28,7 +30,12 @@ _original = Consumer._new_offset
 # checked against (the pin in pyproject.toml), and fails when an upgrade changes them.
 PATCHED = {"Consumer._new_offset": Consumer._new_offset,
            "Consumer._drain_messages": Consumer._drain_messages,
-           "Recovery.need_recovery": Recovery.need_recovery}
+           "Recovery.need_recovery": Recovery.need_recovery,
+           "Recovery.add_active": Recovery.add_active,
+           "MemoryStore.on_recovery_completed": MemoryStore.on_recovery_completed,
+           # not replaced, but the warm standbys rely on it keeping a promoted
+           # partition's standby offset until add_active has read it
+           "Recovery.on_rebalance": Recovery.on_rebalance}
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
@@ -146,6 +153,36 @@ def _need_recovery(self: Any) -> bool:
     return False
 
 
+# Warm standbys. A worker keeps a standby copy of the other workers' table partitions
+# (table_standby_replicas, 1), read from their changelogs as they are written. With
+# the in-memory store Faust threw both halves of that copy away: the store dropped
+# every key outside the *active* partitions once a recovery ended, and a standby
+# partition promoted to active got no offset to start from (the memory store persists
+# none), so its recovery read the whole changelog from its first record. After a day
+# of load that is tens of thousands of records (15 s on this 2-core machine) during
+# which the worker applies no command: every rolling restart paused the cluster.
+# Kept and carried over, the promoted partition's recovery reads only the records its
+# standby had not reached yet. Readers of a table that iterate it see standby keys
+# too, so they filter by owned partitions (spice/tables/status.py `owned`).
+_add_active = Recovery.add_active
+
+
+def _add_active_from_standby(self: Any, table: Any, tp: Any) -> None:
+    _add_active(self, table, tp)
+    if self.active_offsets.get(tp) is None:
+        standby = self.standby_offsets.get(tp)
+        if standby is not None:
+            self.active_offsets[tp] = standby
+
+
+async def _keep_active_and_standby(self: Any, active_tps: Any, standby_tps: Any) -> None:
+    """The memory store's end of recovery, keeping standby partitions' keys too."""
+    kept = {partition for _, partition in set(active_tps) | set(standby_tps)}
+    for key in [k for k, p in self._key_partition.items() if p not in kept]:
+        self.data.pop(key, None)
+        self._key_partition.pop(key, None)
+
+
 class _YieldNowAndThen:
     """Stands in for `asyncio.sleep` in Faust's stream iterator, which awaits
     `sleep(0)` before *every* event so that a busy stream cannot starve the loop. One
@@ -184,6 +221,8 @@ def apply() -> None:
     else:
         compiled_streams.sleep = _YieldNowAndThen(STREAM_YIELD_EVERY)
     Recovery.need_recovery = _need_recovery  # type: ignore[method-assign]
+    Recovery.add_active = _add_active_from_standby  # type: ignore[method-assign]
+    MemoryStore.on_recovery_completed = _keep_active_and_standby  # type: ignore[method-assign]
     ProducerBuffer.max_messages = PRODUCER_BUFFER_MESSAGES
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
     if Consumer._new_offset is not _new_offset:

@@ -131,13 +131,12 @@ async def status_agent(stream: Any) -> None:
                 RECENT.remove(key)
             RECENT.append(key)
         for key, count in finished.items():
-            partition = int(key.split(b"|", 1)[0])
-            writes.put(command_rates, partition, key, (command_rates.data.get(key) or 0) + count)
-        expire_windows(writes)
+            writes.put(command_rates, _partition_of(key), key,
+                       (command_rates.data.get(key) or 0) + count)
+        expire_windows(writes, owned(command_rates))
         for key, delta in deltas.items():
             if delta:
-                partition = int(key.split(b"|", 1)[0])
-                writes.put(command_counts, partition, key,
+                writes.put(command_counts, _partition_of(key), key,
                            (command_counts.data.get(key) or 0) + delta)
         await writes.flush(app.runtime.producer)
 
@@ -202,14 +201,26 @@ async def expire_statuses() -> None:
     try:
         writes = ChangelogWrites()
         expired = expire_finished(time.time() - app.settings.status_table_retention_seconds,
-                                  writes, expiry.next_slice())
+                                  writes, expiry.next_slice(), owned(command_status))
         await writes.flush(app.runtime.producer)
         expiry.expired += expired
     except Exception as error:  # noqa: BLE001
         survived("status expiry", error)
 
 
-def expire_finished(cutoff: float, writes: ChangelogWrites, keys: list[bytes]) -> int:
+def owned(table: Any) -> set[int]:
+    """The partitions of `table` this worker owns. Its memory also holds the standby
+    copies of other workers' partitions (spice/faust_fixes.py, warm standbys): whatever
+    iterates a table counts, expires or reports only the partitions it owns."""
+    return {tp.partition for tp in app.tables.recovery.actives_for_table.get(table, ())}
+
+
+def _partition_of(key: bytes) -> int:
+    return int(key.split(b"|", 1)[0])
+
+
+def expire_finished(cutoff: float, writes: ChangelogWrites, keys: list[bytes],
+                    partitions: set[int]) -> int:
     """Finished commands among `keys` older than the retention leave the table (a
     tombstone, so the changelog compacts them away too): the table holds recent history,
     Redis holds a day, and the event store, which the status API falls back to, holds
@@ -222,26 +233,27 @@ def expire_finished(cutoff: float, writes: ChangelogWrites, keys: list[bytes]) -
     for key in keys:
         doc = data.get(key)
         if doc and (doc.get("status") in TERMINAL or doc.get("status") is None) \
-                and "_p" in doc and (doc.get("updated_at") or 0) < cutoff:
+                and doc.get("_p") in partitions and (doc.get("updated_at") or 0) < cutoff:
             stale.append((key, doc["_p"]))
     for key, partition in stale:
         writes.put(command_status, partition, key, None)  # a tombstone: compacted away
     return len(stale)
 
 
-def expire_windows(writes: ChangelogWrites) -> None:
+def expire_windows(writes: ChangelogWrites, partitions: set[int]) -> None:
     horizon = time.time() - WINDOW_SECONDS * WINDOWS_KEPT
-    for key in [k for k, v in command_rates.items() if v is None or int(k.split(b"|")[1]) < horizon]:
-        partition = int(key.split(b"|", 1)[0])
-        writes.put(command_rates, partition, key, None)  # a tombstone compacts it away
+    for key in [k for k, v in command_rates.items()
+                if _partition_of(k) in partitions and (v is None or int(k.split(b"|")[1]) < horizon)]:
+        writes.put(command_rates, _partition_of(key), key, None)  # a tombstone compacts it away
 
 
 def rates() -> list[dict[str, Any]]:
     """Commands finished per second in each tumbling window (newest first), by type and
     outcome, summed over this worker's partitions."""
     windows: dict[int, dict[str, Any]] = {}
+    partitions = owned(command_rates)
     for key, count in command_rates.items():
-        if count is None:  # a tombstone replayed from the changelog at recovery
+        if count is None or _partition_of(key) not in partitions:  # None: a replayed tombstone
             continue
         _, window, kind, outcome = key.decode().split("|")
         entry = windows.setdefault(int(window), {"window_start": int(window), "finished": 0,
@@ -274,8 +286,9 @@ def recent(limit: int = 20) -> list[dict[str, Any]]:
 def counts() -> dict[str, Any]:
     by_state: dict[str, int] = {}
     by_type: dict[str, dict[str, int]] = {}
+    partitions = owned(command_counts)
     for key, value in command_counts.items():
-        if value is None:
+        if value is None or _partition_of(key) not in partitions:
             continue
         _, state, kind = (key.decode() if isinstance(key, bytes) else key).split("|", 2)
         by_state[state] = by_state.get(state, 0) + value

@@ -102,6 +102,10 @@ CHECKED_AGAINST = {
     "Consumer._new_offset": "1d2c7ea89a7ad4f1a216c1d51936e569162cd66bd56f889e13fd29c910b58eb0",
     "Consumer._drain_messages": "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
     "Recovery.need_recovery": "fd1dc345b5d5e12113adc510d40bc3d6594b2a9fb13e93f0fa8b761f5dd98600",
+    "Recovery.add_active": "033aae28e4dcef9276ce1a441818c3a352f24528d91b8a1d874335f6f73700f3",
+    "MemoryStore.on_recovery_completed":
+        "a00bef343e139602606996e88809e62731a9113691ae678095266a52e0e0b013",
+    "Recovery.on_rebalance": "aa4d997a1795ceae3880f98311b46935d9ae1a183a699b9a283bb4306bc8641f",
 }
 
 
@@ -119,3 +123,58 @@ def test_the_patched_faust_internals_are_those_the_fixes_were_checked_against():
     found = {name: hashlib.sha256(inspect.getsource(function).encode()).hexdigest()
              for name, function in faust_fixes.PATCHED.items()}
     assert found == CHECKED_AGAINST
+
+
+class _Table:
+    def __init__(self, persisted: int | None = None) -> None:
+        self.persisted = persisted
+
+    def persisted_offset(self, tp):
+        return self.persisted
+
+
+def _recovery():
+    from collections import Counter, defaultdict
+
+    from faust.tables.recovery import Recovery
+    faust_fixes.apply()
+    recovery = SimpleNamespace(active_tps=set(), standby_tps=set(), active_offsets=Counter(),
+                               standby_offsets=Counter(), actives_for_table=defaultdict(set),
+                               standbys_for_table=defaultdict(set), tp_to_table={})
+    for name in ("add_active", "add_standby", "_add"):
+        setattr(recovery, name, getattr(Recovery, name).__get__(recovery))
+    return recovery
+
+
+def test_a_promoted_standby_starts_its_recovery_where_the_standby_had_read_to():
+    from faust.types import TP
+    table = _Table()
+    recovery = _recovery()
+    warm, cold = TP("c", 0), TP("c", 1)
+    recovery.add_standby(table, warm)
+    recovery.standby_offsets[warm] = 41_999  # read up to here as a standby
+    recovery.add_active(table, warm)
+    recovery.add_active(table, cold)
+    assert recovery.active_offsets[warm] == 41_999
+    assert recovery.active_offsets[cold] is None  # never a standby here: from the start
+    assert recovery.actives_for_table[table] == {warm, cold}
+
+
+def test_a_persisted_offset_is_not_replaced_by_the_standbys():
+    from faust.types import TP
+    tp = TP("c", 0)
+    recovery = _recovery()
+    recovery.standby_offsets[tp] = 10
+    recovery.add_active(_Table(500), tp)
+    assert recovery.active_offsets[tp] == 500
+
+
+async def test_the_memory_store_keeps_standby_keys_and_drops_the_rest_after_recovery():
+    from faust.stores.memory import Store
+    from faust.types import TP
+    faust_fixes.apply()
+    store = SimpleNamespace(data={b"a": 1, b"s": 2, b"gone": 3, b"written": 4},
+                            _key_partition={b"a": 0, b"s": 1, b"gone": 2})
+    await Store.on_recovery_completed(store, {TP("c", 0)}, {TP("c", 1)})
+    assert store.data == {b"a": 1, b"s": 2, b"written": 4}
+    assert store._key_partition == {b"a": 0, b"s": 1}

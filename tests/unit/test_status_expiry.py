@@ -29,7 +29,7 @@ def table(monkeypatch: pytest.MonkeyPatch) -> FakeTable:
 def tick(cutoff: float) -> tuple[int, int]:
     """One expiry tick: (documents expired, changelog records written)."""
     writes = ChangelogWrites()
-    expired = status.expire_finished(cutoff, writes, status.expiry.next_slice())
+    expired = status.expire_finished(cutoff, writes, status.expiry.next_slice(), {3})
     return expired, len(writes)
 
 
@@ -55,3 +55,10 @@ def test_a_key_that_arrives_during_a_pass_is_seen_by_the_next(table: FakeTable) 
     # A new pass lists the table again; "late" is the last key, in its second slice.
     assert [tick(NOW - 300), tick(NOW - 300)] == [(0, 0), (1, 1)]
     assert b"late" not in table.data
+
+
+def test_the_standby_copy_of_another_workers_partition_is_left_to_its_owner(table: FakeTable) -> None:
+    table.data[b"mine"] = doc("COMPLETED", 600)
+    table.data[b"theirs"] = {**doc("COMPLETED", 600), "_p": 4}  # a standby key
+    assert tick(NOW - 300) == (1, 1)
+    assert set(table.data) == {b"theirs"}
