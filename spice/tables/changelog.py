@@ -30,6 +30,13 @@ from aiokafka.errors import KafkaError
 log = logging.getLogger(__name__)
 RETRY_DELAY = 1.0
 
+# (changelog topic, partition) -> offset of the last record this process wrote there.
+# Faust's in-memory tables persist no offsets, so every recovery (each rebalance) read
+# again every record the worker itself had written since the last one: half a second
+# of a rolling restart's pause. spice/faust_fixes.py (`_own_writes_recovered`) starts
+# the next recovery of a partition owned throughout after these records instead.
+WRITTEN: dict[tuple[str, int], int] = {}
+
 
 def encode_value(value: Any) -> bytes | None:
     """The bytes Faust's JSON value serializer would write; None is a tombstone."""
@@ -46,10 +53,18 @@ class ChangelogWrites:
 
     def put(self, table: Any, partition: int, key: bytes, value: Any) -> None:
         """Write `key` in the table's memory now; its changelog record goes at flush."""
+        # The in-memory store's key -> partition map is how it drops a partition's
+        # keys when the partition leaves this worker; Faust fills it only from changelog
+        # reads, so keys written here stayed behind as stale copies.
+        key_partition = getattr(table.data, "_key_partition", None)
         if value is None:
             table.data.pop(key, None)
+            if key_partition is not None:
+                key_partition.pop(key, None)
         else:
             table.data[key] = value
+            if key_partition is not None:
+                key_partition[key] = partition
         topic = table.changelog_topic.get_topic_name()
         self._records.setdefault((topic, partition), []).append((key, encode_value(value)))
 
@@ -78,14 +93,15 @@ class ChangelogWrites:
     @staticmethod
     async def _send(producer: Any, topic: str, partition: int,
                     records: list[tuple[bytes, bytes | None]]) -> None:
-        deliveries = []
+        deliveries: list[tuple[Any, int]] = []  # (delivery, records in the batch)
         batch = producer.create_batch()
         for key, value in records:
             if batch.append(key=key, value=value, timestamp=None) is not None:
                 continue
             if batch.record_count():  # full: send it, and try the record in a new one
                 batch.close()
-                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+                deliveries.append((await producer.send_batch(batch, topic, partition=partition),
+                                   batch.record_count()))
                 batch = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is not None:
                     continue
@@ -93,5 +109,11 @@ class ChangelogWrites:
                       topic, partition, key)
         if batch.record_count():
             batch.close()
-            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*deliveries)
+            deliveries.append((await producer.send_batch(batch, topic, partition=partition),
+                               batch.record_count()))
+        sent = await asyncio.gather(*[delivery for delivery, _ in deliveries])
+        last = max((metadata.offset + count - 1 for metadata, (_, count) in zip(sent, deliveries, strict=True)
+                    if metadata is not None and metadata.offset is not None and metadata.offset >= 0),
+                   default=None)
+        if last is not None and last > WRITTEN.get((topic, partition), -1):
+            WRITTEN[(topic, partition)] = last

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from typing import Any
+from typing import Any, cast
 
 from spice.agents.forever import survived
 from spice.app import app
@@ -212,7 +212,8 @@ def owned(table: Any) -> set[int]:
     """The partitions of `table` this worker owns. Its memory also holds the standby
     copies of other workers' partitions (spice/faust_fixes.py, warm standbys): whatever
     iterates a table counts, expires or reports only the partitions it owns."""
-    return {tp.partition for tp in app.tables.recovery.actives_for_table.get(table, ())}
+    recovery = cast(Any, app.tables).recovery  # TableManager's, not on its interface
+    return {tp.partition for tp in recovery.actives_for_table.get(table, ())}
 
 
 def _partition_of(key: bytes) -> int:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 from aiokafka.errors import KafkaConnectionError
 
+from spice.tables import changelog
 from spice.tables.changelog import ChangelogWrites
 
 
@@ -60,8 +62,9 @@ class FakeProducer:
             self.failures[partition] -= 1
             done.set_exception(KafkaConnectionError("broker gone"))
         else:
-            self.log.setdefault((topic, partition), []).extend(batch.records)
-            done.set_result(None)
+            log = self.log.setdefault((topic, partition), [])
+            done.set_result(SimpleNamespace(offset=len(log)))  # the batch's base offset
+            log.extend(batch.records)
         return done
 
 
@@ -120,3 +123,28 @@ async def test_values_are_the_json_faust_reads_back() -> None:
     await writes.flush(producer)
     values = dict(producer.log[("t-changelog", 0)])
     assert loads("json", values[b"c"]) == doc and loads("json", values[b"n"]) == 41
+
+
+async def test_the_offset_of_each_partitions_last_written_record_is_kept(monkeypatch) -> None:
+    monkeypatch.setattr(changelog, "WRITTEN", {("t-changelog", 0): 2})
+    table, producer, writes = FakeTable("t-changelog"), FakeProducer(capacity=2), ChangelogWrites()
+    for n in range(5):
+        writes.put(table, 0, f"k{n}".encode(), n)  # three batches: offsets 0-1, 2-3, 4
+    writes.put(table, 1, b"k", 1)
+    await writes.flush(producer)
+    assert changelog.WRITTEN == {("t-changelog", 0): 4, ("t-changelog", 1): 0}
+
+
+async def test_written_keys_are_mapped_to_their_partition_as_faust_maps_recovered_ones() -> None:
+    class Store(dict):
+        def __init__(self) -> None:
+            super().__init__()
+            self._key_partition: dict[bytes, int] = {}
+
+    table = FakeTable("t-changelog")
+    table.data = Store()
+    writes = ChangelogWrites()
+    writes.put(table, 5, b"a", 1)
+    writes.put(table, 6, b"b", 1)
+    writes.put(table, 6, b"b", None)
+    assert table.data == {b"a": 1} and table.data._key_partition == {b"a": 5}

@@ -178,3 +178,28 @@ async def test_the_memory_store_keeps_standby_keys_and_drops_the_rest_after_reco
     await Store.on_recovery_completed(store, {TP("c", 0)}, {TP("c", 1)})
     assert store.data == {b"a": 1, b"s": 2, b"written": 4}
     assert store._key_partition == {b"a": 0, b"s": 1}
+
+
+async def test_partitions_owned_before_a_rebalance_start_after_what_is_in_memory(monkeypatch):
+    from collections import Counter
+
+    from faust.types import TP
+
+    from spice.tables import changelog
+    kept, handed, moved, new = TP("c", 0), TP("c", 1), TP("c", 2), TP("c", 3)
+
+    async def rebalance(self, assigned, revoked, newly_assigned, generation_id=0):
+        self.active_tps, self.standby_tps = {kept, new}, {handed}
+        self.active_offsets = Counter({kept: 40, new: None})
+        self.standby_offsets = Counter({handed: None})
+
+    monkeypatch.setattr(faust_fixes, "_on_rebalance", rebalance)
+    monkeypatch.setattr(changelog, "WRITTEN", {("c", 0): 50, ("c", 2): 60, ("c", 3): 70})
+    recovery = SimpleNamespace(active_tps={kept, handed, moved},
+                               active_offsets=Counter({kept: 40, handed: 30, moved: 20}))
+    await faust_fixes._own_writes_recovered(recovery, set(), set(), set())
+    assert recovery.active_offsets == {kept: 50, new: None}
+    # handed to another worker and kept here as standby: read up to 30, nothing written since
+    assert recovery.standby_offsets == {handed: 30}
+    # `new` was written here in an earlier ownership, and someone else owned it since.
+    assert changelog.WRITTEN == {}
