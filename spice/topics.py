@@ -33,8 +33,10 @@ CHANGELOG_CONFIGS = {
     "cleanup.policy": "compact",
     "segment.ms": str(2 * 60 * 1000),
     "min.cleanable.dirty.ratio": "0.1",
-    # Longer than a table recovery takes, or a reader could miss a tombstone.
-    "delete.retention.ms": str(10 * 60 * 1000),
+    # Longer than a table recovery takes, or a reader could miss a tombstone (and keep a
+    # finished command the expiry then tombstones again: harmless). Short, because a
+    # tombstone is a record every recovery reads until it goes.
+    "delete.retention.ms": str(2 * 60 * 1000),
 }
 
 

@@ -4,9 +4,11 @@ the other takes its partitions and applies their commands at once (no lease to w
 out, no changelog to read again: its standby copy of the status tables is warm), the
 API answers no 5xx meanwhile, and the books balance.
 
-The status tables start with HISTORY finished commands in them, as after a busy hour:
-a survivor that rebuilt the partitions it takes over from their whole changelogs
-paused every completion for as long as that read took."""
+The status tables' changelogs start with HISTORY finished commands in them, as after a
+busy hour: a survivor that rebuilt the partitions it takes over from their whole
+changelogs paused every completion for as long as that read took. They finished an
+hour ago, so the expiry tombstones them at once and compaction soon leaves the
+scenarios after this one a short changelog again."""
 from __future__ import annotations
 
 import asyncio
@@ -35,11 +37,12 @@ async def status_history(settings, count: int) -> None:
     """`count` finished commands of another client, produced at topic level the way the
     service's own status writer sends them (arrays of changes per partition)."""
     now = time.time()
+    finished_at = now - 3600
     by_partition: dict[int, list[dict]] = {}
     for n in range(count):
         command_id = f"history-{now:.0f}-{n}"
         by_partition.setdefault(partition_for(command_id, settings.topic_partitions), []).append(
-            {"command_id": command_id, "status": "COMPLETED", "timestamp": now,
+            {"command_id": command_id, "status": "COMPLETED", "timestamp": finished_at,
              "command_type": "CREATE_INSTANCE", "db": "history", "progress": 100.0})
     producer = AIOKafkaProducer(**kafka_options(settings), max_request_size=1 << 20)
     await producer.start()
@@ -119,4 +122,4 @@ async def test_a_worker_stopped_with_sigterm_hands_over_at_once(worker, runtime,
     books.assert_balanced()
     # The next owner applies the commands the stopped worker left within 2 s of the
     # group settling: no lease (REGISTRY_LEASE_SECONDS, 30 s) is waited out.
-    assert longest < 6, f"completions paused {longest:.1f} s"
+    assert longest < 10, f"completions paused {longest:.1f} s"
