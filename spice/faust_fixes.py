@@ -21,7 +21,7 @@ from typing import Any
 
 from faust.stores.memory import Store as MemoryStore
 from faust.tables.recovery import Recovery
-from faust.transport.consumer import CONSUMER_FETCHING, Consumer, ensure_TP
+from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.producer import ProducerBuffer
 
 _original = Consumer._new_offset
@@ -31,8 +31,6 @@ _original = Consumer._new_offset
 PATCHED = {"Consumer._new_offset": Consumer._new_offset,
            "Consumer._drain_messages": Consumer._drain_messages,
            "Recovery.need_recovery": Recovery.need_recovery,
-           "Consumer.perform_seek": Consumer.perform_seek,
-           "Consumer.seek": Consumer.seek,
            "Recovery.add_active": Recovery.add_active,
            "MemoryStore.on_recovery_completed": MemoryStore.on_recovery_completed,
            # wrapped; the warm standbys also rely on it keeping a promoted
@@ -85,18 +83,7 @@ class _Resumed:
 
 
 async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
-    """Faust's fetch loop, with two changes.
-
-    Stale fetches. Faust went on delivering a fetched batch after a seek of its
-    partitions (the end of every rebalance seeks all of them to their committed
-    offsets; the watchdog seeks one back). A message of the old batch then set the read
-    offset ahead of the new position: the refetched messages below it were dropped as
-    already read, and the jump was recorded as a compaction gap, which lets the commit
-    pass them. A command published during a rebalance waited for the sweeper (20 s).
-    Messages of a partition sought since its batch was fetched are now left to the
-    refetch (`_seek_counted`, `_perform_seek_counted`).
-
-    Delivery. Each message is handed to the conductor
+    """Faust's fetch loop, with one change: each message is handed to the conductor
     directly, and only if that has to wait (a full stream buffer, suspended flow)
     does it go through `wait_first` as Faust does for every message. `wait_first`
     makes four tasks and at least one event-loop turn per message; on a busy loop a
@@ -112,22 +99,13 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
     yield_every, num_since_yield = 100, 0
-    seeks_by_tp = self.__dict__.setdefault("_spice_seeks_by_tp", {})
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
-            # Seeks so far: a message fetched before a seek of its partition is not
-            # delivered (the seek moved the fetch position; it comes again from there).
-            sought_all = getattr(self, "_spice_seeks_all", 0)
-            sought = dict(seeks_by_tp)
             ait = getmany(timeout=1.0)
             await self.sleep(0)
             if not self.should_stop:
                 async for tp, message in ait:
-                    if getattr(self, "_spice_seeks_all", 0) != sought_all:
-                        break  # every partition was sought: the rest of this fetch is stale
-                    if seeks_by_tp.get(tp, 0) != sought.get(tp, 0):
-                        continue
                     num_since_yield += 1
                     if num_since_yield > yield_every:
                         await asyncio.sleep(0)
@@ -160,30 +138,6 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         raise
     finally:
         unset_flag(CONSUMER_FETCHING)
-
-
-_perform_seek = Consumer.perform_seek
-_seek = Consumer.seek
-
-
-async def _perform_seek_counted(self: Any) -> None:
-    """Faust's seek of every partition to its committed offset, counted before and
-    after for `_drain_messages`."""
-    self._spice_seeks_all = getattr(self, "_spice_seeks_all", 0) + 1
-    try:
-        await _perform_seek(self)
-    finally:
-        self._spice_seeks_all += 1
-
-
-async def _seek_counted(self: Any, partition: Any, offset: int) -> None:
-    seeks = self.__dict__.setdefault("_spice_seeks_by_tp", {})
-    tp = ensure_TP(partition)
-    seeks[tp] = seeks.get(tp, 0) + 1
-    try:
-        await _seek(self, partition, offset)
-    finally:
-        seeks[tp] += 1
 
 
 def _need_recovery(self: Any) -> bool:
@@ -303,8 +257,5 @@ def apply() -> None:
     MemoryStore.on_recovery_completed = _keep_active_and_standby  # type: ignore[method-assign]
     ProducerBuffer.max_messages = PRODUCER_BUFFER_MESSAGES
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
-    if Consumer.perform_seek is not _perform_seek_counted:
-        Consumer.perform_seek = _perform_seek_counted  # type: ignore[method-assign]
-        Consumer.seek = _seek_counted  # type: ignore[method-assign]
     if Consumer._new_offset is not _new_offset:
         Consumer._new_offset = _new_offset  # type: ignore[method-assign]

@@ -102,8 +102,6 @@ CHECKED_AGAINST = {
     "Consumer._new_offset": "1d2c7ea89a7ad4f1a216c1d51936e569162cd66bd56f889e13fd29c910b58eb0",
     "Consumer._drain_messages": "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
     "Recovery.need_recovery": "fd1dc345b5d5e12113adc510d40bc3d6594b2a9fb13e93f0fa8b761f5dd98600",
-    "Consumer.perform_seek": "0e8c130ff4b0afd82c0be9c5fd831316e10febc62c94032833911096e156d7c6",
-    "Consumer.seek": "b86a9fe05f956b30cf299c787b6787c6e0349cbf1ae556f2456a1e97b15dbb22",
     "Recovery.add_active": "033aae28e4dcef9276ce1a441818c3a352f24528d91b8a1d874335f6f73700f3",
     "MemoryStore.on_recovery_completed":
         "a00bef343e139602606996e88809e62731a9113691ae678095266a52e0e0b013",
@@ -205,23 +203,3 @@ async def test_partitions_owned_before_a_rebalance_start_after_what_is_in_memory
     assert recovery.standby_offsets == {handed: 30}
     # `new` was written here in an earlier ownership, and someone else owned it since.
     assert changelog.WRITTEN == {}
-
-
-async def test_seeks_are_counted_for_the_fetch_loop_before_and_after(monkeypatch):
-    from faust.types import TP
-    seen = []
-
-    async def perform_seek(self):
-        seen.append(("all", self._spice_seeks_all))
-
-    async def seek(self, partition, offset):
-        seen.append((partition, self._spice_seeks_by_tp[partition]))
-
-    monkeypatch.setattr(faust_fixes, "_perform_seek", perform_seek)
-    monkeypatch.setattr(faust_fixes, "_seek", seek)
-    consumer = SimpleNamespace()
-    await faust_fixes._perform_seek_counted(consumer)
-    await faust_fixes._seek_counted(consumer, TP("t", 1), 5)
-    # odd while a seek is under way, even once it is over: a fetch spanning either differs
-    assert seen == [("all", 1), (TP("t", 1), 1)]
-    assert consumer._spice_seeks_all == 2 and consumer._spice_seeks_by_tp == {TP("t", 1): 2}
