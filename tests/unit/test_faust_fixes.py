@@ -203,3 +203,12 @@ async def test_partitions_owned_before_a_rebalance_start_after_what_is_in_memory
     assert recovery.standby_offsets == {handed: 30}
     # `new` was written here in an earlier ownership, and someone else owned it since.
     assert changelog.WRITTEN == {}
+
+
+def test_a_hole_in_a_command_topics_offsets_is_logged(caplog):
+    from faust.types import TP
+    with caplog.at_level("WARNING"):
+        faust_fixes._gap_seen(TP("instance_commands", 1), 4849, 4850)
+        faust_fixes._gap_seen(TP("someone-elses-compacted-topic", 0), 3, 9)
+    assert [r.getMessage() for r in caplog.records] == [
+        "instance_commands[1]: offsets 4849-4849 were not delivered and are taken for a gap"]
