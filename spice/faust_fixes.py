@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from faust.stores.memory import Store as MemoryStore
@@ -102,6 +103,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
     yield_every, num_since_yield = 100, 0
+    refetch = _Refetch()
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
@@ -118,8 +120,12 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                     if r_offset is None or offset >= r_offset:
                         gap = offset - (r_offset or 0)
                         if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                            _gap_seen(tp, r_offset + 1, offset)
+                            if tp.topic in UNCOMPACTED and refetch.hole(tp, r_offset, offset):
+                                await self.seek(tp, r_offset)
+                                continue  # delivered again from r_offset
                             await self._add_gap(tp, r_offset + 1, offset)
+                        else:
+                            refetch.arrived(tp)
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
@@ -145,17 +151,41 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
 
 
 # Our command and event topics are neither compacted nor written in transactions by
-# the service, so a hole in the offsets Faust delivers is not a compaction gap but a
-# delivery lost inside the consumer, which the commit then passes (the sweeper re-sends
-# the command 20 s later). Logged, to find where: docs/reliability.md, "Known issue".
+# the service, so a hole in the offsets Faust delivers is not a compaction gap. Faust
+# took it for one, and the commit then passed the messages in it. Right after a
+# rebalance the holes are common: Faust sets its read offsets to the committed ones,
+# but the fetch goes on from where it was, so a message the stream skipped while the
+# flow was suspended was never delivered again (the sweeper re-sent its command 20 s
+# later). Such a hole is fetched again instead, once: if the same hole comes back
+# after REFETCH_SECONDS it is a real one (a transactional producer's markers) and is
+# recorded as Faust does.
 UNCOMPACTED = frozenset([*COMMAND_TOPICS, *EVENT_TOPICS])
+REFETCH_SECONDS = 2.0
 
 
-def _gap_seen(tp: Any, first: int, end: int) -> None:
-    if tp.topic in UNCOMPACTED:
+class _Refetch:
+    def __init__(self) -> None:
+        self._sought: dict[Any, int] = {}  # tp -> read offset it was last sought back to
+        self._until: dict[Any, float] = {}  # tp -> while its stale fetches are skipped
+
+    def hole(self, tp: Any, read: int, offset: int) -> bool:
+        """True: skip this message (a seek back to `read` is due, or under way)."""
+        until = self._until.get(tp)
+        if until is not None:
+            if time.monotonic() < until:
+                return True  # fetched before the seek
+            del self._until[tp]
+        if self._sought.get(tp) == read:
+            return False  # the same hole again: a real gap
+        self._sought[tp] = read
+        self._until[tp] = time.monotonic() + REFETCH_SECONDS
         logging.getLogger(__name__).warning(
-            "%s[%d]: offsets %d-%d were not delivered and are taken for a gap",
-            tp.topic, tp.partition, first, end - 1)
+            "%s[%d]: offsets %d-%d were not delivered; fetching again from %d",
+            tp.topic, tp.partition, read + 1, offset - 1, read)
+        return True
+
+    def arrived(self, tp: Any) -> None:
+        self._until.pop(tp, None)
 
 
 def _need_recovery(self: Any) -> bool:

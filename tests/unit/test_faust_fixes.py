@@ -205,10 +205,14 @@ async def test_partitions_owned_before_a_rebalance_start_after_what_is_in_memory
     assert changelog.WRITTEN == {}
 
 
-def test_a_hole_in_a_command_topics_offsets_is_logged(caplog):
+def test_a_hole_is_fetched_again_once_and_a_hole_that_comes_back_is_a_gap(monkeypatch):
     from faust.types import TP
-    with caplog.at_level("WARNING"):
-        faust_fixes._gap_seen(TP("instance_commands", 1), 4849, 4850)
-        faust_fixes._gap_seen(TP("someone-elses-compacted-topic", 0), 3, 9)
-    assert [r.getMessage() for r in caplog.records] == [
-        "instance_commands[1]: offsets 4849-4849 were not delivered and are taken for a gap"]
+    now = [100.0]
+    monkeypatch.setattr(faust_fixes.time, "monotonic", lambda: now[0])
+    tp, refetch = TP("instance_commands", 1), faust_fixes._Refetch()
+    assert refetch.hole(tp, 4848, 4865)  # seek back to 4848
+    assert refetch.hole(tp, 4848, 4866)  # the rest of the stale fetch: skipped
+    refetch.arrived(tp)  # 4848 came again: delivery goes on
+    assert refetch.hole(tp, 4900, 4902)  # a later hole: fetched again too
+    now[0] += faust_fixes.REFETCH_SECONDS + 0.1
+    assert not refetch.hole(tp, 4900, 4902)  # the same hole after the refetch: a real gap
