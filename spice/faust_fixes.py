@@ -35,10 +35,8 @@ _original = Consumer._new_offset
 PATCHED = {"Consumer._new_offset": Consumer._new_offset,
            "Consumer._drain_messages": Consumer._drain_messages,
            "Recovery.need_recovery": Recovery.need_recovery,
-           "Recovery.add_active": Recovery.add_active,
            "MemoryStore.on_recovery_completed": MemoryStore.on_recovery_completed,
-           # wrapped; the warm standbys also rely on it keeping a promoted
-           # partition's standby offset until add_active has read it
+           # wrapped; relied on to keep a promoted partition's standby offset
            "Recovery.on_rebalance": Recovery.on_rebalance}
 
 
@@ -209,20 +207,9 @@ def _need_recovery(self: Any) -> bool:
 # none), so its recovery read the whole changelog from its first record. After a day
 # of load that is tens of thousands of records (15 s on this 2-core machine) during
 # which the worker applies no command: every rolling restart paused the cluster.
-# Kept and carried over, the promoted partition's recovery reads only the records its
-# standby had not reached yet. Readers of a table that iterate it see standby keys
+# Kept, and carried over by `_own_writes_recovered`, the promoted partition's recovery
+# reads only the records its standby had not reached yet. Readers of a table that iterate it see standby keys
 # too, so they filter by owned partitions (spice/tables/status.py `owned`).
-_add_active = Recovery.add_active
-
-
-def _add_active_from_standby(self: Any, table: Any, tp: Any) -> None:
-    _add_active(self, table, tp)
-    if self.active_offsets.get(tp) is None:
-        standby = self.standby_offsets.get(tp)
-        if standby is not None:
-            self.active_offsets[tp] = standby
-
-
 async def _keep_active_and_standby(self: Any, active_tps: Any, standby_tps: Any) -> None:
     """The memory store's end of recovery, keeping standby partitions' keys too."""
     kept = {partition for _, partition in set(active_tps) | set(standby_tps)}
@@ -245,11 +232,17 @@ _on_rebalance = Recovery.on_rebalance
 
 async def _own_writes_recovered(self: Any, assigned: Any, revoked: Any, newly_assigned: Any,
                                 generation_id: int = 0) -> None:
-    from spice.tables.changelog import WRITTEN
-
+    """Faust's rebalance, then the start offsets of what this worker already holds: a
+    promoted standby partition from its standby's offset, a partition it owned before
+    from what it read or wrote there."""
     owned_before = set(self.active_tps)
     read_before = dict(self.active_offsets)
+    from spice.tables.changelog import WRITTEN  # read at call time: tests replace it
+
     await _on_rebalance(self, assigned, revoked, newly_assigned, generation_id)
+    for tp in self.active_tps - owned_before:
+        if self.active_offsets.get(tp) is None and self.standby_offsets.get(tp) is not None:
+            self.active_offsets[tp] = self.standby_offsets[tp]
     written = dict(WRITTEN)
     WRITTEN.clear()
     for tp in owned_before:
@@ -299,9 +292,7 @@ def apply() -> None:
     else:
         compiled_streams.sleep = _YieldNowAndThen(STREAM_YIELD_EVERY)
     Recovery.need_recovery = _need_recovery  # type: ignore[method-assign]
-    Recovery.add_active = _add_active_from_standby  # type: ignore[method-assign]
-    if Recovery.on_rebalance is not _own_writes_recovered:
-        Recovery.on_rebalance = _own_writes_recovered  # type: ignore[method-assign]
+    Recovery.on_rebalance = _own_writes_recovered  # type: ignore[method-assign]
     MemoryStore.on_recovery_completed = _keep_active_and_standby  # type: ignore[method-assign]
     ProducerBuffer.max_messages = PRODUCER_BUFFER_MESSAGES
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]

@@ -102,7 +102,6 @@ CHECKED_AGAINST = {
     "Consumer._new_offset": "1d2c7ea89a7ad4f1a216c1d51936e569162cd66bd56f889e13fd29c910b58eb0",
     "Consumer._drain_messages": "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
     "Recovery.need_recovery": "fd1dc345b5d5e12113adc510d40bc3d6594b2a9fb13e93f0fa8b761f5dd98600",
-    "Recovery.add_active": "033aae28e4dcef9276ce1a441818c3a352f24528d91b8a1d874335f6f73700f3",
     "MemoryStore.on_recovery_completed":
         "a00bef343e139602606996e88809e62731a9113691ae678095266a52e0e0b013",
     "Recovery.on_rebalance": "aa4d997a1795ceae3880f98311b46935d9ae1a183a699b9a283bb4306bc8641f",
@@ -146,26 +145,35 @@ def _recovery():
     return recovery
 
 
-def test_a_promoted_standby_starts_its_recovery_where_the_standby_had_read_to():
+async def _promote(monkeypatch, recovery, table, *tps):
+    """Faust's rebalance making `tps` active here (as its add_active does), wrapped."""
+    async def rebalance(self, assigned, revoked, newly_assigned, generation_id=0):
+        for tp in tps:
+            self.add_active(table, tp)
+
+    monkeypatch.setattr(faust_fixes, "_on_rebalance", rebalance)
+    await faust_fixes._own_writes_recovered(recovery, set(), set(), set())
+
+
+async def test_a_promoted_standby_starts_its_recovery_where_the_standby_had_read_to(monkeypatch):
     from faust.types import TP
     table = _Table()
     recovery = _recovery()
     warm, cold = TP("c", 0), TP("c", 1)
     recovery.add_standby(table, warm)
     recovery.standby_offsets[warm] = 41_999  # read up to here as a standby
-    recovery.add_active(table, warm)
-    recovery.add_active(table, cold)
+    await _promote(monkeypatch, recovery, table, warm, cold)
     assert recovery.active_offsets[warm] == 41_999
     assert recovery.active_offsets[cold] is None  # never a standby here: from the start
     assert recovery.actives_for_table[table] == {warm, cold}
 
 
-def test_a_persisted_offset_is_not_replaced_by_the_standbys():
+async def test_a_persisted_offset_is_not_replaced_by_the_standbys(monkeypatch):
     from faust.types import TP
     tp = TP("c", 0)
     recovery = _recovery()
     recovery.standby_offsets[tp] = 10
-    recovery.add_active(_Table(500), tp)
+    await _promote(monkeypatch, recovery, _Table(500), tp)
     assert recovery.active_offsets[tp] == 500
 
 
