@@ -80,6 +80,8 @@ MAPPINGS = {
         "document": {"type": "object", "enabled": False},
     },
 }
+# how long a search waits for a new index's primary shard to start (_search)
+SHARD_WAIT = "10s"
 LABEL_FIELDS = ["labels^2", "labels.cjk", "labels.prefix"]
 
 
@@ -179,7 +181,7 @@ class ElasticsearchSearchIndex(QueryIndex):
                 if not await self.es.indices.exists_alias(name=alias):
                     continue
                 while True:
-                    answer = await self.es.search(
+                    answer = await self._search(
                         index=alias, query={"term": {"deleted": False}}, sort=[{"doc_id": "asc"}],
                         size=1000, search_after=after, source=["doc_id", "document"])
                     rows = answer["hits"]["hits"]
@@ -299,7 +301,7 @@ class ElasticsearchSearchIndex(QueryIndex):
         try:
             if not await self.es.indices.exists_alias(name=alias):
                 return {"total": 0, "hits": [], "cursor": None}
-            answer = await self.es.search(index=alias, query={"bool": {"must": must, "filter": clauses}},
+            answer = await self._search(index=alias, query={"bool": {"must": must, "filter": clauses}},
                                           sort=["_score", {"doc_id": "asc"}], from_=offset, size=limit,
                                           track_total_hits=True)
         except Exception as error:
@@ -321,7 +323,7 @@ class ElasticsearchSearchIndex(QueryIndex):
         try:
             if not await self.es.indices.exists_alias(name=alias):
                 return {"total": 0, "hits": [], "cursor": None}
-            answer = await self.es.search(index=alias, query={"bool": {"filter": clauses}},
+            answer = await self._search(index=alias, query={"bool": {"filter": clauses}},
                                           sort=sort_clause(query.sort), from_=offset, size=query.limit,
                                           track_total_hits=True, source=["doc_id", "class_id", "document"])
         except Exception as error:
@@ -335,11 +337,24 @@ class ElasticsearchSearchIndex(QueryIndex):
         try:
             if not await self.es.indices.exists_alias(name=alias):
                 return []
-            answer = await self.es.search(index=alias, query={"term": {"deleted": False}},
+            answer = await self._search(index=alias, query={"term": {"deleted": False}},
                                           sort=[{"doc_id": "asc"}], size=10_000)
         except Exception as error:
             raise self._unavailable(error) from error
         return [h["_source"]["document"] for h in answer["hits"]["hits"]]
+
+    async def _search(self, index: str, **request: Any) -> Any:
+        """A search that waits out a brand-new index: its alias is visible as soon as the
+        index exists, a moment before its primary shard has started, and a search in that
+        moment fails with `no_shard_available_action_exception`. Such a search waits
+        (bounded) for the index to reach yellow and is asked once more."""
+        try:
+            return await self.es.search(index=index, **request)
+        except Exception as error:
+            if "no_shard_available_action_exception" not in describe_error(error):
+                raise
+        await self.es.cluster.health(index=index, wait_for_status="yellow", timeout=SHARD_WAIT)
+        return await self.es.search(index=index, **request)
 
     async def ping(self) -> None:
         try:

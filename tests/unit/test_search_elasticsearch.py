@@ -2,7 +2,12 @@
 
 import pytest
 
-from spice.stores.search_elasticsearch import alias_name, bulk_operations, filter_terms
+from spice.stores.search_elasticsearch import (
+    ElasticsearchSearchIndex,
+    alias_name,
+    bulk_operations,
+    filter_terms,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -30,3 +35,41 @@ def test_upserts_use_external_versions_and_deletes_are_tombstones_with_external_
     assert ops[1]["deleted"] is False and ops[1]["document"] == {"name": "lamp"}
     assert ops[2]["index"]["version_type"] == "external_gte" and ops[3]["deleted"] is True
     assert ops[2]["index"]["_index"] == alias_name("db", "instance")
+
+
+class _NoShardYet(Exception):
+    """What the client raises while a new index's primary shard is still starting."""
+
+    status_code = 503
+    body = {"error": {"type": "search_phase_execution_exception", "root_cause": [
+        {"type": "no_shard_available_action_exception", "reason": "[node][search]"}]}}
+
+
+class _StartingIndex:
+    def __init__(self, failures: int, error: type[Exception] = _NoShardYet) -> None:
+        self.failures, self.error, self.calls = failures, error, []
+        self.cluster = self
+
+    async def search(self, **request):
+        self.calls.append("search")
+        if self.failures:
+            self.failures -= 1
+            raise self.error()
+        return {"hits": {"hits": [], "total": {"value": 0}}}
+
+    async def health(self, **request):
+        self.calls.append(("health", request["wait_for_status"]))
+
+
+async def test_a_search_on_an_index_whose_shard_has_not_started_waits_for_it_and_asks_again():
+    es = _StartingIndex(failures=1)
+    index = ElasticsearchSearchIndex("", client=es)
+    await index._search(index="spice-instances-x", size=1)
+    assert es.calls == ["search", ("health", "yellow"), "search"]
+
+
+async def test_other_search_errors_are_not_retried():
+    es = _StartingIndex(failures=1, error=RuntimeError)
+    with pytest.raises(RuntimeError):
+        await ElasticsearchSearchIndex("", client=es)._search(index="i", size=1)
+    assert es.calls == ["search"]
