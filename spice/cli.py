@@ -9,6 +9,8 @@ import sys
 def _stack(args: argparse.Namespace) -> int:
     from spice.devstack import stack
 
+    if args.kafka_brokers:
+        _kafka_cluster(args.kafka_brokers)
     if args.action == "up":
         stack.up(extras=[e.strip() for e in (args.with_ or "").split(",") if e.strip()])
     elif args.action == "down":
@@ -18,6 +20,23 @@ def _stack(args: argparse.Namespace) -> int:
         print(json.dumps(states, indent=2))
         return 0 if all(s.startswith("up") for s in states.values()) else 3
     return 0
+
+
+def _kafka_cluster(brokers: int) -> None:
+    """`--kafka-brokers N`: N brokers on every second port from the configured one; the
+    settings a service needs to use them are printed, to export."""
+    import os
+
+    from spice.settings import get_settings
+
+    first = get_settings().kafka_port
+    cluster = {"KAFKA_BOOTSTRAP_SERVERS": ",".join(f"127.0.0.1:{first + 2 * k}" for k in range(brokers)),
+               "TOPIC_REPLICATION_FACTOR": str(min(3, brokers)),
+               "TOPIC_MIN_INSYNC_REPLICAS": str(min(2, brokers))}
+    os.environ.update(cluster)
+    get_settings.cache_clear()
+    print("# the service on this cluster needs:\n" + "\n".join(f"export {k}={v}" for k, v in cluster.items()),
+          file=sys.stderr)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -241,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--with", dest="with_", metavar="SERVERS",
                        help="also start these servers: elasticsearch,terminusdb "
                             "(or set SPICE_STACK_EXTRAS)")
+    stack.add_argument("--kafka-brokers", type=int, choices=range(1, 6), metavar="N", default=0,
+                       help="run Kafka as a cluster of N brokers (KRaft quorum, replication 3, "
+                            "2 in sync); prints the settings the service needs")
     stack.set_defaults(run=_stack)
     run = sub.add_parser("run", help="run a worker (agents, publisher, HTTP API) or an API "
                          "process in the foreground")

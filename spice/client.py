@@ -216,14 +216,14 @@ class SpiceClient:
     async def update_instance(self, db: str, class_id: str, instance_id: str, data: dict[str, Any],
                               *, wait: bool = False, **options: Any) -> dict[str, Any]:
         answer = await self._write("POST", f"{V1}/instances/{db}/async/{class_id}/{instance_id}/update",
-                                   {"data": data}, **options)
-        return await self.wait(answer) if wait else answer
+                                   {"data": data}, **_write_options(options))
+        return await self.wait(answer, **_wait_options(options)) if wait else answer
 
     async def delete_instance(self, db: str, class_id: str, instance_id: str, *, wait: bool = False,
                               **options: Any) -> dict[str, Any]:
         answer = await self._write("POST", f"{V1}/instances/{db}/async/{class_id}/{instance_id}/delete",
-                                   **options)
-        return await self.wait(answer) if wait else answer
+                                   **_write_options(options))
+        return await self.wait(answer, **_wait_options(options)) if wait else answer
 
     async def bulk_create(self, db: str, class_id: str, items: list[dict[str, Any]], *,
                           progress: Callable[[dict[str, Any]], Any] | None = None,
@@ -260,6 +260,10 @@ class SpiceClient:
 
     async def search(self, db: str, q: str = "", **params: Any) -> dict[str, Any]:
         return await self.request("GET", f"{V1}/search/{db}",  # type: ignore[no-any-return]
+                                  params={"q": q, **params})
+
+    async def search_classes(self, db: str, q: str = "", **params: Any) -> dict[str, Any]:
+        return await self.request("GET", f"{V1}/search/{db}/classes",  # type: ignore[no-any-return]
                                   params={"q": q, **params})
 
     async def query(self, db: str, query: dict[str, Any]) -> dict[str, Any]:
@@ -336,6 +340,15 @@ class SyncSpiceClient:
 
 async def _collect(iterator: AsyncIterator[Any]) -> list[Any]:
     return [item async for item in iterator]
+
+
+def _write_options(options: dict[str, Any]) -> dict[str, Any]:
+    """What a write without a synchronous route sends; the rest is for its wait."""
+    return {k: v for k, v in options.items() if k not in ("timeout", "projected")}
+
+
+def _wait_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k in ("timeout", "projected")}
 
 
 def _param(value: Any) -> Any:

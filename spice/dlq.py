@@ -68,7 +68,7 @@ async def retry(settings: Settings, topic: str, offset: int) -> dict[str, Any]:
     if not envelope:
         raise RuntimeError(f"{topic}@{offset} is an undecodable message; it cannot be retried, "
                            "only inspected (spice dlq show)")
-    producer = AIOKafkaProducer(**kafka_options(settings), acks="all")
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         target = letter.body.get("topic") or envelope["metadata"]["kafka_topic"]

@@ -24,6 +24,7 @@ from typing import Any
 from faust.stores.memory import Store as MemoryStore
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
+from faust.transport.drivers.aiokafka import Producer as KafkaProducer
 from faust.transport.producer import ProducerBuffer
 
 from spice.topics import COMMAND_TOPICS, EVENT_TOPICS
@@ -37,7 +38,16 @@ PATCHED = {"Consumer._new_offset": Consumer._new_offset,
            "Recovery.need_recovery": Recovery.need_recovery,
            "MemoryStore.on_recovery_completed": MemoryStore.on_recovery_completed,
            # wrapped; relied on to keep a promoted partition's standby offset
-           "Recovery.on_rebalance": Recovery.on_rebalance}
+           "Recovery.on_rebalance": Recovery.on_rebalance,
+           "KafkaProducer._settings_extra": KafkaProducer._settings_extra}
+
+
+
+def _idempotent(self: Any) -> dict[str, Any]:
+    """Faust's producer (table changelogs, agent output) writes with acks from every
+    in-sync replica and idempotence always, not only inside transactions: a retried
+    send after a broker failover must not write a changelog record twice."""
+    return {"acks": "all", "enable_idempotence": True}
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
@@ -295,6 +305,7 @@ def apply() -> None:
     Recovery.on_rebalance = _own_writes_recovered  # type: ignore[method-assign]
     MemoryStore.on_recovery_completed = _keep_active_and_standby  # type: ignore[method-assign]
     ProducerBuffer.max_messages = PRODUCER_BUFFER_MESSAGES
+    KafkaProducer._settings_extra = _idempotent  # type: ignore[method-assign]
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
     if Consumer._new_offset is not _new_offset:
         Consumer._new_offset = _new_offset  # type: ignore[method-assign]

@@ -104,7 +104,8 @@ class Runtime:
                                   health_check_interval=5)
         stack.push_async_callback(redis.aclose)
         producer = AIOKafkaProducer(**kafka_options(settings),
-                                    acks="all", linger_ms=2, max_request_size=8 << 20,
+                                    acks="all", enable_idempotence=True, linger_ms=2,
+                                    max_request_size=8 << 20,
                                     # batches of table changelog records (tables/changelog.py);
                                     # under the broker's 1 MiB message limit
                                     max_batch_size=512 << 10, partitioner=KeyPartitioner())

@@ -1,16 +1,19 @@
 """`spice stack up|down|status`: the local stack, idempotent, stopping only what it started."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from spice.devstack.base import Server, say
 from spice.devstack.elasticsearch import ElasticsearchServer
-from spice.devstack.kafka import KafkaServer
+from spice.devstack.kafka import kafka
 from spice.devstack.postgres import PostgresServer
+from spice.devstack.process import ManagedProcess
 from spice.devstack.redis import RedisServer
 from spice.devstack.seaweedfs import SeaweedServer
 from spice.devstack.terminusdb import TerminusServer
 from spice.settings import Settings, get_settings
 
-SERVERS = (PostgresServer, RedisServer, SeaweedServer, KafkaServer)
+SERVERS: tuple[Callable[[Settings], Server], ...] = (PostgresServer, RedisServer, SeaweedServer, kafka)
 EXTRAS: dict[str, type[Server]] = {"terminusdb": TerminusServer, "elasticsearch": ElasticsearchServer}
 
 
@@ -31,9 +34,17 @@ def up(settings: Settings | None = None, extras: list[str] | None = None) -> Non
 
 
 def down(settings: Settings | None = None) -> None:
-    """Stops every server of the stack that runs, extras included."""
-    for server in reversed(servers(settings, list(EXTRAS))):
+    """Stops every server of the stack that runs, extras included, and the nodes of any
+    Kafka cluster started from this run directory under other settings."""
+    settings = settings or get_settings()
+    running = servers(settings, list(EXTRAS))
+    for server in reversed(running):
         say(f"{server.name}: {server.down()}")
+    pids = settings.spice_run_dir / "pids"
+    for pid_file in sorted(pids.glob("kafka-*.pid")):
+        node = ManagedProcess(pid_file.stem, pids)
+        if node.stop():
+            say(f"{node.name}: stopped")
 
 
 def status(settings: Settings | None = None) -> dict[str, str]:

@@ -51,6 +51,8 @@ from spice.stores.graph import Node, Step
 
 TEAM = "admin"
 QUERY_FANOUT = 16  # document reads in flight at once for one graph query level
+REFERRER_CHUNK = 200  # targets per WOQL query of a reverse hop
+INSTANCE_BASE = "terminusdb:///data/"  # the instance graph's @base, as WOQL answers IRIs
 CLASS_DOC = "_SpiceClass"
 BASE = "_SpiceInstance"
 LINK = "_SpiceLink"
@@ -439,6 +441,32 @@ class TerminusGraphStore:
             found += [d for d in docs if d is not None]
         return found
 
+    async def _referrers(self, db: str, targets: list[str]) -> list[tuple[str, str, int, str]]:
+        """(document, predicate, position, target) of every link into `targets`, through
+        TerminusDB's query interface (WOQL), REFERRER_CHUNK targets per query."""
+        found: list[tuple[str, str, int, str]] = []
+        for start in range(0, len(targets), REFERRER_CHUNK):
+            chunk = targets[start:start + REFERRER_CHUNK]
+            try:
+                answer = await self._request("POST", f"/api/woql/{self.team}/{db}",
+                                             body={"query": _referrers_query(chunk)})
+            except NotFound:
+                return []
+            short = {self._expand(t): t for t in chunk}
+            for row in answer.get("bindings", []):
+                target = str(_value(row["Target"]))
+                found.append((self._shorten(str(_value(row["Doc"]))), str(_value(row["Predicate"])),
+                              int(_value(row["Position"])), short.get(target, self._shorten(target))))
+        return found
+
+    @staticmethod
+    def _expand(iri: str) -> str:
+        return iri if "://" in iri else f"{INSTANCE_BASE}{iri}"
+
+    @staticmethod
+    def _shorten(iri: str) -> str:
+        return iri[len(INSTANCE_BASE):] if iri.startswith(INSTANCE_BASE) else iri
+
     async def query_nodes(self, db: str, classes: list[str], ids: list[str] | None,
                           where: Where | None, limit: int, timeout: float) -> list[Node]:
         if ids is not None:
@@ -471,20 +499,48 @@ class TerminusGraphStore:
         else:
             into = {instance_iri(c, i): (c, i) for c, i, _ in frontier}
             accepted = {(r.source, r.predicate, r.target) for r in routes}
-            for referrer_class in sorted({r.source for r in routes} & wanted):
-                for doc in await self._of_type(db, referrer_class):
-                    if doc.get("@type") != referrer_class:
-                        continue
-                    hits = [(link["predicate"], into[link["target"]]) for link in _sorted_links(doc)
-                            if link["target"] in into
-                            and (referrer_class, link["predicate"], into[link["target"]][0]) in accepted]
-                    if not hits:
-                        continue
-                    data = json.loads(doc["_data"])
-                    if matches(where, data):
-                        key = (referrer_class, instance_id_of(doc["@id"]))
-                        steps += [(key, predicate, target, (*key, data)) for predicate, target in hits]
+            referrers = await self._referrers(db, sorted(into))
+            docs = {d["@id"]: d for d in await self._many(db, sorted({doc for doc, _, _, _ in referrers}))}
+            for doc_iri, predicate, _, into_iri in sorted(referrers, key=lambda r: (r[0], r[1], r[2])):
+                referrer = docs.get(doc_iri)
+                if referrer is None or referrer.get("@type") not in wanted or into_iri not in into:
+                    continue
+                key = (referrer["@type"], instance_id_of(doc_iri))
+                if (key[0], predicate, into[into_iri][0]) not in accepted:
+                    continue
+                data = json.loads(referrer["_data"])
+                if matches(where, data):
+                    steps.append((key, predicate, into[into_iri], (*key, data)))
         return sorted(steps, key=lambda s: (s[0], s[1], s[2]))[:limit]
+
+
+def _referrers_query(targets: list[str]) -> dict[str, Any]:
+    """WOQL: every link whose target is one of `targets`, with the document holding it,
+    its predicate and position. The target is bound first, so TerminusDB walks its
+    object index from each target instead of reading every document of a class."""
+    def node(value: str) -> dict[str, str]:
+        return {"@type": "NodeValue", "node": value}
+
+    def var(name: str, kind: str = "NodeValue") -> dict[str, str]:
+        return {"@type": kind, "variable": name}
+
+    def triple(subject: dict[str, str], predicate: str, obj: dict[str, str]) -> dict[str, Any]:
+        return {"@type": "Triple", "subject": subject, "predicate": node(predicate), "object": obj}
+
+    link_to = [{"@type": "And", "and": [
+        {"@type": "Equals", "left": var("Target", "Value"), "right": {"@type": "Value", "node": t}},
+        triple(var("Link"), "@schema:target", var("Target", "Value"))]} for t in targets]
+    return {"@type": "Select", "variables": ["Doc", "Predicate", "Position", "Target"], "query": {
+        "@type": "And", "and": [
+            {"@type": "Or", "or": link_to},
+            triple(var("Doc"), "@schema:_links", var("Link", "Value")),
+            triple(var("Link"), "@schema:predicate", var("Predicate", "Value")),
+            triple(var("Link"), "@schema:position", var("Position", "Value"))]}}
+
+
+def _value(binding: Any) -> Any:
+    """A WOQL binding's value: literals come as {"@type", "@value"}, nodes as IRIs."""
+    return binding.get("@value") if isinstance(binding, dict) else binding
 
 
 def _sorted_links(doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -45,6 +45,12 @@ PENDING_GRACE_SECONDS = 60.0
 # batches are settled this long after the attempt (the client's connect and read
 # timeouts, and a margin), or at once when the request never reached S3.
 IN_FLIGHT_SECONDS = 20.0
+# Another writer's batch still pending after this long is settled by whoever needs it
+# (a redelivered command waiting on its first copy): its writer died mid-append, or its
+# PUT is very slow. Safe at any age because settling fences the key first (_settle).
+SETTLE_OTHERS_AFTER_SECONDS = 5.0
+FENCE = b""  # the empty object a settler puts at a pending batch's key (_settle)
+FENCE_SIZE = len(FENCE)
 DUPLICATE_POLL_SECONDS = 0.1
 MARK_TIMEOUT_SECONDS = 2.0  # marking (and the audit record) may not hold an answer longer
 SEQ_MAX = 2**63 - 1  # aggregate_sequences.last_seq is a bigint
@@ -137,6 +143,7 @@ class S3EventStore:
         # (sequence rollbacks, when settling it is safe). See settle_own().
         self._unsettled: dict[str, tuple[dict[str, tuple[int, int]], float]] = {}
         self._settling = asyncio.Lock()
+        self._abandoned: dict[str, asyncio.Lock] = {}  # other writers' batches being settled
         self._settler: asyncio.Task[int] | None = None
 
     # ---- append -------------------------------------------------------------
@@ -309,7 +316,11 @@ class S3EventStore:
             failure = error
         # The PUT may have landed even though we saw an error: ask before undoing.
         try:
-            await self.s3.head_object(Bucket=self.bucket, Key=key)
+            head = await self.s3.head_object(Bucket=self.bucket, Key=key)
+            if head.get("ContentLength", 1) == FENCE_SIZE:
+                # Another process settled this batch (undone) and fenced the key
+                # before our PUT arrived: not stored; the caller retries.
+                raise _as_store_error(failure) from failure
             return
         except ClientError as error:
             if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
@@ -324,8 +335,15 @@ class S3EventStore:
         await self._undo(key, rollbacks)
         raise _as_store_error(failure) from failure
 
-    async def _undo(self, key: str, rollbacks: dict[str, tuple[int, int]]) -> None:
+    async def _undo(self, key: str, rollbacks: dict[str, tuple[int, int]] | None) -> None:
+        """`rollbacks` None: another writer's batch, whose numbers are read from its
+        index rows (each aggregate's range in the batch)."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if rollbacks is None:
+                rollbacks = {r["aggregate_id"]: (r["before"], r["after"]) for r in await conn.fetch(
+                    "SELECT aggregate_id, min(sequence_number) - 1 AS before, "
+                    "max(sequence_number) AS after FROM event_index WHERE batch_key = $1 "
+                    "AND sequence_number IS NOT NULL GROUP BY aggregate_id", key)}
             await conn.execute("DELETE FROM event_index WHERE batch_key = $1", key)
             await conn.execute("DELETE FROM pending_batches WHERE batch_key = $1", key)
             # Give the numbers back unless someone allocated after us; a hole left
@@ -346,8 +364,10 @@ class S3EventStore:
             while True:
                 async with self.pool.acquire() as conn:
                     row = await conn.fetchrow(
-                        f"SELECT batch_key, {STORED} AS stored FROM event_index e "
-                        "WHERE event_id = $1", event_id)
+                        f"SELECT batch_key, {STORED} AS stored, EXISTS (SELECT 1 FROM pending_batches p "
+                        "WHERE p.batch_key = e.batch_key AND p.created_at < now() - "
+                        "make_interval(secs => $2)) AS abandoned FROM event_index e "
+                        "WHERE event_id = $1", event_id, SETTLE_OTHERS_AFTER_SECONDS)
                 if row is None:
                     self._queue.append(request)
                     self._wakeup.set()
@@ -362,6 +382,11 @@ class S3EventStore:
                     raise StoreUnavailable("event store", "an earlier append of this id is unresolved")
                 if row["batch_key"] in self._unsettled:
                     await self.settle_own()
+                elif row["abandoned"] and row["batch_key"] not in self._cache:
+                    # Another writer's first copy, pending for seconds: its writer most
+                    # likely died mid-append. Settling it (fenced) frees or confirms the id
+                    # now instead of after the housekeeping timer's grace.
+                    await self._settle_abandoned(row["batch_key"])
                 await asyncio.sleep(DUPLICATE_POLL_SECONDS)
         except Exception as error:  # noqa: BLE001
             if not request.future.done():
@@ -394,6 +419,22 @@ class S3EventStore:
             log.info("settled %d batches S3 had not answered for", settled)
         return settled
 
+    async def _settle_abandoned(self, key: str) -> None:
+        """Settle another writer's pending batch once, whichever waiter gets there first."""
+        lock = self._abandoned.setdefault(key, asyncio.Lock())
+        async with lock:
+            try:
+                async with self.pool.acquire() as conn:
+                    pending = await conn.fetchval(
+                        "SELECT 1 FROM pending_batches WHERE batch_key = $1", key)
+                if pending and await self._settle(key, None):
+                    log.info("settled batch %s, left pending by another writer", key)
+            except (ClientError, BotoCoreError, OSError, StoreUnavailable,
+                    asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("could not settle batch %s yet: %s", key, error)
+            finally:
+                self._abandoned.pop(key, None)
+
     async def resolve_pending(self, older_than: float = PENDING_GRACE_SECONDS) -> int:
         """Settle index rows left pending by a crash or an outage: stored if the batch
         exists in S3, removed if it does not. Returns how many batches were settled."""
@@ -402,18 +443,35 @@ class S3EventStore:
                 "SELECT batch_key FROM pending_batches "
                 "WHERE created_at < now() - make_interval(secs => $1)", older_than)]
         for key in keys:
-            await self._settle(key, {})
+            await self._settle(key, None)
         return len(keys)
 
-    async def _settle(self, key: str, rollbacks: dict[str, tuple[int, int]]) -> bool:
+    async def _settle(self, key: str, rollbacks: dict[str, tuple[int, int]] | None) -> bool:
         """One pending batch: marked stored if it is in S3, undone (rows removed, numbers
         given back per `rollbacks`) if not. False when marking failed (it stays pending).
-        S3's and PostgreSQL's errors pass through."""
+        S3's and PostgreSQL's errors pass through.
+
+        Before undoing, the key is fenced: an empty object put there if absent. A PUT of
+        the batch still on its way (a writer alive but slow, or dead with its request
+        already sent) then fails instead of landing after the undo, where the publisher,
+        which lists the bucket, would publish events the index no longer has; the writer
+        reads the fence as "not stored" (_put). If the fence finds the key taken, the
+        batch did land: it is marked stored. So any process may settle any pending
+        batch without waiting out how long a PUT can take."""
         try:
-            await self.s3.head_object(Bucket=self.bucket, Key=key)
+            head = await self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
             if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
                 raise
+            try:
+                await self.signed.put_if_absent(self.bucket, key, FENCE)
+            except ClientError as taken:
+                if error_code(taken) != "PreconditionFailed":
+                    raise
+                return await self._mark_stored(key, await self.read_raw(key))  # it landed
+            await self._undo(key, rollbacks)
+            return True
+        if head.get("ContentLength", 1) == FENCE_SIZE:  # fenced before: finish the undo
             await self._undo(key, rollbacks)
             return True
         return await self._mark_stored(key, await self.read_raw(key))

@@ -2,6 +2,7 @@
 agree with the domain functions over the stored schema, and a dry run stores nothing."""
 import pytest
 
+from spice.client import SpiceClient
 from spice.domain import analysis
 from spice.domain.messages import class_aggregate
 from tests.integration.test_api_end_to_end import V1, create_db, unique_db
@@ -21,11 +22,13 @@ CLASSES = [
 async def ontology(http, worker):
     db = unique_db()
     await create_db(http, worker, db)
+    client = SpiceClient(worker.url, session=http)
     seen = set()
     for cls in CLASSES:  # Org twice: Person and Org refer to each other
-        url = f"{worker.url}{V1}/ontology/{db}/sync/" + (cls["id"] if cls["id"] in seen else "create")
-        async with http.request("PUT" if cls["id"] in seen else "POST", url + "?timeout=20", json=cls) as r:
-            assert r.status == 200, await r.text()
+        if cls["id"] in seen:
+            await client.replace_class(db, cls["id"], cls, timeout=20)
+        else:
+            await client.create_class(db, cls, timeout=20)
         seen.add(cls["id"])
     return db
 

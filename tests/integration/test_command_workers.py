@@ -7,6 +7,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from spice import dlq
+from spice.client import SpiceClient
 from spice.devstack.postgres import PostgresServer
 from spice.domain.envelope import domain_event_id
 from spice.domain.messages import CommandType, EventType, class_aggregate, new_command
@@ -84,8 +85,7 @@ async def test_early_delivery_applies_stored_predecessors_first(worker, runtime,
 async def test_stale_sequence_is_skipped_with_a_clear_status(worker, runtime, settings, http):
     db = unique_db()
     await create_db(http, worker, db)
-    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create", json={"id": "Old"}) as r:
-        assert r.status == 200
+    await SpiceClient(worker.url, session=http).create_class(db, {"id": "Old"})
     stale = new_command(CommandType.DELETE_ONTOLOGY_CLASS, class_aggregate(db, "Old"),
                         {"db": db, "class_id": "Old"}, sequence_number=1)
     await produce(settings, "ontology_commands", stale.to_json(), stale.aggregate_id.encode())
@@ -106,8 +106,7 @@ async def test_poison_message_goes_to_the_dlq_and_the_agent_keeps_going(worker, 
     assert letters[0].body["key"] == f"tombstone-{marker}" and letters[0].body["raw"] == ""
     db = unique_db()
     await create_db(http, worker, db)
-    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create", json={"id": "After"}) as r:
-        assert r.status == 200
+    await SpiceClient(worker.url, session=http).create_class(db, {"id": "After"})
 
 
 async def _letters_with(settings, marker):
@@ -118,9 +117,8 @@ async def _letters_with(settings, marker):
 async def test_bulk_create_reports_progress_and_item_errors(worker, runtime, http):
     db = unique_db()
     await create_db(http, worker, db)
-    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create", json={
-            "id": "Item", "properties": [{"name": "n", "type": "integer", "required": True}]}) as r:
-        assert r.status == 200
+    await SpiceClient(worker.url, session=http).create_class(db, {
+        "id": "Item", "properties": [{"name": "n", "type": "integer", "required": True}]})
     items = [{"instance_id": f"i{i}", "data": {"n": i}} for i in range(1000)]
     items[10]["data"] = {"n": "ten"}
     items[20]["instance_id"] = "bad/id"
@@ -198,9 +196,8 @@ async def _has_retrying(runtime, command_id):
 async def test_bulk_create_checks_relationship_targets_per_item(worker, http):
     db = unique_db()
     await create_db(http, worker, db)
-    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create", json={
-            "id": "Node", "relationships": [{"predicate": "next", "target": "Node"}]}) as r:
-        assert r.status == 200
+    await SpiceClient(worker.url, session=http).create_class(db, {
+        "id": "Node", "relationships": [{"predicate": "next", "target": "Node"}]})
     items = [{"instance_id": "a", "data": {"next": "b"}},       # b comes in the same batch
              {"instance_id": "b", "data": {}},
              {"instance_id": "c", "data": {"next": "nowhere"}}]
@@ -223,9 +220,8 @@ async def test_a_command_held_by_another_workers_lease_holds_up_only_its_aggrega
 
     db = unique_db()
     await create_db(http, worker, db)
-    async with http.post(f"{worker.url}{V1}/ontology/{db}/sync/create",
-                         json={"id": "Item", "properties": [{"name": "n", "type": "integer"}]}) as r:
-        assert r.status == 200, await r.text()
+    await SpiceClient(worker.url, session=http).create_class(
+        db, {"id": "Item", "properties": [{"name": "n", "type": "integer"}]})
     held = new_command(CommandType.CREATE_INSTANCE, instance_aggregate(db, "Item", "held"),
                        {"db": db, "class_id": "Item", "instance_id": "held", "data": {"n": 0}},
                        actor="test")

@@ -163,3 +163,66 @@ async def test_a_put_that_never_connected_is_unreached():
             await nowhere.put_if_absent("bucket", "key", b"x")
     finally:
         await nowhere.close()
+
+
+class _HeldPut:
+    """The store's S3 clients with the batch PUT held back until `release` is set: a
+    writer that died (or stalled) between reserving its batch and storing it."""
+
+    def __init__(self, s3, signed) -> None:
+        self.s3, self.signed, self.release = s3, signed, asyncio.Event()
+
+    async def head_object(self, **kwargs):
+        return await self.s3.head_object(**kwargs)
+
+    async def put_if_absent(self, *args, **kwargs):
+        await self.release.wait()
+        return await self.signed.put_if_absent(*args, **kwargs)
+
+    async def get(self, *args, **kwargs):
+        return await self.signed.get(*args, **kwargs)
+
+
+async def test_a_batch_left_pending_by_another_writer_is_settled_by_the_redelivery(
+        scratch, monkeypatch):
+    """Writer A reserves a batch and never stores it (SIGKILLed mid-append, or a PUT that
+    hangs). The redelivered command's append in writer B waits only a few seconds, not
+    the housekeeping timer's minute: B fences A's key and undoes the batch, then stores
+    the envelope itself. A's PUT arriving late meets the fence: A hears "not stored",
+    and the event is in the store once."""
+    import time
+
+    from spice.stores import s3_event_store
+    from spice.stores.errors import StoreUnavailable
+    from spice.stores.s3_event_store import S3EventStore
+    from tests.contracts.event_store import aggregate, envelope
+
+    monkeypatch.setattr(s3_event_store, "SETTLE_OTHERS_AFTER_SECONDS", 1.0)
+    bucket = scratch.settings.event_store_bucket
+    held = _HeldPut(scratch.event_store.s3, scratch.event_store.signed)
+    writer_a = S3EventStore(held, held, scratch.pool, bucket)
+    writer_b = S3EventStore(scratch.event_store.s3, scratch.event_store.signed, scratch.pool, bucket)
+    first = envelope(aggregate())
+    in_a = asyncio.create_task(writer_a.append(first, allocate=True))
+    async with asyncio.timeout(10):
+        while True:  # A has reserved: the id is taken, pending
+            async with scratch.pool.acquire() as conn:
+                key_a = await conn.fetchval("SELECT batch_key FROM event_index WHERE event_id = $1",
+                                            first.event_id)
+            if key_a:
+                break
+            await asyncio.sleep(0.05)
+    started = time.monotonic()
+    stored = await writer_b.append(first, allocate=True)
+    took = time.monotonic() - started
+    assert 1.0 <= took < 6, f"{took:.1f}s"
+    assert await writer_b.signed.get(bucket, key_a) == b""  # fenced
+    held.release.set()
+    with pytest.raises(StoreUnavailable):
+        await in_a
+    async with scratch.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT batch_key FROM event_index WHERE event_id = $1", first.event_id)
+    assert [r["batch_key"] for r in rows] != [key_a] and len(rows) == 1
+    assert await scratch.event_store.get(first.event_id) == stored
+    await writer_a.close()
+    await writer_b.close()

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spice.audit_verify import verify_chain
+from spice.client import NotFound, SpiceClient
 from spice.handlers.rebuild import verify_history
 from tests.integration.test_api_end_to_end import V1, create_db, unique_db
 
@@ -29,34 +30,32 @@ async def get(http, url, status=200):
 
 
 async def test_history_time_travel_diff_and_revert(worker, http, runtime):
+    """Writes, reads and history through the Python client; diffs and the audit routes,
+    which the client does not wrap, over plain HTTP."""
+    client = SpiceClient(worker.url, session=http)
     base = worker.url + V1
     db = unique_db()
     await create_db(http, worker, db)
-    await send(http, "POST", f"{base}/ontology/{db}/sync/create", ORG)
-    await send(http, "POST", f"{base}/ontology/{db}/sync/create", PERSON_V1)
-    org, person_v1 = [{k: v for k, v in (await get(http, f"{base}/ontology/{db}/{c}")).items()
-                       if k != "version"} for c in ("Org", "Person")]
-    await send(http, "PUT", f"{base}/ontology/{db}/sync/Person", PERSON_V2)
-    person_v2 = {k: v for k, v in (await get(http, f"{base}/ontology/{db}/Person")).items()
-                 if k != "version"}
+    await client.create_class(db, ORG)
+    await client.create_class(db, PERSON_V1)
+    org, person_v1 = [{k: v for k, v in (await client.get_class(db, c)).items() if k != "version"}
+                      for c in ("Org", "Person")]
+    await client.replace_class(db, "Person", PERSON_V2)
+    person_v2 = {k: v for k, v in (await client.get_class(db, "Person")).items() if k != "version"}
     states = []
     for data in ({"name": "Ann"}, {"name": "Ann", "age": 30}, {"name": "Anne", "age": 31}):
         if not states:
-            await send(http, "POST", f"{base}/instances/{db}/sync/Person/create",
-                       {"instance_id": "ann", "data": data})
+            await client.create_instance(db, "Person", "ann", data, wait=True)
         else:
-            async with http.post(f"{base}/instances/{db}/async/Person/ann/update",
-                                 json={"data": data}) as r:
-                command = (await r.json())["command_id"]
-            await get(http, f"{base}/commands/{command}/wait?timeout=20")
-        now = await get(http, f"{base}/instances/{db}/Person/ann")
+            await client.update_instance(db, "Person", "ann", data, wait=True, timeout=20)
+        now = await client.get_instance(db, "Person", "ann")
         states.append((now["version"], now["data"]))
 
     # Time travel by version equals what the graph store held at that version.
     for version, data in states:
-        then = await get(http, f"{base}/instances/{db}/Person/ann?as_of={version}")
+        then = await client.get_instance(db, "Person", "ann", as_of=version)
         assert then["data"] == data and then["version"] == version
-    history = await get(http, f"{base}/history/{db}/instances/Person/ann")
+    history = {"entries": [e async for e in client.history(db, "Person", "ann")]}
     events = [e for e in history["entries"] if e["kind"] == "event"]
     commands = [e for e in history["entries"] if e["kind"] == "command"]
     assert [e["sequence_number"] for e in events] == [v for v, _ in reversed(states)]
@@ -67,7 +66,7 @@ async def test_history_time_travel_diff_and_revert(worker, http, runtime):
     assert events[-1]["changes"]["added"] == {"name": "Ann"}
     # ... and by time: the moment an event was recorded.
     second = events[1]
-    by_time = await get(http, f"{base}/instances/{db}/Person/ann?as_of={second['recorded_at']}")
+    by_time = await client.get_instance(db, "Person", "ann", as_of=second["recorded_at"])
     assert by_time["data"] == states[1][1]
     oldest = await get(http, f"{base}/history/{db}/instances/Person/ann?order=asc&limit=2")
     assert oldest["entries"][0]["kind"] == "command" and oldest["cursor"]
@@ -86,20 +85,19 @@ async def test_history_time_travel_diff_and_revert(worker, http, runtime):
     assert class_history["entries"][0]["changes"]["relationships"]["removed"] == ["employer"]
 
     # Revert appends a new version equal to the old one.
-    reverted = await send(http, "POST", f"{base}/instances/{db}/sync/Person/ann/revert",
-                          {"to_version": first})
+    reverted = await client.revert_instance(db, "Person", "ann", first)
     assert reverted["status"] == "success", reverted
-    now = await get(http, f"{base}/instances/{db}/Person/ann")
+    now = await client.get_instance(db, "Person", "ann")
     assert now["data"] == states[0][1] and now["version"] > last
-    latest = (await get(http, f"{base}/history/{db}/instances/Person/ann?kind=event"))["entries"][0]
+    latest = await anext(client.history(db, "Person", "ann", kind="event"))
     assert latest["revert_to"] == first and latest["sequence_number"] == now["version"]
 
     # A revert that would break references is refused with the reason.
-    await send(http, "DELETE", f"{base}/ontology/{db}/sync/Org")
+    await client.delete_class(db, "Org")
     async with http.post(f"{base}/ontology/{db}/sync/Person/revert", json={"to_version": 1}) as r:
         assert r.status in (404, 409, 422), await r.text()
         assert "Org" in await r.text()
-    assert "employer" not in str(await get(http, f"{base}/ontology/{db}/Person"))
+    assert "employer" not in str(await client.get_class(db, "Person"))
     async with http.post(f"{base}/ontology/{db}/async/Person/revert", json={"to_version": 99}) as r:
         assert r.status == 404 and '"to_version"' in await r.text()
 
@@ -233,33 +231,35 @@ def test_the_fold_at_every_version_equals_the_graph_then(worker, local_stack):
 
     async def run(operations):
         async with aiohttp.ClientSession(headers={"X-API-Key": TEST_ADMIN_KEY}) as http:
-            base = worker.url + V1
+            client = SpiceClient(worker.url, session=http)
             db = unique_db()
             await create_db(http, worker, db)
-            await send(http, "POST", f"{base}/ontology/{db}/sync/create", THING)
+            await client.create_class(db, THING)
             seen: dict[str, list[tuple[int, dict | None]]] = {"a": [], "b": []}
             exists = {"a": False, "b": False}
             for operation, instance, data in operations:
-                if operation == "put":
-                    url = (f"{base}/instances/{db}/async/Thing/{instance}/update" if exists[instance]
-                           else f"{base}/instances/{db}/async/Thing/create")
-                    body = {"data": data} if exists[instance] else {"instance_id": instance, "data": data}
+                if operation == "put" and exists[instance]:
+                    answer = await client.update_instance(db, "Thing", instance, data)
+                elif operation == "put":
+                    answer = await client.create_instance(db, "Thing", instance, data)
                 elif exists[instance]:
-                    url, body = f"{base}/instances/{db}/async/Thing/{instance}/delete", {}
+                    answer = await client.delete_instance(db, "Thing", instance)
                 else:
                     continue
-                async with http.post(url, json=body) as r:
-                    answer = await r.json()
-                waited = await get(http, f"{base}/commands/{answer['command_id']}/wait?timeout=20")
+                waited = await client.wait(answer, timeout=20)
                 assert waited["status"] == "success", waited
                 exists[instance] = operation == "put"
-                async with http.get(f"{base}/instances/{db}/Thing/{instance}") as r:
-                    graph = (await r.json()) if r.status == 200 else None
+                try:
+                    graph = await client.get_instance(db, "Thing", instance)
+                except NotFound:
+                    graph = None
                 seen[instance].append((answer["sequence_number"], graph and graph["data"]))
             for instance, versions in seen.items():
                 for version, data in versions:
-                    async with http.get(f"{base}/instances/{db}/Thing/{instance}?as_of={version}") as r:
-                        folded = (await r.json())["data"] if r.status == 200 else None
+                    try:
+                        folded = (await client.get_instance(db, "Thing", instance, as_of=version))["data"]
+                    except NotFound:
+                        folded = None
                     assert folded == data, (instance, version, versions)
 
     @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))

@@ -1,96 +1,76 @@
-"""Projections on the real stack: the search read model follows the domain events."""
+"""Projections on the real stack: the search read model follows the domain events.
+Requests go through the Python client (spice.client), as an application's would."""
 import asyncio
 import io
 import uuid
 
+from spice.client import SpiceClient
 from spice.domain.envelope import Envelope, now
 from spice.handlers import rebuild
 from spice.stores.search import PostgresSearchIndex
 from tests.integration.kafka_helpers import wait_for
 from tests.integration.test_api_end_to_end import create_db, unique_db
 
-V1 = "/api/v1"
-
-
-async def search(http, worker, db, **params):
-    async with http.get(f"{worker.url}{V1}/search/{db}", params=params) as r:
-        assert r.status == 200, await r.text()
-        return await r.json()
-
-
-async def sync(http, method, url, body=None):
-    async with http.request(method, f"{url}{'&' if '?' in url else '?'}wait=projected&timeout=30",
-                            json=body) as r:
-        assert r.status == 200, await r.text()
-        return await r.json()
+PROJECTED = {"projected": True, "timeout": 30}
 
 
 async def test_create_update_delete_are_searchable_changed_and_gone(worker, http):
+    client = SpiceClient(worker.url, session=http)
     db = unique_db()
     await create_db(http, worker, db)
-    await sync(http, "POST", f"{worker.url}{V1}/ontology/{db}/sync/create", {
+    await client.create_class(db, {
         "id": "Person", "label": {"en": "Person", "ko": "사람"},
-        "properties": [{"name": "name", "type": "string"}, {"name": "city", "type": "string"}]})
-    await sync(http, "POST", f"{worker.url}{V1}/instances/{db}/sync/Person/create",
-               {"instance_id": "p1", "data": {"name": "Ann Lovelace", "city": "London"}})
-    found = await search(http, worker, db, q="lovelace")
+        "properties": [{"name": "name", "type": "string"}, {"name": "city", "type": "string"}]},
+        **PROJECTED)
+    await client.create_instance(db, "Person", "p1", {"name": "Ann Lovelace", "city": "London"},
+                                 wait=True, **PROJECTED)
+    found = await client.search(db, "lovelace")
     assert found["total"] == 1 and found["hits"][0]["id"] == "Person/p1"
-    assert (await search(http, worker, db, q="lovel"))["total"] == 1  # prefix
-    assert (await search(http, worker, db, city="London"))["total"] == 1  # property filter
-    assert (await search(http, worker, db, city="Paris"))["total"] == 0
-    async with http.post(f"{worker.url}{V1}/instances/{db}/async/Person/p1/update",
-                         json={"data": {"name": "Ada", "city": "Paris"}}) as r:
-        command_id = (await r.json())["command_id"]
-    async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=30&wait=projected") as r:
-        assert r.status == 200
-    assert (await search(http, worker, db, q="lovelace"))["total"] == 0
-    assert (await search(http, worker, db, q="ada"))["hits"][0]["document"]["city"] == "Paris"
-    async with http.post(f"{worker.url}{V1}/instances/{db}/async/Person/p1/delete") as r:
-        command_id = (await r.json())["command_id"]
-    async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=30&wait=projected") as r:
-        assert r.status == 200
-    assert (await search(http, worker, db, q="ada"))["total"] == 0
+    assert (await client.search(db, "lovel"))["total"] == 1  # prefix
+    assert (await client.search(db, city="London"))["total"] == 1  # property filter
+    assert (await client.search(db, city="Paris"))["total"] == 0
+    await client.update_instance(db, "Person", "p1", {"name": "Ada", "city": "Paris"},
+                                 wait=True, **PROJECTED)
+    assert (await client.search(db, "lovelace"))["total"] == 0
+    assert (await client.search(db, "ada"))["hits"][0]["document"]["city"] == "Paris"
+    await client.delete_instance(db, "Person", "p1", wait=True, **PROJECTED)
+    assert (await client.search(db, "ada"))["total"] == 0
 
 
 async def test_multilingual_class_labels_are_found(worker, http):
+    client = SpiceClient(worker.url, session=http)
     db = unique_db()
     await create_db(http, worker, db)
     for class_id, label in (("Person", {"en": "Person", "ko": "사람"}),
                             ("Company", {"en": "Company", "ko": "회사"})):
-        await sync(http, "POST", f"{worker.url}{V1}/ontology/{db}/sync/create",
-                   {"id": class_id, "label": label})
-    async with http.get(f"{worker.url}{V1}/search/{db}/classes", params={"q": "회사"}) as r:
-        hits = (await r.json())["hits"]
-    assert [h["id"] for h in hits] == ["Company"]
-    async with http.get(f"{worker.url}{V1}/search/{db}/classes", params={"q": "persn"}) as r:
-        assert [h["id"] for h in (await r.json())["hits"]] == ["Person"]  # a typo still finds it
+        await client.create_class(db, {"id": class_id, "label": label}, **PROJECTED)
+    assert [h["id"] for h in (await client.search_classes(db, "회사"))["hits"]] == ["Company"]
+    # a typo still finds it
+    assert [h["id"] for h in (await client.search_classes(db, "persn"))["hits"]] == ["Person"]
 
 
 async def test_paging_with_cursor_and_total(worker, http):
+    client = SpiceClient(worker.url, session=http)
     db = unique_db()
     await create_db(http, worker, db)
-    await sync(http, "POST", f"{worker.url}{V1}/ontology/{db}/sync/create", {
-        "id": "Item", "properties": [{"name": "name", "type": "string"}]})
+    await client.create_class(db, {"id": "Item", "properties": [{"name": "name", "type": "string"}]},
+                              **PROJECTED)
     items = [{"instance_id": f"i{i:02d}", "data": {"name": f"widget {i}"}} for i in range(25)]
-    async with http.post(f"{worker.url}{V1}/instances/{db}/async/Item/bulk-create",
-                         json={"items": items}) as r:
-        command_id = (await r.json())["command_id"]
-    async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=60") as r:
-        assert r.status == 200
-    await wait_for(lambda: _total(http, worker, db), timeout=30)
+    await client.bulk_create(db, "Item", items, timeout=60)
+
+    async def all_searchable():
+        return (await client.search(db, "widget"))["total"] == 25
+
+    await wait_for(all_searchable, timeout=30)
     seen, cursor = [], None
     while True:
-        page = await search(http, worker, db, q="widget", limit=10, **({"cursor": cursor} if cursor else {}))
+        page = await client.search(db, "widget", limit=10, cursor=cursor)
         assert page["total"] == 25
         seen += [h["id"] for h in page["hits"]]
         cursor = page["cursor"]
         if cursor is None:
             break
     assert sorted(seen) == sorted(f"Item/i{i:02d}" for i in range(25))
-
-
-async def _total(http, worker, db):
-    return (await search(http, worker, db, q="widget"))["total"] == 25
 
 
 def event(kind, data, seq):
@@ -117,23 +97,20 @@ async def test_duplicate_and_out_of_order_events_never_regress(runtime):
 
 
 async def test_rebuild_gives_the_same_results_as_the_live_index(worker, runtime, http):
+    client = SpiceClient(worker.url, session=http)
     db = unique_db()
     await create_db(http, worker, db)
-    await sync(http, "POST", f"{worker.url}{V1}/ontology/{db}/sync/create", {
-        "id": "Book", "label": {"en": "Book", "ko": "책"},
-        "properties": [{"name": "title", "type": "string"}]})
+    await client.create_class(db, {"id": "Book", "label": {"en": "Book", "ko": "책"},
+                                   "properties": [{"name": "title", "type": "string"}]}, **PROJECTED)
     for i in range(20):
-        await sync(http, "POST", f"{worker.url}{V1}/instances/{db}/sync/Book/create",
-                   {"instance_id": f"b{i}", "data": {"title": f"volume {i}"}})
-    async with http.post(f"{worker.url}{V1}/instances/{db}/async/Book/b3/delete") as r:
-        command_id = (await r.json())["command_id"]
-    async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=30&wait=projected") as r:
-        assert r.status == 200
-    before = await search(http, worker, db, q="volume", limit=50)
+        await client.create_instance(db, "Book", f"b{i}", {"title": f"volume {i}"}, wait=True,
+                                     **PROJECTED)
+    await client.delete_instance(db, "Book", "b3", wait=True, **PROJECTED)
+    before = await client.search(db, "volume", limit=50)
     out = io.StringIO()
     report = await rebuild.rebuild(runtime, db, out=out)
     assert report["envelopes_replayed"] > 0 and "ETA" in out.getvalue()
-    after = await search(http, worker, db, q="volume", limit=50)
+    after = await client.search(db, "volume", limit=50)
     assert after["total"] == before["total"] == 19
     assert sorted(h["id"] for h in after["hits"]) == sorted(h["id"] for h in before["hits"])
     assert (await rebuild.verify(runtime, db))["drift_count"] == 0
@@ -142,22 +119,21 @@ async def test_rebuild_gives_the_same_results_as_the_live_index(worker, runtime,
 async def test_rebuild_of_one_database_repairs_drift_and_leaves_others_alone(worker, runtime, http):
     """The --db swap writes only rows that differ: a stray document goes, a changed one
     is restored, a missing one comes back, and another database is untouched."""
+    client = SpiceClient(worker.url, session=http)
     db, other = unique_db(), unique_db()
     for name in (db, other):
         await create_db(http, worker, name)
-        await sync(http, "POST", f"{worker.url}{V1}/ontology/{name}/sync/create", {
-            "id": "Book", "properties": [{"name": "title", "type": "string"}]})
+        await client.create_class(name, {"id": "Book", "properties": [{"name": "title", "type": "string"}]},
+                                  **PROJECTED)
         for i in range(3):
-            async with http.post(f"{worker.url}{V1}/instances/{name}/sync/Book/create"
-                                 "?wait=projected&timeout=30",
-                                 json={"instance_id": f"b{i}", "data": {"title": f"volume {i}"}}) as r:
-                assert r.status == 200, await r.text()
+            await client.create_instance(name, "Book", f"b{i}", {"title": f"volume {i}"}, wait=True,
+                                         **PROJECTED)
     await drift(runtime, db)
     others_before = await runtime.search.indexed_documents(other)
     assert (await rebuild.verify(runtime, db))["drift_count"] == 3
     await rebuild.rebuild(runtime, db, out=io.StringIO())
     assert (await rebuild.verify(runtime, db))["drift_count"] == 0
-    found = await search(http, worker, db, q="volume", limit=50)
+    found = await client.search(db, "volume", limit=50)
     assert sorted(h["id"] for h in found["hits"]) == ["Book/b0", "Book/b1", "Book/b2"]
     assert await runtime.search.indexed_documents(other) == others_before
 

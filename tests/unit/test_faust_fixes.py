@@ -105,6 +105,7 @@ CHECKED_AGAINST = {
     "MemoryStore.on_recovery_completed":
         "a00bef343e139602606996e88809e62731a9113691ae678095266a52e0e0b013",
     "Recovery.on_rebalance": "aa4d997a1795ceae3880f98311b46935d9ae1a183a699b9a283bb4306bc8641f",
+    "KafkaProducer._settings_extra": "a4c7bc41b63822236e4c9be1c49437d091f58c1b3a983eecabb7362a819aa8bd",
 }
 
 
