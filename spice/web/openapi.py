@@ -4,6 +4,7 @@ its schema, from the pydantic models in spice/web/bodies.py and spice/domain), i
 security, a stable operation id and a tag."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -89,8 +90,12 @@ HEADERS: dict[str, dict[str, Any]] = {
                  "description": "the ETag a read returned: write only over that version"},
     "Accept-Language": {"schema": {"type": "string"}, "description": "labels in this language"},
 }
-PATH = {"db": ids.DATABASE_NAME.pattern, "class_id": ids.CLASS_ID.pattern,
-        "instance_id": ids.INSTANCE_ID.pattern}
+# Names in a path, as spice/domain/ids.py checks them; a name that breaks a rule the
+# pattern cannot say (a reserved database, a trailing '-') is answered 422, so every
+# operation with one of these in its path declares 422 (operation()).
+PATH = {"db": {"pattern": ids.DATABASE_NAME.pattern, "minLength": 3, "maxLength": 50},
+        "class_id": {"pattern": ids.CLASS_ID.pattern, "minLength": 1, "maxLength": 100},
+        "instance_id": {"pattern": ids.INSTANCE_ID.pattern, "minLength": 1, "maxLength": 255}}
 ERRORS = {400: "A parameter or the body is malformed (the field is named)",
           401: "No valid credentials", 403: "The credentials may not do this",
           404: "Not found (or a database the caller may not read)",
@@ -112,6 +117,12 @@ def async_write(op_id: str, tag: str, body: Any = None) -> Op:
 
 def sync_write(op_id: str, tag: str, body: Any = None) -> Op:
     return Op(op_id, tag, 200, B.Completed, body, SYNC_Q, WRITE_H, SYNC)
+
+
+def with_404(op: Op) -> Op:
+    """An asynchronous write that checks existence before it stores the command (a
+    revert to a version that does not exist)."""
+    return dataclasses.replace(op, errors=tuple(sorted({*op.errors, 404})))
 
 
 HISTORY_Q = ("limit", "order", "cursor", "kind")
@@ -146,8 +157,8 @@ OPS: dict[tuple[str, str], Op] = {
     (f"{V}/ontology/{{db}}/sync/{{class_id}}", "put"): sync_write("replaceClassAndWait", "ontology",
                                                                    OntologyClass),
     (f"{V}/ontology/{{db}}/sync/{{class_id}}", "delete"): sync_write("deleteClassAndWait", "ontology"),
-    (f"{V}/ontology/{{db}}/async/{{class_id}}/revert", "post"): async_write("revertClass", "history",
-                                                                            B.Revert),
+    (f"{V}/ontology/{{db}}/async/{{class_id}}/revert", "post"): with_404(async_write(
+        "revertClass", "history", B.Revert)),
     (f"{V}/ontology/{{db}}/sync/{{class_id}}/revert", "post"): sync_write("revertClassAndWait", "history",
                                                                           B.Revert),
     (f"{V}/ontology/{{db}}/create", "post"): Op("legacyCreateClass", "ontology", 201, None, OntologyClass,
@@ -169,8 +180,8 @@ OPS: dict[tuple[str, str], Op] = {
         "deleteInstance", "instances"),
     (f"{V}/instances/{{db}}/sync/{{class_id}}/create", "post"): sync_write(
         "createInstanceAndWait", "instances", B.InstanceCreate),
-    (f"{V}/instances/{{db}}/async/{{class_id}}/{{instance_id}}/revert", "post"): async_write(
-        "revertInstance", "history", B.Revert),
+    (f"{V}/instances/{{db}}/async/{{class_id}}/{{instance_id}}/revert", "post"): with_404(async_write(
+        "revertInstance", "history", B.Revert)),
     (f"{V}/instances/{{db}}/sync/{{class_id}}/{{instance_id}}/revert", "post"): sync_write(
         "revertInstanceAndWait", "history", B.Revert),
     (f"{V}/instances/{{db}}/{{class_id}}", "get"): Op("listInstances", "instances", query=("limit", "after")),
@@ -259,9 +270,9 @@ def _media(schema: Any, components: dict[str, Any], content: str = JSON) -> dict
 
 
 def operation(path: str, method: str, summary: str, op: Op, components: dict[str, Any]) -> dict[str, Any]:
+    names = re.findall(r"{(\w+)}", path)
     params = [{"name": name, "in": "path", "required": True,
-               "schema": {"type": "string", **({"pattern": PATH[name]} if name in PATH else {})}}
-              for name in re.findall(r"{(\w+)}", path)]
+               "schema": {"type": "string", **PATH.get(name, {})}} for name in names]
     params += [{"name": name, "in": "query", "required": name == "from" and "/diff" in path,
                 **PARAMS[name]} for name in op.query]
     params += [{"name": name, "in": "header", "required": False, **HEADERS[name]} for name in op.headers]
@@ -275,7 +286,9 @@ def operation(path: str, method: str, summary: str, op: Op, components: dict[str
     if op.ok == 101:  # a WebSocket: JSON status documents, one per message (spice/web/push.py)
         responses["101"] = {"description": "Switching to WebSocket: status documents as JSON "
                                            "text messages; close 4404 when not visible"}
-    for status in op.errors:
+    named = set(names) | {name for name in op.query if name in PATH}
+    errors = sorted({*op.errors, *((422,) if named & set(PATH) else ())})
+    for status in errors:
         responses[str(status)] = {"description": ERRORS[status],
                                   "content": _media(B.Error, components)}
     out: dict[str, Any] = {"operationId": op.id, "summary": summary, "tags": [op.tag],
