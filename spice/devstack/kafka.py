@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from spice.devstack.base import Server, say
@@ -62,7 +63,8 @@ class KafkaServer(Server):
 
     @property
     def libs(self) -> Path:
-        return self.home / "libs"
+        # One copy of the jars for every node (the one broker's directory)
+        return self.settings.spice_run_dir / "kafka" / "libs"
 
     def install(self) -> None:
         for tool in ("java", "mvn"):
@@ -213,8 +215,6 @@ class KafkaCluster(Server):
         if all(node.process.pid() is not None for node in self.nodes) and self.ready():
             return "already running"
         self.install()
-        import time
-
         started = time.monotonic()
         self.launch()
         for node in self.nodes:

@@ -452,16 +452,10 @@ class TerminusGraphStore:
                                              body={"query": _referrers_query(chunk)})
             except NotFound:
                 return []
-            short = {self._expand(t): t for t in chunk}
             for row in answer.get("bindings", []):
-                target = str(_value(row["Target"]))
                 found.append((self._shorten(str(_value(row["Doc"]))), str(_value(row["Predicate"])),
-                              int(_value(row["Position"])), short.get(target, self._shorten(target))))
+                              int(_value(row["Position"])), self._shorten(str(_value(row["Target"])))))
         return found
-
-    @staticmethod
-    def _expand(iri: str) -> str:
-        return iri if "://" in iri else f"{INSTANCE_BASE}{iri}"
 
     @staticmethod
     def _shorten(iri: str) -> str:
