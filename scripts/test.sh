@@ -73,6 +73,11 @@ if [ "$status" = 0 ] && [ "${SECOND_PASS:-1}" = 1 ] && [ $# = 0 ]; then
   status=$?
 fi
 
+if [ "${MARKERS:-}" = reliability ]; then
+  echo "== reliability: the books of every scenario run (test-artifacts/reliability-report.jsonl)"
+  $BIN/python scripts/reliability_table.py
+fi
+
 if [ "$was_up" = 0 ]; then
   $BIN/spice stack down
 fi

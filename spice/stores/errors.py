@@ -53,6 +53,10 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     return (StoreUnavailable, OSError, TimeoutError, ConnectionError,
             asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
             asyncpg.exceptions.CannotConnectNowError,
+            # The server ended the session (pg_terminate_backend, a fast shutdown, a
+            # crash of another backend): the statement did not commit; a new
+            # connection will do.
+            asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
             # A connection left mid-operation when PostgreSQL went away ("cannot switch
             # to state ...; another operation is in progress"): another one will do.
             asyncpg.exceptions.InternalClientError,

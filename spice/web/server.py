@@ -6,12 +6,16 @@ expose, plus a deadline on request heads.
 - aiohttp reads a request head for as long as the client trickles it in (only an idle
   connection times out): a head must be complete HEAD_TIMEOUT_SECONDS after its first
   byte, or the connection is closed. Bodies have their own deadline (spice.web.http).
+- What the router answers itself (no route: 404, wrong method: 405) is JSON in the
+  API's error shape, like every view's error, not aiohttp's text/plain page: a client
+  parses one shape for every error, and the OpenAPI document's error schema holds.
 """
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from aiohttp import web
 from aiohttp.web import BaseSite, TCPSite
 from faust.web.drivers.aiohttp import Web
 
@@ -82,11 +86,31 @@ class _Site(TCPSite):
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
 
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The router's own HTTP errors as JSON ({"detail": {"message": ...}})."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400 or error.content_type == "application/json":
+            raise
+        headers = {k: v for k, v in error.headers.items()
+                   if k.lower() not in ("content-type", "content-length")}
+        code = error.reason.lower().replace(" ", "_")
+        message = f"{request.method} {request.path}: {error.reason.lower()}"
+        return web.json_response({"detail": {"code": code, "message": message}},
+                                 status=error.status, headers=headers)
+
+
 class ApiWeb(Web):
     default_blueprints = []  # type: ignore[assignment]
     production_blueprints = []  # type: ignore[assignment]
     debug_blueprints = []  # type: ignore[assignment]
     optional_blueprints = []  # type: ignore[assignment]
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.web_app.middlewares.append(json_errors)
 
     def _new_transport_tcp(self) -> Any:
         return _Site(self._runner, self.app.conf.web_bind, self.app.conf.web_port,

@@ -33,6 +33,8 @@ class Books:
     unanswered_applied: int = 0  # ... of which were stored and applied (once)
     # Where the recovery's time went, in seconds after the fault's end (`Timeline`).
     timeline: dict[str, float | int] = field(default_factory=dict)
+    # What the scenario measured besides the books (accepted/s, pauses, answers).
+    figures: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def record(self) -> None:

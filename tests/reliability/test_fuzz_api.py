@@ -1,5 +1,5 @@
 """Scenario 5: HTTP fuzzing from the API's own OpenAPI document (schemathesis):
-no 500s, no crash, every status code an operation answers is one its
+no 500s, no crash, every status code and content type an operation answers is one its
 document declares (the per-operation error lists in spice/web/openapi.py are checked
 here, against the running service), and afterwards the read model still equals the
 graph store."""
@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error, status_code_conformance
+from schemathesis.checks import content_type_conformance, not_a_server_error, status_code_conformance
 
 from spice.handlers import rebuild
 from spice.web.routes import openapi
@@ -36,7 +36,8 @@ def databases_before(worker) -> set[str]:
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors(case, worker, databases_before):
     case.call_and_validate(base_url=worker.url, headers={"X-API-Key": TEST_ADMIN_KEY},
-                           checks=[not_a_server_error, status_code_conformance], timeout=60)
+                           checks=[not_a_server_error, status_code_conformance,
+                                   content_type_conformance], timeout=60)
 
 
 async def test_still_healthy_and_consistent_after_fuzzing(worker, runtime, http, databases_before):

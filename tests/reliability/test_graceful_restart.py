@@ -141,10 +141,13 @@ async def test_a_worker_stopped_with_sigterm_hands_over_at_once(worker, runtime,
           f"{exited - signalled:.2f} s; drain {shutdown}; longest pause in completions "
           f"{longest:.2f} s at {at - signalled:+.2f} s from SIGTERM; first completion after exit "
           f"{(after_exit[0] - exited) if after_exit else float('nan'):.2f} s; answers {answers}")
+    books.figures.update(sigterm_to_exit=round(exited - signalled, 2),
+                         longest_pause=round(longest, 2),
+                         first_completion_after_exit=round(after_exit[0] - exited, 2) if after_exit else None)
+    books.assert_balanced()
     assert shutdown and shutdown[-1][0] == "finished", shutdown
     assert not any(code >= 500 for code in answers), answers  # no 5xx during the roll
     assert answers.get(202, 0) == RATE * SECONDS
-    books.assert_balanced()
     # The next owner applies the commands the stopped worker left within 2 s of the
     # group settling: no lease (REGISTRY_LEASE_SECONDS, 30 s) is waited out.
     assert longest < 10, f"completions paused {longest:.1f} s"

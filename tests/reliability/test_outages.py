@@ -5,7 +5,6 @@ Retry-After, never 202 for something not stored; everything accepted completes
 after recovery; a sync waiter still gets its answer while Redis is down."""
 import asyncio
 import time
-from collections import Counter
 
 import pytest
 
@@ -14,58 +13,12 @@ from spice.devstack.postgres import PostgresServer
 from spice.devstack.redis import RedisServer
 from spice.devstack.seaweedfs import SeaweedServer
 from tests.reliability.books import Timeline, api_status, balance, wait_terminal
+from tests.reliability.load import Load
 from tests.reliability.test_crash_points import make_class
 
 V1 = "/api/v1"
 OUTAGE_SECONDS = 15
 SERVERS = {"kafka": KafkaServer, "s3": SeaweedServer, "postgres": PostgresServer, "redis": RedisServer}
-
-
-class Load:
-    """Clients creating instances, without pause unless given a rate; every answer is
-    recorded."""
-
-    def __init__(self, http, url: str, db: str, clients: int = 8, rate: float | None = None) -> None:
-        self.http, self.url, self.db, self.clients = http, url, db, clients
-        # With a rate, clients pace themselves (a soak must stay below capacity, or the
-        # backlog, not the worker, is what grows).
-        self.pause = clients / rate if rate else 0.0
-        self.accepted: dict[str, tuple[str, dict]] = {}
-        self.answers: Counter[int] = Counter()
-        self.unavailable_without_retry_after = 0
-        self.running = True
-        self.n = 0
-
-    async def client(self) -> None:
-        while self.running:
-            self.n += 1
-            n = self.n
-            data = {"name": f"item {n}", "n": n}
-            try:
-                async with self.http.post(
-                        f"{self.url}{V1}/instances/{self.db}/async/Item/create",
-                        json={"instance_id": f"i{n}", "data": data},
-                        timeout=20) as r:
-                    self.answers[r.status] += 1
-                    if r.status == 202:
-                        self.accepted[(await r.json())["command_id"]] = (f"i{n}", data)
-                    elif r.status == 503:
-                        if "Retry-After" not in r.headers:
-                            self.unavailable_without_retry_after += 1
-                        await asyncio.sleep(0.2)
-            except (TimeoutError, OSError):
-                self.answers[0] += 1
-                await asyncio.sleep(0.2)
-            if self.pause:
-                await asyncio.sleep(self.pause)
-
-    async def run_while(self, work) -> None:
-        tasks = [asyncio.create_task(self.client()) for _ in range(self.clients)]
-        try:
-            await work()
-        finally:
-            self.running = False
-            await asyncio.gather(*tasks)
 
 
 async def all_answering(http, url: str, timeout: float = 120) -> float:

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from tests.reliability.books import balance, wait_terminal
+from tests.reliability.load import Load
 from tests.reliability.test_crash_points import make_class
-from tests.reliability.test_outages import Load
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 SOAK_RATE = float(os.environ.get("SOAK_RATE", "30"))  # commands/s, below what one worker applies

@@ -11,10 +11,12 @@ from pathlib import Path
 
 from tests.integration.worker import WorkerProcess
 from tests.reliability.books import Timeline, api_status, balance, wait_terminal
+from tests.reliability.load import PacedLoad
 from tests.reliability.test_crash_points import make_class
-from tests.reliability.test_outages import Load
 
 FROZEN_SECONDS = 16  # the group's session timeout is 10 s (spice/app.py)
+RATE = 250  # commands/s offered, open loop, through an API process in front of both
+LEAST_ACCEPTED_PER_SECOND = 200
 
 
 async def test_a_frozen_worker_comes_back_after_its_partitions_moved(worker, runtime, http):
@@ -22,7 +24,9 @@ async def test_a_frozen_worker_comes_back_after_its_partitions_moved(worker, run
     zombie = WorkerProcess(16179, Path("test-artifacts") / "zombie-worker.log",
                            env={"REGISTRY_LEASE_SECONDS": "2"})
     zombie.start()
-    load = Load(http, worker.url, db, clients=8, rate=150)
+    api = WorkerProcess(16180, Path("test-artifacts") / "zombie-api.log", env={
+        "SPICE_ROLE": "api", "SPICE_WORKER_URLS": f"{worker.url},{zombie.url}"}).start()
+    load = PacedLoad(http, api.url, db, rate=RATE)
     thawed = 0.0
 
     async def freeze_and_thaw() -> None:
@@ -41,10 +45,13 @@ async def test_a_frozen_worker_comes_back_after_its_partitions_moved(worker, run
         recovery = await wait_terminal(runtime, list(load.accepted), timeout=240,
                                        status_of=api_status(http, worker.url))
     finally:
+        api.stop()
         zombie.stop()
     books = await balance(runtime, f"a worker frozen {FROZEN_SECONDS}s (SIGSTOP) under load, then "
                           "thawed after its partitions moved", db, "Item", load.accepted, recovery,
                           status_of=api_status(http, worker.url), timeline=Timeline(thawed))
-    print(f"zombie: answers {dict(load.answers)}")
-    assert 500 not in load.answers, load.answers
+    print(f"zombie: answers {dict(load.answers)}, {load.accepted_per_second():.0f} accepted/s")
+    books.figures.update(load.figures())
     books.assert_balanced()
+    assert 500 not in load.answers, load.answers
+    assert load.accepted_per_second() >= LEAST_ACCEPTED_PER_SECOND, dict(load.answers)

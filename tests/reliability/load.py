@@ -1,0 +1,127 @@
+"""The load the scenarios run under: instance creates through the API, every answer
+counted, the accepted commands kept for the books.
+
+- `Load`: closed loop, each client sends its next request when the last is answered
+  (paced with a rate): it never offers more than the service answers.
+- `PacedLoad`: open loop, `rate` requests a second whatever the answers take, as many
+  independent users would send them; what the service accepted per second is then a
+  figure of the service, not of the clients' patience.
+"""
+import asyncio
+import time
+from collections import Counter
+
+V1 = "/api/v1"
+NOT_SENT = -1  # an answers key: the in-flight cap was reached, the request not sent
+
+
+class Load:
+    """Clients creating instances, without pause unless given a rate; every answer is
+    recorded."""
+
+    def __init__(self, http, url: str, db: str, clients: int = 8, rate: float | None = None) -> None:
+        self.http, self.url, self.db, self.clients = http, url, db, clients
+        # With a rate, clients pace themselves (a soak must stay below capacity, or the
+        # backlog, not the worker, is what grows).
+        self.pause = clients / rate if rate else 0.0
+        self.accepted: dict[str, tuple[str, dict]] = {}
+        self.answers: Counter[int] = Counter()
+        self.unavailable_without_retry_after = 0
+        self.running = True
+        self.n = 0
+
+    async def client(self) -> None:
+        while self.running:
+            self.n += 1
+            n = self.n
+            data = {"name": f"item {n}", "n": n}
+            try:
+                async with self.http.post(
+                        f"{self.url}{V1}/instances/{self.db}/async/Item/create",
+                        json={"instance_id": f"i{n}", "data": data},
+                        timeout=20) as r:
+                    self.answers[r.status] += 1
+                    if r.status == 202:
+                        self.accepted[(await r.json())["command_id"]] = (f"i{n}", data)
+                    elif r.status == 503:
+                        if "Retry-After" not in r.headers:
+                            self.unavailable_without_retry_after += 1
+                        await asyncio.sleep(0.2)
+            except (TimeoutError, OSError):
+                self.answers[0] += 1
+                await asyncio.sleep(0.2)
+            if self.pause:
+                await asyncio.sleep(self.pause)
+
+    async def run_while(self, work) -> None:
+        tasks = [asyncio.create_task(self.client()) for _ in range(self.clients)]
+        try:
+            await work()
+        finally:
+            self.running = False
+            await asyncio.gather(*tasks)
+
+
+class PacedLoad:
+    def __init__(self, http, url: str, db: str, rate: float, max_in_flight: int = 1000,
+                 timeout: float = 20) -> None:
+        self.http, self.url, self.db, self.rate = http, url, db, rate
+        self.max_in_flight, self.timeout = max_in_flight, timeout
+        self.accepted: dict[str, tuple[str, dict]] = {}
+        self.answers: Counter[int] = Counter()
+        self.unavailable_without_retry_after = 0
+        self.in_flight = 0
+        self.seconds = 0.0
+
+    async def one(self, n: int) -> None:
+        data = {"name": f"item {n}", "n": n}
+        try:
+            async with self.http.post(f"{self.url}{V1}/instances/{self.db}/async/Item/create",
+                                      json={"instance_id": f"i{n}", "data": data},
+                                      timeout=self.timeout) as r:
+                self.answers[r.status] += 1
+                if r.status == 202:
+                    self.accepted[(await r.json())["command_id"]] = (f"i{n}", data)
+                elif r.status == 503 and "Retry-After" not in r.headers:
+                    self.unavailable_without_retry_after += 1
+        except (TimeoutError, OSError):
+            self.answers[0] += 1
+        finally:
+            self.in_flight -= 1
+
+    async def run_while(self, work) -> None:
+        done = asyncio.Event()
+        tasks: set[asyncio.Task] = set()
+
+        async def send() -> None:
+            n = 0
+            while not done.is_set():
+                n += 1
+                delay = started + n / self.rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if self.in_flight >= self.max_in_flight:
+                    self.answers[NOT_SENT] += 1
+                    continue
+                self.in_flight += 1
+                task = asyncio.create_task(self.one(n))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+        started = time.monotonic()
+        sender = asyncio.create_task(send())
+        try:
+            await work()
+        finally:
+            done.set()
+            await sender
+            self.seconds = time.monotonic() - started
+            await asyncio.gather(*tasks)
+
+    def accepted_per_second(self) -> float:
+        return len(self.accepted) / self.seconds if self.seconds else 0.0
+
+    def figures(self) -> dict:
+        return {"offered_per_second": self.rate,
+                "accepted_per_second": round(self.accepted_per_second()),
+                "answers": {str(code): n for code, n in sorted(self.answers.items())}}
