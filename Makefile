@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-reliability test-unit test-integration stack-up stack-down stack-status bench bench-compare bench-backends bench-queries bench-history bench-push lint clean
+.PHONY: install run test test-reliability soak test-unit test-integration stack-up stack-down stack-status bench bench-compare bench-backends bench-queries bench-history bench-push lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: install
 ## The reliability suite (faults, crashes, bad input; books must balance): CI runs it too.
 test-reliability: install
 	MARKERS=reliability bash scripts/test.sh
+
+## One hour of mixed load; RSS and descriptors flat within 5 %, tracemalloc top 10 (not in CI).
+soak: install
+	SOAK_SECONDS=$${SOAK_SECONDS:-3600} SOAK_SAMPLE_SECONDS=30 SOAK_TOLERANCE=0.05 SOAK_TRACEMALLOC=1 \
+	  MARKERS=reliability SECOND_PASS=0 bash scripts/test.sh -s tests/reliability/test_soak.py
 
 test-unit: install
 	$(BIN)/pytest -m unit -q

@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 
-from spice import tracing
+from spice import memory_report, tracing
 from spice.bootstrap import configure_process
 from spice.kafka_client import faust_credentials
 from spice.roles import modules_for
@@ -69,6 +69,7 @@ class SpiceApp(faust.App):
         gc.freeze()
         log.info("worker started: %d objects frozen out of the cyclic collector",
                  gc.get_freeze_count())
+        memory_report.install(asyncio.get_running_loop())
         if self.settings.worker_profile:
             self._profiler = cProfile.Profile()
             self._profiler.enable()
