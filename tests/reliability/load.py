@@ -11,6 +11,8 @@ import asyncio
 import time
 from collections import Counter
 
+import aiohttp
+
 V1 = "/api/v1"
 NOT_SENT = -1  # an answers key: the in-flight cap was reached, the request not sent
 
@@ -72,13 +74,16 @@ class PacedLoad:
         self.unavailable_without_retry_after = 0
         self.in_flight = 0
         self.seconds = 0.0
+        self.latencies: list[float] = []
 
-    async def one(self, n: int) -> None:
+    async def one(self, session: aiohttp.ClientSession, n: int) -> None:
         data = {"name": f"item {n}", "n": n}
+        began = time.monotonic()
         try:
-            async with self.http.post(f"{self.url}{V1}/instances/{self.db}/async/Item/create",
+            async with session.post(f"{self.url}{V1}/instances/{self.db}/async/Item/create",
                                       json={"instance_id": f"i{n}", "data": data},
                                       timeout=self.timeout) as r:
+                self.latencies.append(time.monotonic() - began)
                 self.answers[r.status] += 1
                 if r.status == 202:
                     self.accepted[(await r.json())["command_id"]] = (f"i{n}", data)
@@ -93,7 +98,7 @@ class PacedLoad:
         done = asyncio.Event()
         tasks: set[asyncio.Task] = set()
 
-        async def send() -> None:
+        async def send(session: aiohttp.ClientSession) -> None:
             n = 0
             while not done.is_set():
                 n += 1
@@ -104,24 +109,32 @@ class PacedLoad:
                     self.answers[NOT_SENT] += 1
                     continue
                 self.in_flight += 1
-                task = asyncio.create_task(self.one(n))
+                task = asyncio.create_task(self.one(session, n))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
 
-        started = time.monotonic()
-        sender = asyncio.create_task(send())
-        try:
-            await work()
-        finally:
-            done.set()
-            await sender
-            self.seconds = time.monotonic() - started
-            await asyncio.gather(*tasks)
+        # A session of its own: the shared one's pool (aiohttp's default, 100
+        # connections) would queue requests in the client and cap what is offered.
+        async with aiohttp.ClientSession(
+                headers=self.http.headers,
+                connector=aiohttp.TCPConnector(limit=self.max_in_flight)) as session:
+            started = time.monotonic()
+            sender = asyncio.create_task(send(session))
+            try:
+                await work()
+            finally:
+                done.set()
+                await sender
+                self.seconds = time.monotonic() - started
+                await asyncio.gather(*tasks)
 
     def accepted_per_second(self) -> float:
         return len(self.accepted) / self.seconds if self.seconds else 0.0
 
     def figures(self) -> dict:
+        ordered = sorted(self.latencies) or [0.0]
         return {"offered_per_second": self.rate,
                 "accepted_per_second": round(self.accepted_per_second()),
+                "answer_p50_ms": round(ordered[len(ordered) // 2] * 1000),
+                "answer_p99_ms": round(ordered[int(len(ordered) * 0.99)] * 1000),
                 "answers": {str(code): n for code, n in sorted(self.answers.items())}}

@@ -1,10 +1,19 @@
 """A TCP proxy that can make a server slow: every byte from the client reaches the
 server `delay` seconds after it arrived (order kept, so each request is late by the
-delay, a pipelined body is not late once per chunk). Answers pass at once."""
+delay, a pipelined body is not late once per chunk). Answers pass at once.
+
+It runs as a process of its own (`ProxyProcess`), so that the proxied traffic does not
+compete with the scenario's load generator for one event loop: SIGUSR1 turns the delay
+on, SIGUSR2 off.
+"""
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
 
 
@@ -83,3 +92,43 @@ class SlowProxy:
             await writer.drain()
         with contextlib.suppress(OSError):
             writer.write_eof()
+
+
+class ProxyProcess:
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.target_port, self.delay = target_port, delay
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    def start(self) -> ProxyProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability.slow_proxy", str(self.target_port),
+             str(self.delay)], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+        return self
+
+    def slow(self, on: bool) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGUSR1 if on else signal.SIGUSR2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+async def _serve_forever(target_port: int, delay: float) -> None:
+    proxy = await SlowProxy("127.0.0.1", target_port).start()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, lambda: setattr(proxy, "delay", delay))
+    loop.add_signal_handler(signal.SIGUSR2, lambda: setattr(proxy, "delay", 0.0))
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    print(proxy.port, flush=True)
+    await stop.wait()
+    await proxy.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve_forever(int(sys.argv[1]), float(sys.argv[2])))

@@ -19,7 +19,7 @@ import asyncpg
 from tests.integration.worker import WorkerProcess
 from tests.reliability.books import Timeline, api_status, balance, wait_terminal
 from tests.reliability.load import V1, PacedLoad
-from tests.reliability.slow_proxy import SlowProxy
+from tests.reliability.slow_proxy import ProxyProcess
 from tests.reliability.test_crash_points import make_class
 
 RATE = 250  # commands/s offered
@@ -59,33 +59,28 @@ def assert_answered_in_time(load: PacedLoad, synced: list[tuple[int, float]]) ->
     assert not late, f"sync writes answered late or wrongly: {late}"
 
 
-async def started(process: WorkerProcess) -> WorkerProcess:
-    # In a thread: the proxy the process needs runs on this event loop.
-    return await asyncio.to_thread(process.start, 180)
-
-
 async def test_s3_slow_for_30_seconds(worker, runtime, http, local_stack):
     db = await make_class(http, worker)
     sync_db = await make_class(http, worker)  # the books count only the load's instances
-    proxy = await SlowProxy("127.0.0.1", local_stack.s3_port).start()
+    proxy = ProxyProcess(local_stack.s3_port, S3_DELAY).start()
     env = {"S3_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}
-    await asyncio.to_thread(worker.stop)  # only the worker behind the proxy applies commands
+    worker.stop()  # only the worker behind the proxy applies commands
     slow = WorkerProcess(16179, LOGS / "slow-s3-worker.log", env=env)
     api = WorkerProcess(16180, LOGS / "slow-s3-api.log",
                         env={**env, "SPICE_ROLE": "api", "SPICE_WORKER_URLS": slow.url})
     synced: list[tuple[int, float]] = []
     fault_end = 0.0
     try:
-        await started(slow)
-        await started(api)
+        slow.start(180)
+        api.start(180)
         load = PacedLoad(http, api.url, db, rate=RATE)
 
         async def slow_s3() -> None:
             nonlocal fault_end
             await asyncio.sleep(5)
-            proxy.delay = S3_DELAY
+            proxy.slow(True)
             synced.extend(await sync_answers(http, api.url, sync_db, SLOW_SECONDS))
-            proxy.delay = 0.0
+            proxy.slow(False)
             fault_end = time.time()
             await asyncio.sleep(5)
 
@@ -96,10 +91,10 @@ async def test_s3_slow_for_30_seconds(worker, runtime, http, local_stack):
                               db, "Item", load.accepted, recovery, status_of=status_of,
                               timeline=Timeline(fault_end))
     finally:
-        await asyncio.to_thread(api.stop)
-        await asyncio.to_thread(slow.stop)
-        await proxy.stop()
-        await asyncio.to_thread(worker.start)
+        api.stop()
+        slow.stop()
+        proxy.stop()
+        worker.start()
     print(f"slow S3: answers {dict(load.answers)}, {load.accepted_per_second():.0f} accepted/s; "
           f"sync writes (status, s) {synced}")
     books.figures.update(load.figures(), sync_answers=synced)
