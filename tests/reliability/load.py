@@ -75,6 +75,8 @@ class PacedLoad:
         self.in_flight = 0
         self.seconds = 0.0
         self.latencies: list[float] = []
+        # Requests that got no answer (the client's timeout): each may have been stored.
+        self.unanswered: dict[str, dict] = {}
 
     async def one(self, session: aiohttp.ClientSession, n: int) -> None:
         data = {"name": f"item {n}", "n": n}
@@ -91,6 +93,7 @@ class PacedLoad:
                     self.unavailable_without_retry_after += 1
         except (TimeoutError, OSError):
             self.answers[0] += 1
+            self.unanswered[f"i{n}"] = data
         finally:
             self.in_flight -= 1
 

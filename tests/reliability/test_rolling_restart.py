@@ -44,7 +44,7 @@ async def test_rolling_restart_of_two_workers_behind_an_api(worker, runtime, htt
         api.stop()
         second.stop()
     books = await balance(runtime, "rolling restart of two workers behind an API process", db,
-                          "Item", load.accepted, recovery, status_of=status_of,
+                          "Item", load.accepted, recovery, unanswered=load.unanswered, status_of=status_of,
                           timeline=Timeline(rolled))
     print(f"rolling restart: stop+start {restarts} s; answers {dict(load.answers)}, "
           f"{load.accepted_per_second():.0f} accepted/s")

@@ -88,7 +88,8 @@ async def test_s3_slow_for_30_seconds(worker, runtime, http, local_stack):
         status_of = api_status(http, slow.url)
         recovery = await wait_terminal(runtime, list(load.accepted), timeout=240, status_of=status_of)
         books = await balance(runtime, f"S3 answering {S3_DELAY * 1000:.0f} ms late for {SLOW_SECONDS}s",
-                              db, "Item", load.accepted, recovery, status_of=status_of,
+                              db, "Item", load.accepted, recovery,
+                              unanswered=load.unanswered, status_of=status_of,
                               timeline=Timeline(fault_end))
     finally:
         api.stop()
@@ -137,7 +138,8 @@ async def test_postgres_connections_dropped_mid_transaction(worker, runtime, htt
     finally:
         api.stop()
     books = await balance(runtime, f"PostgreSQL connections terminated every second for {DROP_SECONDS}s",
-                          db, "Item", load.accepted, recovery, status_of=status_of,
+                          db, "Item", load.accepted, recovery,
+                          unanswered=load.unanswered, status_of=status_of,
                           timeline=Timeline(fault_end))
     print(f"PostgreSQL drops: {sum(dropped)} backends terminated ({dropped}); answers "
           f"{dict(load.answers)}, {load.accepted_per_second():.0f} accepted/s; sync writes {synced}")

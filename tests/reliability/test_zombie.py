@@ -49,6 +49,7 @@ async def test_a_frozen_worker_comes_back_after_its_partitions_moved(worker, run
         zombie.stop()
     books = await balance(runtime, f"a worker frozen {FROZEN_SECONDS}s (SIGSTOP) under load, then "
                           "thawed after its partitions moved", db, "Item", load.accepted, recovery,
+                          unanswered=load.unanswered,
                           status_of=api_status(http, worker.url), timeline=Timeline(thawed))
     print(f"zombie: answers {dict(load.answers)}, {load.accepted_per_second():.0f} accepted/s")
     books.figures.update(load.figures())
