@@ -24,6 +24,7 @@ import aiohttp
 
 from bench.api import LOGS, setup_db
 from bench.common import machine
+from spice.client import SpiceClient
 from spice.runtime import Runtime
 from spice.settings import Settings
 from tests.integration.worker import WorkerProcess
@@ -49,6 +50,7 @@ async def main(sockets: int, followers: int, commands: int, rate: float) -> None
         headers = {"X-API-Key": key}
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
+            spice = SpiceClient(worker.url, session=http)
             db = await setup_db(http, worker.url)
             assert worker.proc is not None
             pid = worker.proc.pid
@@ -75,14 +77,12 @@ async def main(sockets: int, followers: int, commands: int, rate: float) -> None
             readers = [asyncio.create_task(read(s)) for s in opened]
             async def create(index: int) -> str:
                 await asyncio.sleep(index / rate)  # a steady flow, not a burst
-                async with http.post(f"{worker.url}{V1}/instances/{db}/async/Item/create",
-                                     json={"instance_id": f"i{index}", "data": {"n": index}}) as r:
-                    return str((await r.json())["command_id"])
+                answer = await spice.create_instance(db, "Item", f"i{index}", {"n": index})
+                return str(answer["command_id"])
             started = time.perf_counter()
             ids = await asyncio.gather(*(create(i) for i in range(commands)))
             for command_id in ids:
-                async with http.get(f"{worker.url}{V1}/commands/{command_id}/wait?timeout=60") as r:
-                    assert r.status == 200, await r.text()
+                await spice.wait(command_id, timeout=60)  # raises unless it completed
             await asyncio.sleep(2)  # the last deliveries
             elapsed = time.perf_counter() - started
             for socket in [*opened, *quiet]:
