@@ -148,6 +148,11 @@ class KafkaServer(Server):
                 f"default.replication.factor={replicas}",
                 f"min.insync.replicas={in_sync}",
                 "group.initial.rebalance.delay.ms=0",
+                # A broker that dies loses its partitions' leadership when its session
+                # with the controller times out: Kafka's default 9 s is 9 s with no
+                # leader for them. Loopback heartbeats do not get lost; 4 s is safe here.
+                *(["broker.session.timeout.ms=4000", "broker.heartbeat.interval.ms=1000"]
+                  if self.clustered else []),
                 # Topics are created by the service with their partition counts; an
                 # auto-created one-partition topic would silently break key routing.
                 "auto.create.topics.enable=false",

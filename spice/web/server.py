@@ -6,17 +6,21 @@ expose, plus a deadline on request heads.
 - aiohttp reads a request head for as long as the client trickles it in (only an idle
   connection times out): a head must be complete HEAD_TIMEOUT_SECONDS after its first
   byte, or the connection is closed. Bodies have their own deadline (spice.web.http).
-- What the router answers itself (no route: 404, wrong method: 405) is JSON in the
-  API's error shape, like every view's error, not aiohttp's text/plain page: a client
-  parses one shape for every error, and the OpenAPI document's error schema holds.
+- What the router answers itself (no route: 404, wrong method: 405) and what the HTTP
+  parser refuses (a malformed request line or header: 400, a head too large: 431) are
+  JSON in the API's error shape, like every view's error, not aiohttp's text/plain page:
+  a client parses one shape for every error, and the OpenAPI document's error schema
+  holds.
 """
 from __future__ import annotations
 
 import asyncio
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web import BaseSite, TCPSite
+from aiohttp.web_protocol import RequestHandler
 from faust.web.drivers.aiohttp import Web
 
 HEAD_TIMEOUT_SECONDS = 10.0
@@ -71,15 +75,34 @@ class HeadDeadline(asyncio.Protocol):
         self.inner.resume_writing()
 
 
+class JsonErrorsHandler(RequestHandler):
+    """aiohttp's connection handler, answering the parser's refusals in JSON."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if sent already
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        text = "internal error" if status >= 500 else (message or phrase)
+        response = web.json_response(
+            {"detail": {"code": phrase.lower().replace(" ", "_"), "message": text}}, status=status)
+        response.force_close()
+        return response
+
+
 class _Site(TCPSite):
-    """TCPSite.start, with each connection's handler wrapped in a HeadDeadline."""
+    """TCPSite.start, with each connection's handler answering errors in JSON and wrapped
+    in a HeadDeadline."""
 
     async def start(self) -> None:
         await BaseSite.start(self)
         server = self._runner.server
         assert server is not None
+        def handler() -> HeadDeadline:
+            inner = JsonErrorsHandler(server, loop=server._loop, **server._kwargs)
+            return HeadDeadline(inner, HEAD_TIMEOUT_SECONDS)
+
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: HeadDeadline(server(), HEAD_TIMEOUT_SECONDS), self._host, self._port,
+            handler, self._host, self._port,
             ssl=self._ssl_context, backlog=self._backlog, reuse_address=self._reuse_address,
             reuse_port=self._reuse_port)
         sockets = self._server.sockets

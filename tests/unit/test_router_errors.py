@@ -47,3 +47,45 @@ async def test_answers_of_views_pass_unchanged():
         assert (r.status, await r.json()) == (200, {"ok": True})
     finally:
         await c.close()
+
+
+async def raw_exchange(request: bytes) -> tuple[int, str, dict]:
+    """Sends bytes to a server on the API's site (the parser's errors included)."""
+    import asyncio
+    import json
+
+    from aiohttp.web import AppRunner
+
+    from spice.web.server import _Site
+
+    app = web.Application(middlewares=[json_errors])
+    app.router.add_get("/api/v1/thing", ok)
+    runner = AppRunner(app)
+    await runner.setup()
+    site = _Site(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", site._bound_port)
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers["Content-Type"], json.loads(body)
+
+
+async def test_a_malformed_header_is_a_json_400():
+    status, content_type, body = await raw_exchange(
+        b"GET /api/v1/thing HTTP/1.1\r\nHost: x\r\nBad\x01Name: v\r\n\r\n")
+    assert (status, content_type) == (400, "application/json; charset=utf-8")
+    assert body["detail"]["code"] == "bad_request"
+
+
+async def test_a_malformed_request_line_is_a_json_400():
+    status, content_type, body = await raw_exchange(b"GET /api/v1/thing HTTP/9\r\n\r\n")
+    assert status == 400 and content_type.startswith("application/json")
+    assert body["detail"]["message"]
