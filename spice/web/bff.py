@@ -24,7 +24,7 @@ from spice.web.auth import Access
 from spice.web.http import ApiView, HttpError, json_body, query_number
 from spice.web.reads import require_db
 from spice.web.search import property_filters
-from spice.web.waiting import outcome_response, wait_status
+from spice.web.waiting import outcome_response, remaining, wait_status
 from spice.web.writes import Write, submit
 
 DEFAULT_LANGUAGE = "en"
@@ -70,7 +70,7 @@ class BffView(ApiView):
         stored = await submit(self, request, write)
         if is_async:
             return self.json({"command_id": stored.command_id, "status": "PENDING"}, status=202)
-        doc = await wait_status(self, stored.command_id, timeout, wait)
+        doc = await wait_status(self, stored.command_id, remaining(timeout, started), wait)
         if doc is None or doc.get("status") != "COMPLETED":
             return outcome_response(self, stored.command_id, doc, timeout, started)
         body = {"status": "success", "command_id": stored.command_id,

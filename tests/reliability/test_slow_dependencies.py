@@ -26,7 +26,7 @@ RATE = 250  # commands/s offered
 LEAST_ACCEPTED_PER_SECOND = 200
 S3_DELAY, SLOW_SECONDS = 0.5, 30
 DROP_SECONDS = 20
-SYNC_TIMEOUT, SYNC_MARGIN = 5, 3
+SYNC_TIMEOUT, SYNC_MARGIN = 5, 3  # the timeout counts from arrival (spice/web/waiting.py)
 LOGS = Path("test-artifacts")
 
 
