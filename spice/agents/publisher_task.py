@@ -10,6 +10,10 @@ from spice.agents.publisher import Publisher
 from spice.app import app
 
 log = logging.getLogger(__name__)
+# How long a stopping worker waits for its publisher to let go. What the publisher had
+# in flight is safe to abandon: its checkpoint only ever holds acknowledged batches, so
+# the next leader publishes the rest again (duplicates, absorbed by the registry).
+STOP_SECONDS = 5.0
 publisher: Publisher | None = None
 _task: asyncio.Task[None] | None = None
 
@@ -40,9 +44,14 @@ async def stop() -> None:
     """Stop publishing before the stores close: a publisher left running on a stopping
     worker keeps taking the leadership with closed clients and publishes nothing."""
     task = _task
-    if task is not None and not task.done():
-        task.cancel()
-        try:
-            await task
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping anyway
-            pass
+    if task is None or task.done():
+        return
+    task.cancel()
+    # Bounded: a producer flushing a backlog, or a sweep pass sending what it found,
+    # once held a SIGTERMed worker until it was killed 30 s later, and with it the
+    # restart of a rolling deploy.
+    done, _ = await asyncio.wait({task}, timeout=STOP_SECONDS)
+    if not done:
+        log.warning("shutdown: the publisher did not stop within %.0f s; left behind", STOP_SECONDS)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("shutdown: the publisher ended with %r", task.exception())
