@@ -44,7 +44,9 @@ POINT = ("a version (sequence number; for a schema, a chain position) or an ISO 
          "such as 2026-12-05T10:00:00Z")
 PARAMS: dict[str, dict[str, Any]] = {
     "timeout": {"schema": {"type": "number", "minimum": 0.1, "maximum": 600, "default": 30},
-                "description": "seconds to wait for the outcome (408 after)"},
+                "description": "seconds to wait for the outcome, counted from the request's "
+                               "arrival (408 after; if storing the command alone took longer, "
+                               "as soon as it is stored)"},
     "poll_interval": {"schema": {"type": "number", "minimum": 0.05, "maximum": 60, "default": 0.5},
                       "description": "seconds between status reads when push is unavailable"},
     "wait": {"schema": {"type": "string", "enum": ["applied", "projected"], "default": "applied"},
