@@ -251,8 +251,28 @@ class CommandHandler:
             await self.graph.apply(event)
 
     async def _reject(self, envelope: Envelope, error: DomainError) -> None:
+        if await self._applied_elsewhere(envelope):
+            # A zombie: this worker was paused past its lease (a GC pause, a frozen VM)
+            # while another took the command over and applied it; deciding again now,
+            # it meets the command's own effect ("already exists"). The applied outcome
+            # is the record: no second event, no FAILED after COMPLETED.
+            log.warning("command %s was applied by another worker while this one held it; "
+                        "its late rejection (%s) is dropped", envelope.command_id, error)
+            await self._report_done(envelope)
+            return
         await self.store.append(command_failed(envelope, error.to_dict()))
         await self._finish_rejected(envelope, error.to_dict())
+
+    async def _applied_elsewhere(self, envelope: Envelope) -> bool:
+        """The command's success event is stored: another attempt applied it. (Its event
+        is appended before the graph write, so a decision that saw the effect in the
+        graph finds the event.) Only asked on a rejection, which is rare."""
+        command = command_type_of(envelope)
+        if command is CommandType.BULK_CREATE_INSTANCES:
+            return False  # per-item outcomes: a bulk retry skips what is recorded
+        stored = await self.store.get(domain_event_id(
+            envelope.command_id, SUCCESS_EVENTS[command], envelope.aggregate_id))
+        return stored is not None
 
     async def _finish_rejected(self, envelope: Envelope, error: dict[str, Any]) -> None:
         await self.registry.mark_done(HANDLER, envelope.event_id, envelope.aggregate_id,

@@ -120,3 +120,18 @@ async def test_no_success_event_for_values_no_store_could_take():
     doc = world.status.docs[command.command_id]
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "invalid"
     assert "NUL" in doc["error"]["message"] and world.graph.databases == set()
+
+
+async def test_a_zombie_that_decides_after_another_worker_applied_its_command_adds_nothing():
+    """A worker paused past its lease resumes a command another worker has applied since:
+    its decision meets the command's own effect ("already exists"). No COMMAND_FAILED
+    event, no FAILED after COMPLETED (CI, the frozen-worker scenario: 42 such)."""
+    world = World()
+    command = await world.accepted()
+    await world.handler.process(command, ORIGIN)  # the worker that took it over
+    assert world.status.docs[command.command_id]["status"] == "COMPLETED"
+    await world.handler._apply(command, 1)  # the zombie, thawed mid-command
+    assert world.events(command.command_id) == ["DATABASE_CREATED"]
+    doc = world.status.docs[command.command_id]
+    assert doc["status"] == "COMPLETED"
+    assert "FAILED" not in doc["history"]
