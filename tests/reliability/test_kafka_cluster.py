@@ -22,7 +22,7 @@ import pytest
 from spice.devstack.kafka import KafkaCluster
 from tests.integration.worker import WorkerProcess
 from tests.reliability.books import Timeline, api_status, balance, wait_terminal
-from tests.reliability.load import PacedLoad
+from tests.reliability.load import OFFERED_PER_SECOND, PacedLoad
 from tests.reliability.test_crash_points import make_class
 from tests.reliability.test_outages import all_answering
 
@@ -33,7 +33,6 @@ CLUSTER = {"kafka_bootstrap_servers": BROKERS, "kafka_controller_port": 19193,
 # the three brokers alone take about one core at this rate, and together with the
 # service, PostgreSQL and SeaweedFS both cores are saturated (docs/reliability.md has
 # the measured rates, 55-190 accepted/s).
-RATE = 250
 DOWN_SECONDS = 20
 
 
@@ -97,7 +96,7 @@ async def all_in_sync(settings, timeout: float = 120) -> float:
 
 
 async def run_under_load(http, api, db, fault) -> tuple[PacedLoad, float]:
-    load = PacedLoad(http, api.url, db, rate=RATE)
+    load = PacedLoad(http, api.url, db, rate=OFFERED_PER_SECOND)
     fault_end = 0.0
 
     async def scenario() -> None:

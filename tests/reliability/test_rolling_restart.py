@@ -8,11 +8,9 @@ from pathlib import Path
 
 from tests.integration.worker import WorkerProcess
 from tests.reliability.books import Timeline, api_status, balance, wait_terminal
-from tests.reliability.load import PacedLoad
+from tests.reliability.load import LEAST_ACCEPTED_PER_SECOND, OFFERED_PER_SECOND, PacedLoad
 from tests.reliability.test_crash_points import make_class
 
-RATE = 250  # commands/s offered
-LEAST_ACCEPTED_PER_SECOND = 200
 SETTLE_SECONDS = 8  # the group rebalances with the restarted worker in it
 
 
@@ -21,7 +19,7 @@ async def test_rolling_restart_of_two_workers_behind_an_api(worker, runtime, htt
     second = WorkerProcess(16179, Path("test-artifacts") / "rolling-worker.log").start()
     api = WorkerProcess(16180, Path("test-artifacts") / "rolling-api.log", env={
         "SPICE_ROLE": "api", "SPICE_WORKER_URLS": f"{worker.url},{second.url}"}).start()
-    load = PacedLoad(http, api.url, db, rate=RATE)
+    load = PacedLoad(http, api.url, db, rate=OFFERED_PER_SECOND)
     restarts: list[tuple[str, float]] = []
     rolled = 0.0
 

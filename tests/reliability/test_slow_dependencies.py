@@ -18,12 +18,10 @@ import asyncpg
 
 from tests.integration.worker import WorkerProcess
 from tests.reliability.books import Timeline, api_status, balance, wait_terminal
-from tests.reliability.load import V1, PacedLoad
+from tests.reliability.load import LEAST_ACCEPTED_PER_SECOND, OFFERED_PER_SECOND, V1, PacedLoad
 from tests.reliability.slow_proxy import ProxyProcess
 from tests.reliability.test_crash_points import make_class
 
-RATE = 250  # commands/s offered
-LEAST_ACCEPTED_PER_SECOND = 200
 S3_DELAY, SLOW_SECONDS = 0.5, 30
 DROP_SECONDS = 20
 SYNC_TIMEOUT, SYNC_MARGIN = 5, 3  # the timeout counts from arrival (spice/web/waiting.py)
@@ -73,7 +71,7 @@ async def test_s3_slow_for_30_seconds(worker, runtime, http, local_stack):
     try:
         slow.start(180)
         api.start(180)
-        load = PacedLoad(http, api.url, db, rate=RATE)
+        load = PacedLoad(http, api.url, db, rate=OFFERED_PER_SECOND)
 
         async def slow_s3() -> None:
             nonlocal fault_end
@@ -108,7 +106,7 @@ async def test_postgres_connections_dropped_mid_transaction(worker, runtime, htt
     sync_db = await make_class(http, worker)
     api = WorkerProcess(16180, LOGS / "pg-drop-api.log",
                         env={"SPICE_ROLE": "api", "SPICE_WORKER_URLS": worker.url}).start()
-    load = PacedLoad(http, api.url, db, rate=RATE)
+    load = PacedLoad(http, api.url, db, rate=OFFERED_PER_SECOND)
     synced: list[tuple[int, float]] = []
     dropped: list[int] = []
     fault_end = 0.0

@@ -11,12 +11,10 @@ from pathlib import Path
 
 from tests.integration.worker import WorkerProcess
 from tests.reliability.books import Timeline, api_status, balance, wait_terminal
-from tests.reliability.load import PacedLoad
+from tests.reliability.load import LEAST_ACCEPTED_PER_SECOND, OFFERED_PER_SECOND, PacedLoad
 from tests.reliability.test_crash_points import make_class
 
 FROZEN_SECONDS = 16  # the group's session timeout is 10 s (spice/app.py)
-RATE = 250  # commands/s offered, open loop, through an API process in front of both
-LEAST_ACCEPTED_PER_SECOND = 200
 
 
 async def test_a_frozen_worker_comes_back_after_its_partitions_moved(worker, runtime, http):
@@ -26,7 +24,7 @@ async def test_a_frozen_worker_comes_back_after_its_partitions_moved(worker, run
     zombie.start()
     api = WorkerProcess(16180, Path("test-artifacts") / "zombie-api.log", env={
         "SPICE_ROLE": "api", "SPICE_WORKER_URLS": f"{worker.url},{zombie.url}"}).start()
-    load = PacedLoad(http, api.url, db, rate=RATE)
+    load = PacedLoad(http, api.url, db, rate=OFFERED_PER_SECOND)
     thawed = 0.0
 
     async def freeze_and_thaw() -> None:
