@@ -19,18 +19,11 @@ def settings() -> Settings:
     return Settings()
 
 
-# Scenarios not yet in the CI gate (`MARKERS=cluster bash scripts/test.sh` runs them):
-# written, not yet seen to balance on this machine.
-NOT_GATED: tuple[str, ...] = ()
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = str(item.fspath)
         if "/integration/" in path:
             item.add_marker(pytest.mark.integration)
-        elif "/reliability/" in path and any(name in path for name in NOT_GATED):
-            item.add_marker(pytest.mark.cluster)
         elif "/reliability/" in path:
             item.add_marker(pytest.mark.reliability)
         elif "/unit/" in path:
