@@ -270,9 +270,8 @@ class CommandHandler:
         command = command_type_of(envelope)
         if command is CommandType.BULK_CREATE_INSTANCES:
             return False  # per-item outcomes: a bulk retry skips what is recorded
-        stored = await self.store.get(domain_event_id(
-            envelope.command_id, SUCCESS_EVENTS[command], envelope.aggregate_id))
-        return stored is not None
+        return any(e.event_type != EventType.COMMAND_FAILED
+                   for e in await self._recorded_events(envelope, command))
 
     async def _finish_rejected(self, envelope: Envelope, error: dict[str, Any]) -> None:
         await self.registry.mark_done(HANDLER, envelope.event_id, envelope.aggregate_id,

@@ -23,6 +23,8 @@ from aiohttp.web import BaseSite, TCPSite
 from aiohttp.web_protocol import RequestHandler
 from faust.web.drivers.aiohttp import Web
 
+from spice.web.errors import HttpError
+
 HEAD_TIMEOUT_SECONDS = 10.0
 
 
@@ -75,16 +77,24 @@ class HeadDeadline(asyncio.Protocol):
         self.inner.resume_writing()
 
 
+def error_json(status: int, message: str | None, headers: Any = ()) -> web.Response:
+    """An HTTP error the API did not raise itself, in its error shape (HttpError.body),
+    with a code from the status's phrase (not_found, method_not_allowed, bad_request)."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    error = HttpError(status, message or phrase, code=phrase.lower().replace(" ", "_"))
+    return web.json_response(error.body(), status=status, headers=dict(headers))
+
+
 class JsonErrorsHandler(RequestHandler):
     """aiohttp's connection handler, answering the parser's refusals in JSON."""
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs; raises if sent already
-        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-        text = "internal error" if status >= 500 else (message or phrase)
-        response = web.json_response(
-            {"detail": {"code": phrase.lower().replace(" ", "_"), "message": text}}, status=status)
+        response = error_json(status, "internal error" if status >= 500 else message)
         response.force_close()
         return response
 
@@ -117,12 +127,9 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as error:
         if error.status < 400 or error.content_type == "application/json":
             raise
-        headers = {k: v for k, v in error.headers.items()
-                   if k.lower() not in ("content-type", "content-length")}
-        code = error.reason.lower().replace(" ", "_")
-        message = f"{request.method} {request.path}: {error.reason.lower()}"
-        return web.json_response({"detail": {"code": code, "message": message}},
-                                 status=error.status, headers=headers)
+        return error_json(error.status, f"{request.method} {request.path}: {error.reason.lower()}",
+                          [(k, v) for k, v in error.headers.items()
+                           if k.lower() not in ("content-type", "content-length")])
 
 
 class ApiWeb(Web):

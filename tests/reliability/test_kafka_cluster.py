@@ -21,7 +21,7 @@ import pytest
 
 from spice.devstack.kafka import KafkaCluster
 from tests.integration.worker import WorkerProcess
-from tests.reliability.books import Timeline, api_status, balance, wait_terminal
+from tests.reliability.books import Timeline, api_status, wait_terminal
 from tests.reliability.load import OFFERED_PER_SECOND, PacedLoad
 from tests.reliability.test_crash_points import make_class
 from tests.reliability.test_outages import all_answering
@@ -130,13 +130,10 @@ async def test_the_broker_leading_most_command_partitions_killed(cluster, runtim
     recovery = await wait_terminal(runtime, list(load.accepted), timeout=300,
                                    status_of=api_status(http, process.url))
     timeline = Timeline(fault_end, await all_answering(http, process.url))
-    books = await balance(runtime, f"Kafka cluster: the leader of {leaders.most_common(1)[0][1]} of "
-                          f"{sum(leaders.values())} command partitions SIGKILLed for {DOWN_SECONDS}s",
-                          db, "Item", load.accepted, recovery,
-                          unanswered=load.unanswered, status_of=api_status(http, process.url),
-                          timeline=timeline)
+    books = await load.books(runtime, f"Kafka cluster: the leader of {leaders.most_common(1)[0][1]} of "
+                             f"{sum(leaders.values())} command partitions SIGKILLed for {DOWN_SECONDS}s",
+                             db, recovery, api_status(http, process.url), timeline)
     print(f"broker kill: answers {dict(load.answers)}, {load.accepted_per_second():.0f} accepted/s")
-    books.figures.update(load.figures())
     books.assert_balanced()
     assert_served(load)
 
@@ -156,12 +153,10 @@ async def test_rolling_restart_of_all_brokers(cluster, runtime, http):
     load, fault_end = await run_under_load(http, api, db, fault)
     recovery = await wait_terminal(runtime, list(load.accepted), timeout=300,
                                    status_of=api_status(http, process.url))
-    books = await balance(runtime, "Kafka cluster: rolling restart of the three brokers", db, "Item",
-                          load.accepted, recovery,
-                          unanswered=load.unanswered, status_of=api_status(http, process.url),
-                          timeline=Timeline(fault_end))
+    books = await load.books(runtime, "Kafka cluster: rolling restart of the three brokers", db,
+                             recovery, api_status(http, process.url), Timeline(fault_end),
+                             resync_seconds=resync)
     print(f"rolling restart: back in sync after {resync} s; answers {dict(load.answers)}, "
           f"{load.accepted_per_second():.0f} accepted/s")
-    books.figures.update(load.figures(), resync_seconds=resync)
     books.assert_balanced()
     assert_served(load)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from tests.integration.worker import WorkerProcess
-from tests.reliability.books import Timeline, api_status, balance, wait_terminal
+from tests.reliability.books import Timeline, api_status, wait_terminal
 from tests.reliability.load import LEAST_ACCEPTED_PER_SECOND, OFFERED_PER_SECOND, PacedLoad
 from tests.reliability.test_crash_points import make_class
 
@@ -41,12 +41,10 @@ async def test_rolling_restart_of_two_workers_behind_an_api(worker, runtime, htt
     finally:
         api.stop()
         second.stop()
-    books = await balance(runtime, "rolling restart of two workers behind an API process", db,
-                          "Item", load.accepted, recovery, unanswered=load.unanswered, status_of=status_of,
-                          timeline=Timeline(rolled))
+    books = await load.books(runtime, "rolling restart of two workers behind an API process", db,
+                             recovery, status_of, Timeline(rolled), restart_seconds=restarts)
     print(f"rolling restart: stop+start {restarts} s; answers {dict(load.answers)}, "
           f"{load.accepted_per_second():.0f} accepted/s")
-    books.figures.update(load.figures(), restart_seconds=restarts)
     books.assert_balanced()
     assert not any(code >= 500 for code in load.answers), load.answers
     assert load.accepted_per_second() >= LEAST_ACCEPTED_PER_SECOND, dict(load.answers)

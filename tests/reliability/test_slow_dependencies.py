@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from tests.integration.worker import WorkerProcess
-from tests.reliability.books import Timeline, api_status, balance, wait_terminal
+from tests.reliability.books import Timeline, api_status, wait_terminal
 from tests.reliability.load import LEAST_ACCEPTED_PER_SECOND, OFFERED_PER_SECOND, V1, PacedLoad
 from tests.reliability.slow_proxy import ProxyProcess
 from tests.reliability.test_crash_points import make_class
@@ -85,10 +85,8 @@ async def test_s3_slow_for_30_seconds(worker, runtime, http, local_stack):
         await load.run_while(slow_s3)
         status_of = api_status(http, slow.url)
         recovery = await wait_terminal(runtime, list(load.accepted), timeout=240, status_of=status_of)
-        books = await balance(runtime, f"S3 answering {S3_DELAY * 1000:.0f} ms late for {SLOW_SECONDS}s",
-                              db, "Item", load.accepted, recovery,
-                              unanswered=load.unanswered, status_of=status_of,
-                              timeline=Timeline(fault_end))
+        books = await load.books(runtime, f"S3 answering {S3_DELAY * 1000:.0f} ms late for {SLOW_SECONDS}s",
+                                 db, recovery, status_of, Timeline(fault_end), sync_answers=synced)
     finally:
         api.stop()
         slow.stop()
@@ -96,7 +94,6 @@ async def test_s3_slow_for_30_seconds(worker, runtime, http, local_stack):
         worker.start()
     print(f"slow S3: answers {dict(load.answers)}, {load.accepted_per_second():.0f} accepted/s; "
           f"sync writes (status, s) {synced}")
-    books.figures.update(load.figures(), sync_answers=synced)
     books.assert_balanced()
     assert_answered_in_time(load, synced)
 
@@ -135,12 +132,9 @@ async def test_postgres_connections_dropped_mid_transaction(worker, runtime, htt
         recovery = await wait_terminal(runtime, list(load.accepted), timeout=240, status_of=status_of)
     finally:
         api.stop()
-    books = await balance(runtime, f"PostgreSQL connections terminated every second for {DROP_SECONDS}s",
-                          db, "Item", load.accepted, recovery,
-                          unanswered=load.unanswered, status_of=status_of,
-                          timeline=Timeline(fault_end))
+    books = await load.books(runtime, f"PostgreSQL connections terminated every second for {DROP_SECONDS}s",
+                             db, recovery, status_of, Timeline(fault_end), sync_answers=synced)
     print(f"PostgreSQL drops: {sum(dropped)} backends terminated ({dropped}); answers "
           f"{dict(load.answers)}, {load.accepted_per_second():.0f} accepted/s; sync writes {synced}")
-    books.figures.update(load.figures(), sync_answers=synced)
     books.assert_balanced()
     assert_answered_in_time(load, synced)

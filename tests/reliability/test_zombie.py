@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from tests.integration.worker import WorkerProcess
-from tests.reliability.books import Timeline, api_status, balance, wait_terminal
+from tests.reliability.books import Timeline, api_status, wait_terminal
 from tests.reliability.load import LEAST_ACCEPTED_PER_SECOND, OFFERED_PER_SECOND, PacedLoad
 from tests.reliability.test_crash_points import make_class
 
@@ -45,12 +45,10 @@ async def test_a_frozen_worker_comes_back_after_its_partitions_moved(worker, run
     finally:
         api.stop()
         zombie.stop()
-    books = await balance(runtime, f"a worker frozen {FROZEN_SECONDS}s (SIGSTOP) under load, then "
-                          "thawed after its partitions moved", db, "Item", load.accepted, recovery,
-                          unanswered=load.unanswered,
-                          status_of=api_status(http, worker.url), timeline=Timeline(thawed))
+    books = await load.books(runtime, f"a worker frozen {FROZEN_SECONDS}s (SIGSTOP) under load, then "
+                             "thawed after its partitions moved", db, recovery,
+                             api_status(http, worker.url), Timeline(thawed))
     print(f"zombie: answers {dict(load.answers)}, {load.accepted_per_second():.0f} accepted/s")
-    books.figures.update(load.figures())
     books.assert_balanced()
     assert 500 not in load.answers, load.answers
     assert load.accepted_per_second() >= LEAST_ACCEPTED_PER_SECOND, dict(load.answers)

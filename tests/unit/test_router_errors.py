@@ -1,4 +1,5 @@
 """The router's own answers (no route, wrong method) are JSON in the API's error shape."""
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -9,44 +10,38 @@ async def ok(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-async def client() -> TestClient:
-    app = web.Application(middlewares=[json_errors])
-    app.router.add_get("/api/v1/thing", ok)
-    test_client = TestClient(TestServer(app))
+def app() -> web.Application:
+    application = web.Application(middlewares=[json_errors])
+    application.router.add_get("/api/v1/thing", ok)
+    return application
+
+
+@pytest.fixture
+async def c():
+    test_client = TestClient(TestServer(app()))
     await test_client.start_server()
-    return test_client
+    yield test_client
+    await test_client.close()
 
 
-async def test_no_route_is_a_json_404():
-    c = await client()
-    try:
-        r = await c.get("/api/v1/nothing%00here")
-        assert r.status == 404
-        assert r.content_type == "application/json"
-        assert (await r.json())["detail"]["code"] == "not_found"
-    finally:
-        await c.close()
+async def test_no_route_is_a_json_404(c):
+    r = await c.get("/api/v1/nothing%00here")
+    assert r.status == 404
+    assert r.content_type == "application/json"
+    assert (await r.json())["detail"]["code"] == "not_found"
 
 
-async def test_wrong_method_is_a_json_405_keeping_allow():
-    c = await client()
-    try:
-        r = await c.delete("/api/v1/thing")
-        assert r.status == 405
-        assert r.content_type == "application/json"
-        assert "GET" in r.headers["Allow"]
-        assert (await r.json())["detail"]["message"] == "DELETE /api/v1/thing: method not allowed"
-    finally:
-        await c.close()
+async def test_wrong_method_is_a_json_405_keeping_allow(c):
+    r = await c.delete("/api/v1/thing")
+    assert r.status == 405
+    assert r.content_type == "application/json"
+    assert "GET" in r.headers["Allow"]
+    assert (await r.json())["detail"]["message"] == "DELETE /api/v1/thing: method not allowed"
 
 
-async def test_answers_of_views_pass_unchanged():
-    c = await client()
-    try:
-        r = await c.get("/api/v1/thing")
-        assert (r.status, await r.json()) == (200, {"ok": True})
-    finally:
-        await c.close()
+async def test_answers_of_views_pass_unchanged(c):
+    r = await c.get("/api/v1/thing")
+    assert (r.status, await r.json()) == (200, {"ok": True})
 
 
 async def raw_exchange(request: bytes) -> tuple[int, str, dict]:
@@ -58,9 +53,7 @@ async def raw_exchange(request: bytes) -> tuple[int, str, dict]:
 
     from spice.web.server import _Site
 
-    app = web.Application(middlewares=[json_errors])
-    app.router.add_get("/api/v1/thing", ok)
-    runner = AppRunner(app)
+    runner = AppRunner(app())
     await runner.setup()
     site = _Site(runner, "127.0.0.1", 0)
     await site.start()
