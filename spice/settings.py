@@ -85,7 +85,10 @@ class Settings(BaseSettings):
     command_status_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     # Finished commands stay this long in the Faust status table (memory); older ones
     # are answered by Redis (TTL above) and then the event store.
-    status_table_retention_seconds: float = Field(default=300.0, ge=0)
+    # A minute: the table serves statuses while Redis is down (sync waiters, the status
+    # API); older finished commands are answered from the event store, and every kept
+    # document is a record each table recovery reads.
+    status_table_retention_seconds: float = Field(default=60.0, ge=0)
 
     # Optional production backends
     graph_backend: str = Field(default="postgres", pattern="^(postgres|terminusdb)$")
