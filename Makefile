@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-reliability soak test-unit test-integration stack-up stack-down stack-status bench bench-compare bench-backends bench-queries bench-history bench-push lint clean
+.PHONY: install run test test-reliability soak test-unit test-integration stack-up stack-down stack-status bench bench-compare bench-backends bench-queries bench-history bench-push bench-recovery lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ bench-history: install
 bench-push: install
 	$(BIN)/spice stack up
 	$(BIN)/python -m bench.push
+
+## How fast a starting worker reads a status-table changelog, with and without the fix.
+bench-recovery: install
+	$(BIN)/spice stack up
+	$(BIN)/python -m bench.recovery
 
 lint: install
 	$(BIN)/ruff check spice tests bench

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from faust.stores.memory import Store as MemoryStore
+from faust.tables import recovery as recovery_module
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.drivers.aiokafka import Producer as KafkaProducer
@@ -36,6 +37,8 @@ _original = Consumer._new_offset
 PATCHED = {"Consumer._new_offset": Consumer._new_offset,
            "Consumer._drain_messages": Consumer._drain_messages,
            "Recovery.need_recovery": Recovery.need_recovery,
+           # relied on to await `asyncio.wait_for(changelog_queue.get(), ...)` per record
+           "Recovery._slurp_changelogs": Recovery._slurp_changelogs.fun,  # a Service.task
            "MemoryStore.on_recovery_completed": MemoryStore.on_recovery_completed,
            # wrapped; relied on to keep a promoted partition's standby offset
            "Recovery.on_rebalance": Recovery.on_rebalance,
@@ -264,6 +267,26 @@ async def _own_writes_recovered(self: Any, assigned: Any, revoked: Any, newly_as
             offsets[tp] = in_memory
 
 
+class _RecoveryAsyncio:
+    """Stands in for the `asyncio` module inside faust.tables.recovery, whose loop that
+    reads the changelogs (`Recovery._slurp_changelogs`) takes every record through
+    `asyncio.wait_for(queue.get(), timeout=5.0)`: a task, a timer and a loop turn per
+    record. `wait_for` here first drives the get: a record already queued is returned
+    at once, and only an empty queue waits, under the same timeout. Everything else is
+    asyncio's own."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    @staticmethod
+    async def wait_for(awaitable: Any, timeout: float | None) -> Any:
+        try:
+            first = awaitable.send(None)
+        except StopIteration as done:
+            return done.value
+        return await asyncio.wait_for(_Resumed(awaitable, first), timeout)
+
+
 class _YieldNowAndThen:
     """Stands in for `asyncio.sleep` in Faust's stream iterator, which awaits
     `sleep(0)` before *every* event so that a busy stream cannot starve the loop. One
@@ -302,6 +325,7 @@ def apply() -> None:
     else:
         compiled_streams.sleep = _YieldNowAndThen(STREAM_YIELD_EVERY)
     Recovery.need_recovery = _need_recovery  # type: ignore[method-assign]
+    recovery_module.asyncio = _RecoveryAsyncio()  # type: ignore[assignment]
     Recovery.on_rebalance = _own_writes_recovered  # type: ignore[method-assign]
     MemoryStore.on_recovery_completed = _keep_active_and_standby  # type: ignore[method-assign]
     ProducerBuffer.max_messages = PRODUCER_BUFFER_MESSAGES

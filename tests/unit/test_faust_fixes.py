@@ -102,6 +102,7 @@ CHECKED_AGAINST = {
     "Consumer._new_offset": "1d2c7ea89a7ad4f1a216c1d51936e569162cd66bd56f889e13fd29c910b58eb0",
     "Consumer._drain_messages": "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
     "Recovery.need_recovery": "fd1dc345b5d5e12113adc510d40bc3d6594b2a9fb13e93f0fa8b761f5dd98600",
+    "Recovery._slurp_changelogs": "7825c7e50f766d5ab0fd246b63420ea0dfcd732d005f1057cc9da656ff5d3967",
     "MemoryStore.on_recovery_completed":
         "a00bef343e139602606996e88809e62731a9113691ae678095266a52e0e0b013",
     "Recovery.on_rebalance": "aa4d997a1795ceae3880f98311b46935d9ae1a183a699b9a283bb4306bc8641f",
@@ -225,3 +226,29 @@ def test_a_hole_is_fetched_again_once_and_a_hole_that_comes_back_is_a_gap(monkey
     assert refetch.hole(tp, 4900, 4902)  # a later hole: fetched again too
     now[0] += faust_fixes.REFETCH_SECONDS + 0.1
     assert not refetch.hole(tp, 4900, 4902)  # the same hole after the refetch: a real gap
+
+
+async def test_recovery_wait_for_returns_a_queued_record_without_waiting():
+    import asyncio
+
+    queue: asyncio.Queue = asyncio.Queue()
+    queue.put_nowait("record")
+    loop = asyncio.get_running_loop()
+    tasks_before = len(asyncio.all_tasks(loop))
+    assert await faust_fixes._RecoveryAsyncio().wait_for(queue.get(), timeout=5.0) == "record"
+    assert len(asyncio.all_tasks(loop)) == tasks_before  # no task was made for it
+
+
+async def test_recovery_wait_for_waits_for_a_record_and_times_out_as_asyncio_does():
+    import asyncio
+
+    import pytest
+
+    stand_in = faust_fixes._RecoveryAsyncio()
+    queue: asyncio.Queue = asyncio.Queue()
+    asyncio.get_running_loop().call_later(0.05, queue.put_nowait, "late")
+    assert await stand_in.wait_for(queue.get(), timeout=5.0) == "late"
+    with pytest.raises(stand_in.TimeoutError):
+        await stand_in.wait_for(queue.get(), timeout=0.05)
+    queue.put_nowait("next")
+    assert queue.get_nowait() == "next"  # the get that timed out took nothing
