@@ -25,6 +25,12 @@ WINDOW_SECONDS = 10
 WINDOWS_KEPT = 60  # ten minutes of tumbling windows
 
 status_topic = raw_topic(STATUS_TOPIC)
+# How long the status agent gathers changes before it writes the table: a command's
+# steps (PENDING, PROCESSING, COMPLETED, PROJECTED) that land within one batch make one
+# changelog record, not one each, and every record is read again by each recovery of
+# the table. The table is read only while Redis is down (pollers look every 0.5 s) and
+# by the dashboard: a reader sees a step at most half a second later.
+BATCH_SECONDS = 0.5
 # Raw keys: the status topic is keyed by the command id's bytes, and table routing
 # must hash the very same bytes, or a request lands on a worker that lacks the key.
 # key_type=bytes is what makes Faust pick the raw key serializer (str gets JSON).
@@ -97,7 +103,7 @@ async def status_agent(stream: Any) -> None:
     # one per change. The batch's writes go to the changelogs as one record batch per
     # partition (spice/tables/changelog.py), acknowledged before the batch's messages
     # are acked.
-    async for events in stream.take_events(1000, within=0.05):
+    async for events in stream.take_events(1000, within=BATCH_SECONDS):
         writes = ChangelogWrites()
         docs: dict[bytes, dict[str, Any]] = {}
         previous: dict[bytes, tuple[str | None, str]] = {}  # (status, command type) before
