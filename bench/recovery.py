@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -72,8 +72,6 @@ async def fill(settings: Settings, documents: int) -> int:
 
 
 async def _records(settings: Settings, tps: list[TopicPartition]) -> int:
-    from aiokafka import AIOKafkaConsumer
-
     consumer = AIOKafkaConsumer(**kafka_options(settings))
     await consumer.start()
     try:

@@ -1,4 +1,5 @@
 """The commit-offset fix for faust-streaming #606: never commit past an unacked head."""
+import asyncio
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -68,8 +69,6 @@ def test_need_recovery_answers_as_faust_does() -> None:
 
 
 async def test_the_stream_iterator_yields_to_the_loop_once_every_n_events() -> None:
-    import asyncio
-
     import faust._cython.streams as compiled_streams
 
     faust_fixes.apply()
@@ -229,8 +228,6 @@ def test_a_hole_is_fetched_again_once_and_a_hole_that_comes_back_is_a_gap(monkey
 
 
 async def test_recovery_wait_for_returns_a_queued_record_without_waiting():
-    import asyncio
-
     queue: asyncio.Queue = asyncio.Queue()
     queue.put_nowait("record")
     loop = asyncio.get_running_loop()
@@ -240,10 +237,6 @@ async def test_recovery_wait_for_returns_a_queued_record_without_waiting():
 
 
 async def test_recovery_wait_for_waits_for_a_record_and_times_out_as_asyncio_does():
-    import asyncio
-
-    import pytest
-
     stand_in = faust_fixes._RecoveryAsyncio()
     queue: asyncio.Queue = asyncio.Queue()
     asyncio.get_running_loop().call_later(0.05, queue.put_nowait, "late")
