@@ -50,6 +50,8 @@ STORED_HEADER = [("spice-stored", b"1")]
 # Concurrent GETs while catching up; hundreds at once make the S3 client fail.
 READ_CONCURRENCY = 16
 ABSENT_TRIES = 3
+# Regaining the lock after its connection died: tries, and the pause between them.
+REGAIN_TRIES, REGAIN_PAUSE = 5, 0.2
 
 
 def leader_lock_id(checkpoint_key: str) -> int:
@@ -123,18 +125,59 @@ class Publisher:
 
     async def _acquire_leadership(self) -> bool:
         try:
-            conn = await asyncpg.connect(self.settings.postgres_dsn)
-        except (OSError, asyncpg.PostgresError) as error:
+            taken = await self._try_lock()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             log.warning("publisher cannot reach postgres: %s", error)
             return False
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_id):
-            await conn.close()
-            return False
-        await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        if taken:
+            self.stats.is_leader = True
+            log.info("publisher is the leader")
+        return taken
+
+    async def _try_lock(self) -> bool:
+        """Take the advisory lock on a connection of its own (False: another worker holds
+        it); that connection also listens for the appends of other processes."""
+        conn = await asyncpg.connect(self.settings.postgres_dsn, timeout=5)
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_id):
+                await conn.close()
+                return False
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            # A lost connection wakes the loop, which takes the lock again at once.
+            conn.add_termination_listener(lambda _conn: self._wake.set())
+        except BaseException:
+            conn.terminate()
+            raise
         self._lock_conn = conn
-        self.stats.is_leader = True
-        log.info("publisher is the leader")
         return True
+
+    async def _keep_leadership(self) -> None:
+        """The lock's connection died (a PostgreSQL restart, a terminated backend) while
+        this publisher led. Take the lock again at once on a new connection and go on
+        with the same producer and checkpoint: stepping down meant a second's pause, a
+        new producer and a checkpoint read, and a PostgreSQL that drops connections every
+        second kept the publisher from publishing at all. If another worker took the lock
+        in between, step down."""
+        self._lock_conn = None
+        for _ in range(REGAIN_TRIES):
+            try:
+                taken = await self._try_lock()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.sleep(REGAIN_PAUSE)
+                continue
+            if not taken:
+                raise OSError("another worker took the leadership")
+            log.info("publisher kept the leadership on a new connection")
+            # Appends announced while nothing listened are not lost: list from the
+            # position, and look back for the ones that landed behind it.
+            self._caught_up = False
+            try:
+                await self._look_back()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("lookback after regaining the leadership failed (%s); "
+                            "the next scheduled one covers it", error)
+            return
+        raise OSError("leadership connection closed")
 
     async def _release(self) -> None:
         self.stats.is_leader = False
@@ -160,7 +203,7 @@ class Publisher:
         try:
             while True:
                 if self._lock_conn is None or self._lock_conn.is_closed():
-                    raise OSError("leadership connection closed")
+                    await self._keep_leadership()
                 self._wake.clear()
                 published = await self.publish_available()
                 if not published:

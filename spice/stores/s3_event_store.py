@@ -52,6 +52,8 @@ SETTLE_OTHERS_AFTER_SECONDS = 5.0
 FENCE = b""  # the empty object a settler puts at a pending batch's key (_settle)
 FENCE_SIZE = len(FENCE)
 DUPLICATE_POLL_SECONDS = 0.1
+# Marking a stored batch again after PostgreSQL refused: the pauses before each try.
+REMARK_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)
 MARK_TIMEOUT_SECONDS = 2.0  # marking (and the audit record) may not hold an answer longer
 SEQ_MAX = 2**63 - 1  # aggregate_sequences.last_seq is a bigint
 # One round trip: mark the batch's rows stored, record its envelopes in the audit index
@@ -145,6 +147,7 @@ class S3EventStore:
         self._settling = asyncio.Lock()
         self._abandoned: dict[str, asyncio.Lock] = {}  # other writers' batches being settled
         self._settler: asyncio.Task[int] | None = None
+        self._remarks: set[asyncio.Task[None]] = set()  # batches being marked again
 
     # ---- append -------------------------------------------------------------
 
@@ -159,7 +162,7 @@ class S3EventStore:
         return await future
 
     async def close(self) -> None:
-        for task in (self._committer, self._settler):
+        for task in (self._committer, self._settler, *self._remarks):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -235,8 +238,9 @@ class S3EventStore:
             # Recorded before the answer, so that a caller who heard "stored" (and a
             # client whose sync write completed) finds the event in the history and
             # the audit log; if PostgreSQL fails here the batch is still stored, and
-            # resolve_pending() records it later.
-            await self._mark_stored(key, body, stored)
+            # it is marked again shortly (and resolve_pending() is the last resort).
+            if not await self._mark_stored(key, body, stored):
+                self._remarks.add(asyncio.create_task(self._mark_again(key, body, stored)))
             for request in to_store:
                 request.future.set_result(request.envelope)
             if self._unsettled and (self._settler is None or self._settler.done()):
@@ -263,6 +267,19 @@ class S3EventStore:
             # later, and the publisher finds the batch by listing, not by the index.
             log.warning("batch %s stored but its index rows stay pending", key)
             return False
+
+    async def _mark_again(self, key: str, body: bytes, envelopes: list[Envelope]) -> None:
+        """A batch whose index rows PostgreSQL refused a moment ago (a dropped connection)
+        is marked again within seconds: until then no index row and no notification
+        names it, so the publisher of another process would find it only through
+        resolve_pending() (every 30 s) and the sweeper, and its commands waited that long."""
+        try:
+            for pause in REMARK_PAUSES:
+                await asyncio.sleep(pause)
+                if await self._mark_stored(key, body, envelopes):
+                    return
+        finally:
+            self._remarks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _reserve(self, requests: list[_Request], key: str
                        ) -> tuple[list[_Request], list[_Request], dict[str, tuple[int, int]]]:

@@ -59,6 +59,34 @@ async def test_publishes_every_appended_event_keyed_by_aggregate(scratch, topic,
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_publisher_keeps_publishing_when_its_lock_connection_is_terminated(scratch, topic, settings):
+    """PostgreSQL terminates the backend holding the leader's advisory lock (as a restart
+    or an operator would): the publisher takes the lock again on a new connection and
+    goes on, and what was appended meanwhile reaches Kafka."""
+    store = scratch.event_store
+    publisher = Publisher(store, scratch.settings, start_after=store.position_before(time.time() - 1),
+                          checkpoint_key=f"checkpoints/test-{uuid.uuid4().hex}.json")
+    task = asyncio.create_task(publisher.run())
+    try:
+        await wait_for(lambda: publisher.stats.is_leader and publisher._lock_conn, timeout=30)
+        before = await append_many(store, 64)
+        await collect(settings, topic, {e.event_id for e in before})
+        producer = publisher._producer  # stepping down would have made a new one
+        for _ in range(3):
+            pid = publisher._lock_conn.get_server_pid()
+            async with store.pool.acquire() as conn:
+                assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+            await wait_for(lambda p=pid: publisher._lock_conn is not None
+                           and publisher._lock_conn.get_server_pid() != p, timeout=10)
+        after = await append_many(store, 64)
+        seen = await collect(settings, topic, {e.event_id for e in after})
+        assert set(seen) == {e.event_id for e in after}
+        assert publisher.stats.is_leader and publisher._producer is producer
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def start_publisher(checkpoint_key: str, start_after: str, log: Path,
                     batch_size: int = 200) -> subprocess.Popen:
     """`spice publish` in its own process, on the scratch bucket."""
