@@ -52,6 +52,8 @@ READ_CONCURRENCY = 16
 ABSENT_TRIES = 3
 # Regaining the lock after its connection died: tries, and the pause between them.
 REGAIN_TRIES, REGAIN_PAUSE = 5, 0.2
+# What a lost or refused PostgreSQL connection raises.
+POSTGRES_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def leader_lock_id(checkpoint_key: str) -> int:
@@ -113,7 +115,7 @@ class Publisher:
                     continue
                 try:
                     await self._lead()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError,
+                except (*POSTGRES_ERRORS, KafkaError,
                         StoreUnavailable, ClientError, BotoCoreError) as error:
                     log.warning("publisher lost its footing (%s); retrying", error)
                 except Exception as error:  # noqa: BLE001 - never a dead publisher
@@ -126,7 +128,7 @@ class Publisher:
     async def _acquire_leadership(self) -> bool:
         try:
             taken = await self._try_lock()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except POSTGRES_ERRORS as error:
             log.warning("publisher cannot reach postgres: %s", error)
             return False
         if taken:
@@ -162,7 +164,7 @@ class Publisher:
         for _ in range(REGAIN_TRIES):
             try:
                 taken = await self._try_lock()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except POSTGRES_ERRORS:
                 await asyncio.sleep(REGAIN_PAUSE)
                 continue
             if not taken:
@@ -173,7 +175,7 @@ class Publisher:
             self._caught_up = False
             try:
                 await self._look_back()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except POSTGRES_ERRORS as error:
                 log.warning("lookback after regaining the leadership failed (%s); "
                             "the next scheduled one covers it", error)
             return

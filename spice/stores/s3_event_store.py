@@ -240,7 +240,9 @@ class S3EventStore:
             # the audit log; if PostgreSQL fails here the batch is still stored, and
             # it is marked again shortly (and resolve_pending() is the last resort).
             if not await self._mark_stored(key, body, stored):
-                self._remarks.add(asyncio.create_task(self._mark_again(key, body, stored)))
+                remark = asyncio.create_task(self._mark_again(key, body, stored))
+                self._remarks.add(remark)
+                remark.add_done_callback(self._remarks.discard)
             for request in to_store:
                 request.future.set_result(request.envelope)
             if self._unsettled and (self._settler is None or self._settler.done()):
@@ -273,13 +275,10 @@ class S3EventStore:
         is marked again within seconds: until then no index row and no notification
         names it, so the publisher of another process would find it only through
         resolve_pending() (every 30 s) and the sweeper, and its commands waited that long."""
-        try:
-            for pause in REMARK_PAUSES:
-                await asyncio.sleep(pause)
-                if await self._mark_stored(key, body, envelopes):
-                    return
-        finally:
-            self._remarks.discard(asyncio.current_task())  # type: ignore[arg-type]
+        for pause in REMARK_PAUSES:
+            await asyncio.sleep(pause)
+            if await self._mark_stored(key, body, envelopes):
+                return
 
     async def _reserve(self, requests: list[_Request], key: str
                        ) -> tuple[list[_Request], list[_Request], dict[str, tuple[int, int]]]:
