@@ -115,13 +115,7 @@ class CommandBatch:
         return leftovers
 
     async def _release(self, event_ids: list[str], reason: str) -> None:
-        if not event_ids:
-            return
-        try:
-            await self.handler.registry.mark_failed_many(self.name, event_ids, reason)
-        except TRANSIENT_ERRORS as error:
-            # The leases lapse on their own; the one-by-one path waits for them.
-            log.warning("could not give back %d claims: %s", len(event_ids), error)
+        await self.handler.give_back(event_ids, reason)
 
     async def _apply(self, envelopes: list[Envelope]) -> None:
         handler = self.handler

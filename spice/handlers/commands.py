@@ -51,6 +51,10 @@ def _type_name(envelope: Envelope) -> str:
 
 HANDLER = "command-worker"
 BULK_CHUNK = 200
+# A failed attempt gives its claims back at once; a store that refuses (the failure
+# was often the store itself) is asked again within the lease, so that the retry
+# claims again promptly instead of waiting out its own worker's lease.
+GIVE_BACK_PAUSES = (0.0, 0.2, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -140,10 +144,28 @@ class CommandHandler:
             await self._catch_up(envelope, claim.last_sequence)
             await self._apply(envelope, claim.attempt)
         except TRANSIENT_ERRORS as error:
-            await self._quietly(self.registry.mark_failed(HANDLER, envelope.event_id, str(error)))
+            await self.give_back([envelope.event_id], str(error))
             raise
         finally:
             beat.cancel()
+
+    async def give_back(self, event_ids: list[str], reason: str) -> None:
+        """End this worker's claims on `event_ids` after a failed attempt, so that the
+        next attempt (here or elsewhere) claims them at once. Only claims this worker
+        still holds are touched: one another worker took over after our lease lapsed
+        stays its own. If the registry cannot be reached, the leases lapse by themselves."""
+        if not event_ids:
+            return
+        last: Exception | None = None
+        for pause in GIVE_BACK_PAUSES:
+            await asyncio.sleep(pause)
+            try:
+                await self.registry.mark_failed_many(HANDLER, event_ids, reason)
+                return
+            except TRANSIENT_ERRORS as error:
+                last = error
+        log.warning("could not give back %d claims (%s); their leases lapse in %.0fs",
+                    len(event_ids), last, self.registry.lease_seconds)
 
     async def _report_stale(self, envelope: Envelope, claim: Claim) -> None:
         COMMANDS.inc(_type_name(envelope), "stale")

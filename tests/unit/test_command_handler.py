@@ -7,6 +7,7 @@ import pytest
 
 from spice.domain.messages import CommandType, database_aggregate, new_command
 from spice.handlers.commands import HANDLER, CommandHandler, Origin
+from spice.stores.errors import StoreUnavailable
 from spice.stores.event_store import InMemoryEventStore
 from tests.unit.fakes import FakeGraph, FakeRegistry, FakeStatus
 
@@ -135,3 +136,31 @@ async def test_a_zombie_that_decides_after_another_worker_applied_its_command_ad
     doc = world.status.docs[command.command_id]
     assert doc["status"] == "COMPLETED"
     assert "FAILED" not in doc["history"]
+
+
+class FlakyGiveBack(FakeRegistry):
+    """A registry whose first `refusals` give-backs fail, as they do while PostgreSQL
+    drops connections."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals, self.give_backs = refusals, 0
+
+    async def mark_failed_many(self, handler: str, event_ids: list[str], error: str) -> None:
+        self.give_backs += 1
+        if self.give_backs <= self.refusals:
+            raise StoreUnavailable("registry", "connection was closed")
+        await super().mark_failed_many(handler, event_ids, error)
+
+
+@pytest.mark.parametrize("refusals", [0, 2])
+async def test_a_failed_attempt_gives_its_claim_back_even_past_a_refusal(refusals):
+    """Else the retry meets the worker's own live lease (IN_PROGRESS) and waits it out;
+    the fake registry's claim_when_free asserts it never does."""
+    world = World(graph_failures=1)
+    world.registry = world.handler.registry = FlakyGiveBack(refusals)
+    command = await world.accepted()
+    await world.handler.process(command, ORIGIN)
+    assert world.registry.give_backs == refusals + 1
+    assert world.registry.rows[(HANDLER, command.event_id)]["status"] == "done"
+    assert world.status.docs[command.command_id]["status"] == "COMPLETED"
