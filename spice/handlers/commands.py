@@ -156,7 +156,7 @@ class CommandHandler:
         stays its own. If the registry cannot be reached, the leases lapse by themselves."""
         if not event_ids:
             return
-        last: Exception | None = None
+        last: BaseException | None = None
         for pause in GIVE_BACK_PAUSES:
             await asyncio.sleep(pause)
             try:
