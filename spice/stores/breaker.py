@@ -2,9 +2,10 @@
 
 After `threshold` consecutive failures the circuit opens and calls fail fast
 with StoreUnavailable for `cooldown` seconds; then one trial call is let through
-(half-open) and its outcome closes or re-opens the circuit. While it is open a probe
-(the store's `ping`, every PROBE_SECONDS) finds the store back without waiting for a
-caller, and a store that answers again rings RECOVERED: retries sleeping out their
+(half-open) and its outcome closes or re-opens the circuit. A dropped connection
+(the server ended one session) is not a failure of the store and does not count.
+While it is open a probe (the store's `ping`, every PROBE_SECONDS) finds the store
+back without waiting for a caller, and a store that answers again rings RECOVERED: retries sleeping out their
 backoff (spice/handlers/retry.py) go at once instead of up to 10 s later.
 """
 from __future__ import annotations
@@ -16,7 +17,13 @@ import logging
 import time
 from typing import Any
 
-from spice.stores.errors import TRANSIENT_ERRORS, EventIdConflict, SequenceConflict, StoreUnavailable
+from spice.stores.errors import (
+    TRANSIENT_ERRORS,
+    EventIdConflict,
+    SequenceConflict,
+    StoreUnavailable,
+    is_dropped_connection,
+)
 
 TRANSIENT = TRANSIENT_ERRORS
 PROBE_SECONDS = 0.5
@@ -112,9 +119,15 @@ class Guarded:
             except (SequenceConflict, EventIdConflict):
                 self.breaker.success()  # the store answered; the caller was wrong
                 raise
-            except TRANSIENT:
-                self.breaker.failure()
-                self._start_probe()
+            except TRANSIENT as error:
+                # A dropped connection ended one session, not the store: opening the
+                # circuit on it would fail every call for a cooldown, and a server that
+                # drops connections often (a pooler, an operator's terminate) would keep
+                # it open. (One group-committed batch on such a connection fails every
+                # append that waited on it: as many failures as callers.)
+                if not is_dropped_connection(error):
+                    self.breaker.failure()
+                    self._start_probe()
                 raise
             self.breaker.success()
             return result

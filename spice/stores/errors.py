@@ -64,3 +64,26 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 
 
 TRANSIENT_ERRORS = transient_errors()
+
+
+def dropped_connection_errors() -> tuple[type[BaseException], ...]:
+    """PostgreSQL ended one session (pg_terminate_backend, an idle timeout, a pooler):
+    the server is there and a new connection will do. Not a sign that the store is
+    down: a server that is stopping refuses the next connection, and that counts."""
+    import asyncpg
+
+    return (asyncpg.exceptions.AdminShutdownError, asyncpg.ConnectionDoesNotExistError)
+
+
+DROPPED_CONNECTION_ERRORS = dropped_connection_errors()
+
+
+def is_dropped_connection(error: BaseException) -> bool:
+    """`error`, or what it was raised from (an adapter's StoreUnavailable), is a
+    dropped connection."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, DROPPED_CONNECTION_ERRORS):
+            return True
+        seen = seen.__cause__
+    return False

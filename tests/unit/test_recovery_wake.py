@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import asyncpg
 import pytest
 
 from spice.handlers import retry
@@ -89,3 +90,34 @@ async def test_rings_are_spaced(monkeypatch):
         await guarded.write()
     await asyncio.wait_for(RECOVERED.wait(rings), 2)
     assert time.monotonic() - rang_at >= 0.45
+
+
+class Dropping:
+    """A store whose connection the server ends (raised as an adapter does: a
+    StoreUnavailable from asyncpg's error), then whose server refuses new ones."""
+
+    def __init__(self) -> None:
+        self.refusing = False
+
+    async def write(self) -> None:
+        if self.refusing:
+            raise StoreUnavailable("postgres", "ConnectionRefusedError") from ConnectionRefusedError()
+        try:
+            raise asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command")
+        except asyncpg.PostgresError as error:
+            raise StoreUnavailable("postgres", type(error).__name__) from error
+
+
+async def test_dropped_connections_do_not_open_the_circuit_refused_ones_do():
+    store = Dropping()
+    circuit = CircuitBreaker("postgres", threshold=3)
+    guarded = Guarded(store, circuit)
+    for _ in range(10):
+        with pytest.raises(StoreUnavailable):
+            await guarded.write()
+    assert circuit.state == "closed"
+    store.refusing = True
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable):
+            await guarded.write()
+    assert circuit.state == "open"
