@@ -93,6 +93,9 @@ RATE_LIMITED = Counter("spice_rate_limited_total",
 AUTH_FAILURES = Counter("spice_auth_failures_total", "Requests refused with 401 or 403", ("code",))
 RESENT = Counter("spice_sweeper_resent_total",
                  "Stored envelopes the sweeper found unprocessed and sent again", ("kind",))
+REGISTRY_PRUNED = Counter("spice_registry_pruned_total",
+                          "Finished processed-events rows deleted by the registry's retention",
+                          ())
 REWOUND = Counter("spice_partitions_rewound_total",
                   "Partitions sought back to a head message the worker had lost", ("topic",))
 LOOP_LAG = Histogram("spice_event_loop_lag_seconds",

@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     command_max_attempts: int = Field(default=12, ge=1, le=1000)
     command_retry_base_seconds: float = Field(default=0.5, gt=0, le=600)
     registry_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Finished registry rows are kept this long, and always until the sweeper has passed
+    # their events (docs/workers.md, "Registry retention").
+    registry_retention_seconds: float = Field(default=7 * 86400.0, ge=3600)
     # On SIGTERM a worker lets the batches in flight finish for up to this long, then
     # cancels the rest, commits its offsets and ends its leases (spice/agents/drain.py).
     # Keep it under the orchestrator's grace period (docker: stop_grace_period 45 s).

@@ -282,6 +282,7 @@ class Publisher:
             try:
                 while (await sweeper.sweep_once())[0] == sweeper.batch:
                     pass  # a full pass: more is waiting
+                await sweeper.prune_registry(self.settings.registry_retention_seconds)
             except (OSError, asyncpg.PostgresError, KafkaError, StoreUnavailable) as error:
                 log.warning("sweeper pass failed (%s); next pass in %.0fs", error,
                             self.settings.event_sweep_interval_seconds)

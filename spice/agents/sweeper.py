@@ -15,19 +15,24 @@ import asyncio
 import json
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from spice.observability import RESENT
+from spice.observability import REGISTRY_PRUNED, RESENT
 from spice.stores.errors import StoreUnavailable
-from spice.stores.s3_event_store import S3EventStore, position_at
+from spice.stores.registry import prune_finished
+from spice.stores.s3_event_store import S3EventStore, position_at, time_of
 
 log = logging.getLogger(__name__)
 SWEEP_NAME = "event-store"
 # Finished, or given up on and dead-lettered (the DLQ owns those).
 DONE = ("done", "skipped_stale", "failed")
 HANDLERS = {"command": "command-worker", "domain": "projection"}
+# Between the clocks of the processes that stamp batch keys and PostgreSQL's, which
+# stamps the registry rows.
+CLOCK_MARGIN_SECONDS = 60.0
 
 
 class Sweeper:
@@ -95,3 +100,17 @@ class Sweeper:
                         "(first: %s)", resent, self.delay,
                         json.dumps([e.event_id for e in envelopes][:3]))
         return len(keys), resent
+
+    async def prune_registry(self, retention: float, max_rows: int = 50_000) -> int:
+        """Delete finished registry rows older than `retention` whose events this sweeper
+        has passed (it never looks at them again); at most about `max_rows` a pass."""
+        position = await self.position()
+        if position is None:
+            return 0
+        before = min(time.time() - retention, time_of(position) - CLOCK_MARGIN_SECONDS)
+        pruned = await prune_finished(self.pool, datetime.fromtimestamp(before, UTC), max_rows)
+        if pruned:
+            REGISTRY_PRUNED.inc(amount=pruned)
+            log.info("registry retention: %d finished rows older than %.0fs deleted",
+                     pruned, time.time() - before)
+        return pruned

@@ -168,6 +168,12 @@ class CommandHandler:
                     len(event_ids), last, self.registry.lease_seconds)
 
     async def _report_stale(self, envelope: Envelope, claim: Claim) -> None:
+        if await self._recorded_events(envelope, command_type_of(envelope)):
+            # Its own outcome is recorded: a command done long ago, delivered again after
+            # the registry's retention removed its row (spice/stores/registry.py
+            # `prune_finished`). The aggregate moved on because of it; report what it did.
+            await self._report_done(envelope)
+            return
         COMMANDS.inc(_type_name(envelope), "stale")
         await self.status.update(
             envelope.command_id, CommandStatus.FAILED, "stale sequence: the aggregate moved on",

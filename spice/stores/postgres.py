@@ -363,6 +363,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX processed_events_in_progress ON processed_events (owner)
         WHERE status = 'processing';
     """,
+    # 14: the registry's retention (registry.prune_finished) deletes the oldest finished
+    # rows a chunk at a time, without reading the whole registry.
+    """
+    CREATE INDEX processed_events_finished ON processed_events (updated_at)
+        WHERE status IN ('done', 'skipped_stale');
+    """,
 ]
 
 

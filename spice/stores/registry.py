@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -111,6 +112,41 @@ SELECT $1, $3, $4 WHERE $4::bigint IS NOT NULL
 ON CONFLICT (handler, aggregate_id) DO UPDATE
    SET last_sequence = GREATEST(aggregate_versions.last_sequence, EXCLUDED.last_sequence)
 """
+
+
+# Retention: the oldest finished rows, a chunk per statement (the partial index
+# processed_events_finished), so that a large backlog never holds locks for long.
+PRUNE_SQL = """
+DELETE FROM processed_events p
+ USING (SELECT handler, event_id FROM processed_events
+         WHERE status IN ('done', 'skipped_stale') AND updated_at < $1
+         ORDER BY updated_at LIMIT $2) old
+ WHERE p.handler = old.handler AND p.event_id = old.event_id
+   AND p.status IN ('done', 'skipped_stale')
+"""
+PRUNE_CHUNK = 5000
+
+
+async def prune_finished(pool: asyncpg.Pool, before: datetime, max_rows: int) -> int:
+    """Delete finished rows (done, skipped as stale) last touched before `before`, at
+    most about `max_rows` of them; returns how many went.
+
+    A row only matters while its event may be delivered again: Kafka redelivers what
+    was not committed (seconds), the sweeper re-sends what it has not passed yet (the
+    caller bounds `before` by the sweeper's position), and a producer may send a command
+    again at any time. Such a late command claims afresh; its sequence is behind the
+    aggregate's (aggregate_versions is kept), so it is stale, and the handler reports
+    the outcome its recorded events give (CommandHandler._report_stale). Failed
+    attempts and claims in progress are never deleted."""
+    deleted = 0
+    while deleted < max_rows:
+        async with pool.acquire() as conn:
+            result = await conn.execute(PRUNE_SQL, before, min(PRUNE_CHUNK, max_rows - deleted))
+        count = int(result.split()[-1])
+        deleted += count
+        if count < PRUNE_CHUNK:
+            break
+    return deleted
 
 
 class Registry(Protocol):

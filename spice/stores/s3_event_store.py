@@ -80,6 +80,11 @@ def position_at(at: float) -> str:
     return f"{BATCH_PREFIX}{stamp:%Y/%m/%d/%H}/{int(at * 1_000_000):016d}"
 
 
+def time_of(position: str) -> float:
+    """The time a position (a batch key, or `position_at`'s) stands for."""
+    return int(position.rsplit("/", 1)[-1][:16]) / 1_000_000
+
+
 def encode_batch(envelopes: list[Envelope]) -> bytes:
     return b"\n".join(e.to_json() for e in envelopes) + b"\n"
 

@@ -164,3 +164,21 @@ async def test_a_failed_attempt_gives_its_claim_back_even_past_a_refusal(refusal
     assert world.registry.give_backs == refusals + 1
     assert world.registry.rows[(HANDLER, command.event_id)]["status"] == "done"
     assert world.status.docs[command.command_id]["status"] == "COMPLETED"
+
+
+@pytest.mark.parametrize("status_kept", [True, False])
+async def test_a_done_command_delivered_after_its_registry_row_was_pruned_keeps_its_outcome(status_kept):
+    """Retention deletes finished rows (spice/stores/registry.py prune_finished); the
+    aggregate's version stays, so a late copy is stale: it is reported by what its
+    recorded events say, never as FAILED, and changes nothing."""
+    world = World()
+    command = await world.accepted()
+    await world.handler.process(command, ORIGIN)
+    del world.registry.rows[(HANDLER, command.event_id)]
+    if not status_kept:
+        del world.status.docs[command.command_id]  # expired meanwhile
+    applied = list(world.graph.applied)
+    await world.handler.process(command, ORIGIN)
+    assert world.graph.applied == applied
+    assert world.events(command.command_id) == ["DATABASE_CREATED"]
+    assert world.status.docs[command.command_id]["status"] == "COMPLETED"
