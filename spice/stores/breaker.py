@@ -5,8 +5,9 @@ with StoreUnavailable for `cooldown` seconds; then one trial call is let through
 (half-open) and its outcome closes or re-opens the circuit. A dropped connection
 (the server ended one session) is not a failure of the store and does not count.
 While it is open a probe (the store's `ping`, every PROBE_SECONDS) finds the store
-back without waiting for a caller, and a store that answers again rings RECOVERED: retries sleeping out their
-backoff (spice/handlers/retry.py) go at once instead of up to 10 s later.
+back without waiting for a caller, and a store that answers again rings RECOVERED:
+retries sleeping out their backoff (spice/handlers/retry.py) go at once instead of
+up to 10 s later.
 """
 from __future__ import annotations
 
