@@ -156,8 +156,8 @@ def create_app(settings: Settings | None = None) -> SpiceApp:
         producer_linger=0.005,
         producer_max_batch_size=1 << 20,
         # A worker that dies is noticed in seconds, not the default minute.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=2.0,
+        broker_session_timeout=settings.kafka_session_timeout_seconds,
+        broker_heartbeat_interval=settings.kafka_session_timeout_seconds / 4,
         # LOG_FORMAT=json: Faust sets up logging with our formatter, so every line is
         # JSON from the first one (its level still comes from `-l`).
         logging_config=JSON_LOGGING if settings.log_format == "json" else None,

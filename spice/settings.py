@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_cafile: str | None = None  # CA bundle for SSL / SASL_SSL
     kafka_controller_port: int = Field(default=19093, ge=1, le=65535)
+    # How long the group waits for a worker that stopped heartbeating before it hands
+    # that worker's partitions to the others: most of a crashed worker's recovery. The
+    # broker's floor is 6 s (group.min.session.timeout.ms); heartbeats go at a quarter.
+    kafka_session_timeout_seconds: float = Field(default=6.0, ge=6, le=300)
     topic_partitions: int = Field(default=8, ge=1, le=10_000)
     # Copies of every topic (Faust's changelogs too) and how many must acknowledge a
     # write (acks=all): 3 and 2 on a cluster, 1 and 1 on the one-broker local stack.
