@@ -101,7 +101,7 @@ class CommandBatch:
                 leftovers.append(item)
                 if claim.outcome is ClaimOutcome.CLAIMED:
                     given_back.append(envelope.event_id)
-        await self._release(given_back, "handed to the one-by-one path")
+        await self.handler.give_back(given_back, "handed to the one-by-one path")
         if not ready:
             return leftovers
         crash_point("after_claim")
@@ -110,12 +110,10 @@ class CommandBatch:
         except Exception as error:  # noqa: BLE001 - each command alone decides what it was
             log.warning("a batch of %d commands failed (%s: %s); each goes alone",
                         len(ready), type(error).__name__, error)
-            await self._release([e.event_id for e, _ in ready], f"{type(error).__name__}: {error}")
+            await self.handler.give_back([e.event_id for e, _ in ready],
+                                          f"{type(error).__name__}: {error}")
             return leftovers + ready
         return leftovers
-
-    async def _release(self, event_ids: list[str], reason: str) -> None:
-        await self.handler.give_back(event_ids, reason)
 
     async def _apply(self, envelopes: list[Envelope]) -> None:
         handler = self.handler

@@ -52,9 +52,9 @@ def _type_name(envelope: Envelope) -> str:
 HANDLER = "command-worker"
 BULK_CHUNK = 200
 # A failed attempt gives its claims back at once; a store that refuses (the failure
-# was often the store itself) is asked again within the lease, so that the retry
-# claims again promptly instead of waiting out its own worker's lease.
-GIVE_BACK_PAUSES = (0.0, 0.2, 0.5, 1.0)
+# was often the store itself) is asked again within the lease (backoff from 0.2 s),
+# so that the retry claims again promptly instead of waiting out its own worker's lease.
+GIVE_BACK_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -156,16 +156,14 @@ class CommandHandler:
         stays its own. If the registry cannot be reached, the leases lapse by themselves."""
         if not event_ids:
             return
-        last: BaseException | None = None
-        for pause in GIVE_BACK_PAUSES:
-            await asyncio.sleep(pause)
-            try:
-                await self.registry.mark_failed_many(HANDLER, event_ids, reason)
-                return
-            except TRANSIENT_ERRORS as error:
-                last = error
-        log.warning("could not give back %d claims (%s); their leases lapse in %.0fs",
-                    len(event_ids), last, self.registry.lease_seconds)
+
+        async def lapse(error: BaseException, attempts: int) -> None:
+            log.warning("could not give back %d claims (%s); their leases lapse in %.0fs",
+                        len(event_ids), error, self.registry.lease_seconds)
+
+        await with_retries(lambda: self.registry.mark_failed_many(HANDLER, event_ids, reason),
+                           what=f"giving back {len(event_ids)} claims",
+                           max_attempts=GIVE_BACK_ATTEMPTS, base=0.2, give_up=lapse)
 
     async def _report_stale(self, envelope: Envelope, claim: Claim) -> None:
         if await self._recorded_events(envelope, command_type_of(envelope)):
