@@ -62,7 +62,10 @@ SEQ_MAX = 2**63 - 1  # aggregate_sequences.last_seq is a bigint
 MARK_STORED = ("WITH tagged AS (INSERT INTO batch_buckets VALUES ($1, $4) ON CONFLICT DO NOTHING) "
                "SELECT spice_record_batch($1, $5, $6, $7, $8), pg_notify($2, $3)")
 # Batches of this store: another bucket's (tagged when stored) are left out.
-OURS = "NOT EXISTS (SELECT 1 FROM batch_buckets b WHERE b.batch_key = e.batch_key AND b.bucket <> $4)"
+# The range again on b: without it the planner merges e's range with every row of
+# batch_buckets from its first, a cost that grew with the store's history.
+OURS = ("NOT EXISTS (SELECT 1 FROM batch_buckets b WHERE b.batch_key = e.batch_key "
+        "AND b.batch_key > $1 AND b.batch_key <= $2 AND b.bucket <> $4)")
 STORED = "NOT EXISTS (SELECT 1 FROM pending_batches p WHERE p.batch_key = e.batch_key)"
 
 
