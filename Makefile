@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-reliability soak test-unit test-integration stack-up stack-down stack-status bench bench-compare bench-backends bench-queries bench-history bench-push bench-recovery lint clean
+.PHONY: install run test test-reliability soak test-unit test-integration stack-up stack-down stack-status bench bench-compare bench-backends bench-queries bench-history bench-push bench-scale bench-recovery lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,12 @@ bench-history: install
 bench-push: install
 	$(BIN)/spice stack up
 	$(BIN)/python -m bench.push
+
+## The same figures at 10^4, 10^6 and 10^7 stored events (fills ~25 GB; not in CI).
+## `python -m bench.scale --drop` removes the fill.
+bench-scale: install
+	$(BIN)/spice stack up
+	$(BIN)/python -m bench.scale
 
 ## How fast a starting worker reads a status-table changelog, with and without the fix.
 bench-recovery: install

@@ -107,17 +107,18 @@ class ReadKeys:
 Positions = Callable[[str | None], AsyncIterator[str]]
 
 
-def database_positions(pool: Any, db: str) -> Positions:
-    """The batches holding a database's envelopes, in order, from the audit index (every
-    batch is recorded there when it is marked stored): a rebuild of one database reads
-    its own batches, not the whole store (reading every batch made `rebuild --db` of a
-    2,000-event database take as long as the store's whole history)."""
+def database_positions(pool: Any, db: str, bucket: str) -> Positions:
+    """The batches of `bucket` holding a database's envelopes, in order, from the audit
+    index (every batch is recorded there when it is marked stored): a rebuild of one
+    database reads its own batches, not the whole store (reading every batch made
+    `rebuild --db` of a 2,000-event database take as long as the store's history)."""
     async def positions(after: str | None) -> AsyncIterator[str]:
         async with pool.acquire() as conn:
             # Along the primary key (db, chain_position): the database's rows only.
             rows = await conn.fetch(
-                "SELECT DISTINCT batch_key FROM audit_events WHERE db = $1 AND batch_key > $2 "
-                "ORDER BY batch_key", db, after or "")
+                "SELECT DISTINCT batch_key FROM audit_events a WHERE db = $1 AND batch_key > $2 "
+                "AND NOT EXISTS (SELECT 1 FROM batch_buckets b WHERE b.batch_key = a.batch_key "
+                "AND b.bucket <> $3) ORDER BY batch_key", db, after or "", bucket)
         for row in rows:
             yield row["batch_key"]
     return positions
@@ -205,10 +206,11 @@ async def _rebuild(runtime: Any, db: str | None, out: TextIO) -> dict[str, Any]:
     store = runtime.event_store
     job = runtime.search.rebuild(db)
     await job.prepare()
-    progress = Progress(await (_recorded_count(runtime.pool, db) if db else store.estimated_count()), out)
+    total = await (_recorded_count(runtime.pool, db) if db else store.estimated_count())
+    progress = Progress(total, out)
     started = time.time()
     seen = ReadKeys(position_at(started - runtime.settings.event_publisher_lookback_seconds))
-    positions = database_positions(runtime.pool, db) if db else None
+    positions = database_positions(runtime.pool, db, store.bucket) if db else None
     position = await replay_into(store, job.target, None, db, progress, seen=seen,
                                  positions=positions)
     position = await replay_into(store, job.target, position, db, progress, seen=seen,
