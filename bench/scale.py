@@ -1,7 +1,7 @@
 """Cost as history grows: the same figures at 10^4, 10^6 and 10^7 stored events.
 
     python -m bench.scale [--sizes 10000,1000000,10000000] [--aggregates 100000]
-                          [--no-service]                                   (not in CI)
+                          [--no-service] [--against 10000 --rounds 3]     (not in CI)
 
 The history is filled through the event store's own append path (group commit, 1,000
 appends in flight) into a bucket of its own (`spice-scale`): commands of mixed types
@@ -28,8 +28,14 @@ At each size:
   applied/s (bench.api.applied_rate), 2,000 commands;
 - PostgreSQL size of every table the history lands in (table + indexes), bytes per
   stored event, and the bucket's object count.
+With --against EVENTS the last size is measured against a history of EVENTS kept in a
+PostgreSQL database (`spice_scale_base`) and buckets of its own on the same servers,
+interleaved over --rounds (base, large, base, large, ...): ratios from one run.
+
 Targets: every rate within 15 % and every latency within 1.5x from 10^4 to 10^7;
-PostgreSQL size per stored event bounded.
+PostgreSQL size per stored event bounded. The CPU probe (bench.common) is taken before
+and after each size's measurements; the table gives each ratio as measured and as if
+the host had kept its speed (rates scaled, times divided by the probe's ratio).
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ import argparse
 import asyncio
 import io
 import random
+import statistics
 import time
 import uuid
 from typing import Any
@@ -45,10 +52,11 @@ import aiohttp
 
 from bench import api
 from bench import event_store as store_bench
-from bench.common import machine
+from bench.common import cpu_probe_ms, machine
 from bench.projections import drop_bucket
 from bench.projections import events as created_events
 from spice.agents.sweeper import Sweeper
+from spice.devstack.postgres import PostgresServer
 from spice.domain.envelope import Envelope, now
 from spice.domain.messages import (
     CommandType,
@@ -97,13 +105,14 @@ class Fill:
         async with self.runtime.pool.acquire() as conn:
             return int(await conn.fetchval(
                 "SELECT count(*) FROM batch_buckets b JOIN event_index e USING (batch_key) "
-                "WHERE b.bucket = $1", BUCKET))
+                "WHERE b.bucket = $1", self.runtime.settings.event_store_bucket))
 
-    async def to(self, target: int) -> None:
+    async def to(self, target: int) -> int:
+        """Events added to reach `target` stored events."""
         have = await self.stored()
         pairs = max(0, (target - have) // 2)
         if not pairs:
-            return
+            return 0
         counter = iter(range(pairs))
         started = shown = time.monotonic()
         done = 0
@@ -153,6 +162,7 @@ class Fill:
         async with self.runtime.pool.acquire() as conn:
             await conn.execute(f"VACUUM ANALYZE {', '.join(TABLES)}")
         print(f"  filled {2 * pairs:,} events in {time.monotonic() - started:,.0f} s", flush=True)
+        return 2 * pairs
 
     async def flush(self) -> None:
         rows, self.rows = self.rows, []
@@ -177,7 +187,8 @@ async def sweeper_pass_ms(runtime: Runtime, since: str) -> float:
             "SELECT CASE WHEN a.kind = 'command' THEN 'command-worker' ELSE 'projection' END, "
             "e.event_id, e.aggregate_id, e.sequence_number, 'done' FROM event_index e "
             "JOIN batch_buckets b USING (batch_key) JOIN audit_events a USING (event_id) "
-            "WHERE b.bucket = $1 AND e.batch_key > $2 ON CONFLICT DO NOTHING", BUCKET, since)
+            "WHERE b.bucket = $1 AND e.batch_key > $2 ON CONFLICT DO NOTHING",
+            runtime.settings.event_store_bucket, since)
     resent = 0
 
     async def count(*_: Any) -> None:
@@ -209,6 +220,10 @@ async def predecessor_reads(settings: Settings, fill: Fill, samples: int = 200) 
             last = await runtime.event_store.last_sequence(aggregate)
             if last < 1:
                 continue  # a small history leaves most aggregates empty
+            # A worker reads a batch it has not seen: without this, the few batches of
+            # a small history were read once and then served from the store's cache.
+            runtime.event_store._cache.clear()
+            runtime.event_store._raw.clear()
             started = time.perf_counter()
             async for _ in runtime.event_store.read_aggregate(aggregate, after_seq=last - 1):
                 times.append(time.perf_counter() - started)
@@ -255,12 +270,14 @@ async def sizes(runtime: Runtime) -> tuple[dict[str, tuple[int, int]], int, int]
             out[table] = (await conn.fetchval(f"SELECT pg_table_size('{table}')"),
                           await conn.fetchval(f"SELECT pg_indexes_size('{table}')"))
         events = await conn.fetchval("SELECT count(*) FROM event_index")
-        objects = await conn.fetchval("SELECT count(*) FROM batch_buckets WHERE bucket = $1", BUCKET)
+        objects = await conn.fetchval("SELECT count(*) FROM batch_buckets WHERE bucket = $1",
+                                      runtime.settings.event_store_bucket)
     return out, int(events), int(objects)
 
 
-async def service_rates(runtime: Runtime, total: int = 2000) -> tuple[float, float]:
-    worker = WorkerProcess(16270, api.LOGS / "scale-worker.log").start()
+async def service_rates(runtime: Runtime, total: int = 2000,
+                        env: dict[str, str] | None = None) -> tuple[float, float]:
+    worker = WorkerProcess(16270, api.LOGS / "scale-worker.log", env=env).start()
     try:
         _, key = await runtime.keys.create(f"bench-scale-{uuid.uuid4().hex[:8]}", {"*": "admin"},
                                            rate_per_second=1e6)
@@ -270,8 +287,9 @@ async def service_rates(runtime: Runtime, total: int = 2000) -> tuple[float, flo
         worker.stop()
 
 
-async def measure(runtime: Runtime, settings: Settings, fill: Fill, service: bool) -> dict[str, Any]:
-    figures: dict[str, Any] = {}
+async def measure(runtime: Runtime, settings: Settings, fill: Fill, service: bool,
+                  worker_env: dict[str, str] | None = None) -> dict[str, Any]:
+    figures: dict[str, Any] = {"CPU probe ms": cpu_probe_ms()}
     figures["appends/s, 64 writers"] = await store_bench.appends(runtime.event_store, 64, 6400)
     latencies = await store_bench.latency(runtime, 1000, rate=100)
     figures["append -> Kafka p50 ms"] = percentile(latencies, 50) * 1000
@@ -286,23 +304,40 @@ async def measure(runtime: Runtime, settings: Settings, fill: Fill, service: boo
     figures["rebuild --db events/s (2,000 of the db)"] = rate
     figures["projections verify --db ms"] = verify_ms
     if service:
-        accepted, applied = await service_rates(runtime)
+        accepted, applied = await service_rates(runtime, env=worker_env)
         figures["accepted/s (API, 64 clients)"] = accepted
         figures["applied/s (1 worker)"] = applied
+    # The host's speed over the whole measurement: before and after, averaged.
+    figures["CPU probe ms"] = (figures["CPU probe ms"] + cpu_probe_ms()) / 2
     return figures
+
+
+def probe_adjusted(name: str, ratio: float, probe_ratio: float) -> float | None:
+    """The ratio as if the host had kept its speed: a rate scaled by, a time divided by,
+    how much slower the CPU probe ran (a crude model: the host's speed moves 2-3x from
+    hour to hour, and a 10^7 fill takes half an hour). Sizes and counts need none."""
+    if "/s" in name:
+        return ratio * probe_ratio
+    if " ms" in name:
+        return ratio / probe_ratio
+    return None
 
 
 def table(results: dict[int, dict[str, Any]]) -> None:
     sizes_ = sorted(results)
-    print("\n| figure | " + " | ".join(f"{s:,} events" for s in sizes_) + " | last / first |")
-    print("|---|" + "---|" * len(sizes_) + "---|")
+    probes = [results[s]["CPU probe ms"] for s in sizes_]
+    print("\n| figure | " + " | ".join(f"{s:,} events" for s in sizes_)
+          + " | last / first | probe-adjusted |")
+    print("|---|" + "---|" * len(sizes_) + "---|---|")
     for name in results[sizes_[0]]:
         values = [results[s].get(name) for s in sizes_]
-        if not all(isinstance(v, (int, float)) for v in values):
+        if name == "CPU probe ms" or not all(isinstance(v, (int, float)) for v in values):
             continue
         ratio = values[-1] / values[0] if values[0] else float("nan")
+        adjusted = probe_adjusted(name, ratio, probes[-1] / probes[0])
         shown = " | ".join(f"{v:,.1f}" if v < 100 else f"{v:,.0f}" for v in values)
-        print(f"| {name} | {shown} | {ratio:.2f} |")
+        print(f"| {name} | {shown} | {ratio:.2f} | "
+              f"{'' if adjusted is None else f'{adjusted:.2f}'} |")
 
 
 async def main(targets: list[int], aggregates: int, service: bool, drop: bool) -> None:
@@ -318,7 +353,10 @@ async def main(targets: list[int], aggregates: int, service: bool, drop: bool) -
         results: dict[int, dict[str, Any]] = {}
         for target in targets:
             print(f"# history of {target:,} events ({machine()})", flush=True)
-            await fill.to(target)
+            if await fill.to(target):
+                # The rebuild's last pass reads the lookback window's batches: let the
+                # fill's last ones fall out of it, or the figure measures the fill.
+                await asyncio.sleep(settings.event_publisher_lookback_seconds)
             figures = await measure(runtime, settings, fill, service)
             pg, events, objects = await sizes(runtime)
             total = sum(t + i for t, i in pg.values())
@@ -335,23 +373,68 @@ async def main(targets: list[int], aggregates: int, service: bool, drop: bool) -
         await runtime.close()
 
 
+BASE_DB = "spice_scale_base"
+
+
+async def against_base(target: int, base_target: int, rounds: int, aggregates: int,
+                       service: bool) -> None:
+    """The history of `target` events against one of `base_target` in a PostgreSQL
+    database (and buckets) of its own on the same server, measured interleaved (base,
+    large, base, large, ...): a ratio from one run, whatever the host's speed does."""
+    large = Settings(event_store_bucket=BUCKET, event_sweep_interval_seconds=10 ** 9)
+    base = large.model_copy(update={"postgres_db": BASE_DB, "event_store_bucket": f"{BUCKET}-base"})
+    PostgresServer(base).after_ready()  # the database, owned by the service's role
+    base_env = {"POSTGRES_DB": BASE_DB, "EVENT_STORE_BUCKET": f"{BUCKET}-base-service"}
+    sides = []
+    for name, settings, env, size in (("base", base, base_env, base_target),
+                                      ("large", large, None, target)):
+        runtime = await Runtime.open(settings)
+        fill = Fill(runtime, aggregates)
+        if await fill.to(size):
+            await asyncio.sleep(settings.event_publisher_lookback_seconds)
+        sides.append((name, settings, env, runtime, fill))
+    runs: dict[str, list[dict[str, Any]]] = {"base": [], "large": []}
+    try:
+        print(f"# {target:,} events against {base_target:,}, {rounds} rounds interleaved "
+              f"({machine()})", flush=True)
+        for round_ in range(rounds):
+            for name, settings, env, runtime, fill in sides:
+                figures = await measure(runtime, settings, fill, service, env)
+                runs[name].append(figures)
+                print(f"  round {round_ + 1}, {name}: " + "; ".join(
+                    f"{k} {v:,.1f}" for k, v in figures.items()), flush=True)
+    finally:
+        for _, _, _, runtime, _ in sides:
+            await runtime.close()
+    print(f"\n| figure | {base_target:,} events | {target:,} events | ratio | range over rounds |")
+    print("|---|---|---|---|---|")
+    for name in runs["base"][0]:
+        small = [r[name] for r in runs["base"]]
+        big = [r[name] for r in runs["large"]]
+        pairs = [b / a for a, b in zip(small, big, strict=True) if a]
+        print(f"| {name} | {statistics.median(small):,.1f} | {statistics.median(big):,.1f} | "
+              f"{statistics.median(big) / statistics.median(small):.2f} | "
+              f"{min(pairs):.2f}-{max(pairs):.2f} |")
+
+
 async def drop_history(runtime: Runtime) -> None:
     """The fill's bucket and every row it left (its batches, their events)."""
+    bucket = runtime.settings.event_store_bucket
     async with runtime.pool.acquire() as conn:
         keys = [r["batch_key"] for r in await conn.fetch(
-            "SELECT batch_key FROM batch_buckets WHERE bucket = $1", BUCKET)]
+            "SELECT batch_key FROM batch_buckets WHERE bucket = $1", bucket)]
         async with conn.transaction():
             await conn.execute(
                 "DELETE FROM processed_events p USING event_index e WHERE e.event_id = p.event_id "
                 "AND e.batch_key = ANY($1)", keys)
             await conn.execute("DELETE FROM audit_events WHERE batch_key = ANY($1)", keys)
             await conn.execute("DELETE FROM event_index WHERE batch_key = ANY($1)", keys)
-            await conn.execute("DELETE FROM batch_buckets WHERE bucket = $1", BUCKET)
+            await conn.execute("DELETE FROM batch_buckets WHERE bucket = $1", bucket)
             # The fill's and the probes' databases exist nowhere else.
             await conn.execute("DELETE FROM audit_chain_heads WHERE db LIKE 'scale%' "
                                "OR db LIKE 'probe%'")
-    await drop_bucket(runtime.s3, BUCKET)
-    print(f"dropped {len(keys):,} batches of {BUCKET}")
+    await drop_bucket(runtime.s3, bucket)
+    print(f"dropped {len(keys):,} batches of {bucket}")
 
 
 if __name__ == "__main__":
@@ -360,6 +443,14 @@ if __name__ == "__main__":
     parser.add_argument("--aggregates", type=int, default=100_000)
     parser.add_argument("--no-service", action="store_true", help="leave out accepted/applied")
     parser.add_argument("--drop", action="store_true", help="remove the fill and stop")
+    parser.add_argument("--against", type=int, default=0, metavar="EVENTS",
+                        help="measure the last size against a history of EVENTS in a "
+                             "database of its own, interleaved over --rounds")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.against:
+        asyncio.run(against_base(int(args.sizes.split(",")[-1]), args.against, args.rounds,
+                                 args.aggregates, not args.no_service))
+        raise SystemExit(0)
     asyncio.run(main([int(s) for s in args.sizes.split(",")], args.aggregates,
                      not args.no_service, args.drop))

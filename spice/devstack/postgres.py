@@ -22,6 +22,17 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ADMIN = "spice_admin"
 
 
+def shared_buffers_mb() -> int:
+    """A quarter of the machine's memory (the usual guidance), 256 MB to 8 GB. The event
+    index and the audit index each have a unique index on event ids, which are random:
+    every append touches pages all over both, so their whole size is the working set
+    (~75 bytes per stored event each). With 256 MB, a store of 10 million events read
+    nearly every such page back from the OS for each insert, and appends ran at 0.6x
+    the rate of a young store (docs/benchmarks.md, bench.scale)."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(256, min(8192, memory // 4 // 2**20))
+
+
 class PostgresServer(Server):
     name = "postgres"
 
@@ -86,7 +97,7 @@ class PostgresServer(Server):
             [
                 str(PG_BIN / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
                 "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-                "-c", "max_connections=200", "-c", "shared_buffers=256MB",
+                "-c", "max_connections=200", "-c", f"shared_buffers={shared_buffers_mb()}MB",
                 # Statistics soon after a table starts to fill: plans cached by
                 # long-lived connections while the tables were empty (PL/pgSQL
                 # functions, prepared statements) are replanned only once ANALYZE has
