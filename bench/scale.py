@@ -87,11 +87,6 @@ MIX = ((CommandType.UPDATE_INSTANCE, EventType.INSTANCE_UPDATED, 6),
 KINDS = [(command, event) for command, event, weight in MIX for _ in range(weight)]
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
 class Fill:
     """Grows the history, one command and its domain event at a time per task."""
 
@@ -292,14 +287,14 @@ async def measure(runtime: Runtime, settings: Settings, fill: Fill, service: boo
     figures: dict[str, Any] = {"CPU probe ms": cpu_probe_ms()}
     figures["appends/s, 64 writers"] = await store_bench.appends(runtime.event_store, 64, 6400)
     latencies = await store_bench.latency(runtime, 1000, rate=100)
-    figures["append -> Kafka p50 ms"] = percentile(latencies, 50) * 1000
-    figures["append -> Kafka p99 ms"] = percentile(latencies, 99) * 1000
+    figures["append -> Kafka p50 ms"] = store_bench.percentile(latencies, 50) * 1000
+    figures["append -> Kafka p99 ms"] = store_bench.percentile(latencies, 99) * 1000
     before_catch_up = position_at(time.time() - 1)
     figures["publisher catch-up events/s"] = (await store_bench.publisher_throughput(runtime, 10_000))[0]
     figures["sweeper pass ms, healthy"] = await sweeper_pass_ms(runtime, before_catch_up)
     reads = await predecessor_reads(settings, fill)
-    figures["predecessor read p50 ms"] = percentile(reads, 50) * 1000
-    figures["predecessor read p99 ms"] = percentile(reads, 99) * 1000
+    figures["predecessor read p50 ms"] = store_bench.percentile(reads, 50) * 1000
+    figures["predecessor read p99 ms"] = store_bench.percentile(reads, 99) * 1000
     rate, verify_ms = await rebuild_one_db(settings)
     figures["rebuild --db events/s (2,000 of the db)"] = rate
     figures["projections verify --db ms"] = verify_ms
