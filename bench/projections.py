@@ -76,6 +76,20 @@ async def live(runtime: Runtime, count: int) -> float:
         await producer.stop()
 
 
+async def store_and_project(writer: Runtime, db: str, count: int) -> list[Envelope]:
+    """`count` INSTANCE_CREATED events of `db` appended (64 at a time) to the writer's
+    store and projected into the PostgreSQL read model; the events."""
+    batch = events(db, count)
+    slots = asyncio.Semaphore(64)
+
+    async def store(envelope: Envelope) -> None:
+        async with slots:
+            await writer.event_store.append(envelope)
+    await asyncio.gather(*[store(e) for e in batch])
+    await PostgresSearchIndex(writer.pool).apply_many(batch)
+    return batch
+
+
 async def rebuilt(settings: Settings, count: int) -> float:
     """A bucket of its own per run, so the rebuild replays exactly these `count` events
     (the shared bench bucket holds every earlier run's events too, which made the
@@ -84,16 +98,9 @@ async def rebuilt(settings: Settings, count: int) -> float:
     db = f"bench{uuid.uuid4().hex[:8]}"
     writer = await Runtime.open(own)
     try:
-        batch = events(db, count)
-        sem = asyncio.Semaphore(64)
-
-        async def store(envelope: Envelope) -> None:
-            async with sem:
-                await writer.event_store.append(envelope)
-        await asyncio.gather(*[store(e) for e in batch])
-        # A rebuild runs over a populated read model (that is what it is for): project
-        # the events live first, untimed, as the worker would have.
-        await PostgresSearchIndex(writer.pool).apply_many(batch)
+        # A rebuild runs over a populated read model (that is what it is for): the
+        # events are projected live first, untimed, as the worker would have.
+        batch = await store_and_project(writer, db, count)
         # ...and settled, as a read model is by the time anyone rebuilds it: right after
         # 20,000 inserts autovacuum is working on the table, and the swap's table lock
         # waits deadlock_timeout (1 s) for it to step aside.

@@ -53,8 +53,7 @@ import aiohttp
 from bench import api
 from bench import event_store as store_bench
 from bench.common import cpu_probe_ms, machine
-from bench.projections import drop_bucket
-from bench.projections import events as created_events
+from bench.projections import drop_bucket, store_and_project
 from spice.agents.sweeper import Sweeper
 from spice.devstack.postgres import PostgresServer
 from spice.domain.envelope import Envelope, now
@@ -69,7 +68,6 @@ from spice.handlers import rebuild
 from spice.runtime import Runtime
 from spice.settings import Settings
 from spice.stores.s3_event_store import position_at
-from spice.stores.search import PostgresSearchIndex
 from tests.integration.kafka_helpers import create_topic
 from tests.integration.worker import WorkerProcess
 
@@ -234,14 +232,7 @@ async def rebuild_one_db(settings: Settings, count: int = 2000) -> tuple[float, 
     db = f"probe{uuid.uuid4().hex[:8]}"
     writer = await Runtime.open(settings)
     try:
-        batch = created_events(db, count)
-        slots = asyncio.Semaphore(64)
-
-        async def store(envelope: Envelope) -> None:
-            async with slots:
-                await writer.event_store.append(envelope)
-        await asyncio.gather(*[store(e) for e in batch])
-        await PostgresSearchIndex(writer.pool).apply_many(batch)
+        await store_and_project(writer, db, count)
     finally:
         await writer.close()
     runtime = await Runtime.open(settings)  # its own, as `spice projections rebuild` runs
