@@ -227,6 +227,39 @@ def test_a_hole_is_fetched_again_once_and_a_hole_that_comes_back_is_a_gap(monkey
     assert not refetch.hole(tp, 4900, 4902)  # the same hole after the refetch: a real gap
 
 
+def test_a_fetch_past_undelivered_messages_is_sought_back_without_a_later_message(monkeypatch):
+    from faust.types import TP
+    now = [100.0]
+    monkeypatch.setattr(faust_fixes.time, "monotonic", lambda: now[0])
+    dropped, caught_up, fresh = (TP("instance_commands", 2), TP("instance_commands", 3),
+                                 TP("instance_events", 0))
+    read = {dropped: 9452, caught_up: 9300, fresh: None}
+    positions = {dropped: 9577, caught_up: 9301, fresh: 12}
+    # only the partition whose fetch went more than one past the last delivered offset
+    assert faust_fixes._passed_over(positions, read) == {dropped: (9452, 9577)}
+    refetch = faust_fixes._Refetch()
+    assert refetch.stalled(dropped, 9452, 9577)  # seek back
+    assert not refetch.stalled(dropped, 9452, 9577)  # the seek is under way: not again
+    now[0] += faust_fixes.REFETCH_SECONDS + 0.1
+    assert not refetch.stalled(dropped, 9452, 9577)  # the same hole after the refetch: a gap
+    assert refetch.stalled(dropped, 9600, 9700)  # a later one is fetched again
+
+
+def test_fetch_positions_are_read_for_held_unpaused_command_and_event_partitions():
+    from faust.types import TP
+    held, paused, other = TP("instance_commands", 0), TP("instance_events", 1), TP("x", 0)
+    states = {held: SimpleNamespace(has_valid_position=True, position=7, paused=False),
+              paused: SimpleNamespace(has_valid_position=True, position=9, paused=True),
+              other: SimpleNamespace(has_valid_position=True, position=3, paused=False)}
+    assignment = SimpleNamespace(state_value=states.get)
+    aiokafka = SimpleNamespace(_subscription=SimpleNamespace(
+        subscription=SimpleNamespace(assignment=assignment)))
+    consumer = SimpleNamespace(_thread=SimpleNamespace(_ensure_consumer=lambda: aiokafka))
+    unassigned = TP("instance_commands", 5)
+    assert faust_fixes._fetch_positions(consumer, [held, paused, other, unassigned]) == {held: 7}
+    assert faust_fixes._fetch_positions(SimpleNamespace(), [held]) == {}  # not started
+
+
 async def test_recovery_wait_for_returns_a_queued_record_without_waiting():
     queue: asyncio.Queue = asyncio.Queue()
     queue.put_nowait("record")
