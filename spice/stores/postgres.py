@@ -47,7 +47,85 @@ def _reserve_distinct_query(lock_rows: str) -> str:
          WHERE (SELECT count(*) FROM bumped) >= 0;
 """
 
+# spice_record_batch (migration 12, replaced by 15). 12 looked each event id up in
+# audit_events to skip envelopes recorded before (a batch settled twice): a probe of a
+# unique index on random ids per envelope plus that index's insert, so the index's
+# whole size became the append path's working set as history grew (bench.scale). A
+# batch is recorded in the transaction that deletes its pending_batches row, and an
+# event id is in one batch only (event_index's key): a batch whose row is already gone
+# was recorded before, or undone, and 15 records nothing for it.
+_RECORD_BATCH = """    {create} FUNCTION spice_record_batch(p_batch text, p_dbs text[], p_ids text[],
+                                       p_lines text[], p_hashes text[])
+    RETURNS int LANGUAGE plpgsql AS $$
+    DECLARE
+        dbs text[] := ARRAY(SELECT DISTINCT d FROM unnest(p_dbs) AS t(d) ORDER BY 1);
+{declare}        positions bigint[] := '{{}}';
+        links text[] := '{{}}';
+        current_db text;
+        pos bigint;
+        link text;
+        recorded int := 0;
+        stamp timestamptz;
+    BEGIN
+        DELETE FROM pending_batches WHERE batch_key = p_batch;
+{once}        INSERT INTO audit_chain_heads SELECT d, 0, '', now() FROM unnest(dbs) AS t(d)
+            ON CONFLICT DO NOTHING;
+        PERFORM 1 FROM audit_chain_heads WHERE db = ANY(dbs) ORDER BY db FOR UPDATE;
+        stamp := clock_timestamp();
+        FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+            IF current_db IS DISTINCT FROM p_dbs[i] THEN
+                IF current_db IS NOT NULL THEN
+                    UPDATE audit_chain_heads SET chain_position = pos, chain_hash = link,
+                        recorded_at = stamp WHERE db = current_db;
+                END IF;
+                current_db := p_dbs[i];
+                SELECT h.chain_position, h.chain_hash INTO pos, link
+                    FROM audit_chain_heads h WHERE h.db = current_db;
+            END IF;
+{skip}            pos := pos + 1;
+            link := encode(sha256(convert_to(link || p_hashes[i], 'UTF8')), 'hex');
+            positions[i] := pos;
+            links[i] := link;
+            recorded := recorded + 1;
+        END LOOP;
+        IF current_db IS NOT NULL THEN
+            UPDATE audit_chain_heads SET chain_position = pos, chain_hash = link,
+                recorded_at = stamp WHERE db = current_db;
+        END IF;
+        INSERT INTO audit_events
+        SELECT t.db, t.pos, e->>'event_id', coalesce(e->'metadata'->>'kind', 'domain'),
+               e->>'event_type', e->'metadata'->>'command_type',
+               coalesce(e->'metadata'->>'command_id', e->>'event_id'),
+               e->>'aggregate_type', e->>'aggregate_id', (e->>'sequence_number')::bigint,
+               coalesce(e->>'actor', 'system'), (e->>'occurred_at')::timestamptz, stamp,
+               CASE WHEN coalesce(e->'metadata'->>'kind', 'domain') = 'command' THEN 'requested'
+                    WHEN e->>'event_type' = 'COMMAND_FAILED' THEN 'failed'
+                    ELSE 'succeeded' END,
+               coalesce(e->'data', '{{}}'), coalesce(e->'metadata', '{{}}'), p_batch, t.hash, t.link
+        FROM unnest(p_dbs, p_lines, p_hashes, positions, links) AS t(db, line, hash, pos, link),
+             LATERAL (SELECT t.line::jsonb AS e) AS parsed
+        WHERE t.pos IS NOT NULL;
+        RETURN recorded;
+    END $$;
+"""
+_RECORD_ONCE_12 = {
+    "declare": "        known text[] := ARRAY(SELECT event_id FROM audit_events"
+               " WHERE event_id = ANY(p_ids));\n",
+    "once": "",
+    "skip": ("            IF p_ids[i] = ANY(known) THEN  -- recorded before (a batch settled twice)\n"
+             "                positions[i] := NULL;\n"
+             "                CONTINUE;\n"
+             "            END IF;\n")}
+_RECORD_ONCE_15 = {
+    "declare": "        deleted int;\n",
+    "once": ("        GET DIAGNOSTICS deleted = ROW_COUNT;\n"
+             "        IF deleted = 0 THEN  -- recorded before (a batch settled twice), or undone\n"
+             "            RETURN 0;\n"
+             "        END IF;\n"),
+    "skip": ""}
+
 # Append only: a deployed migration is never edited, a new one is added.
+
 MIGRATIONS: list[str] = [
     # 1: write side. The sequence allocator, and the event store's index of event ids
     # (dedup, per-aggregate reads). A batch is pending from phase 1 of its commit
@@ -298,65 +376,7 @@ MIGRATIONS: list[str] = [
     -- p_dbs is sorted so that the envelopes of one database are together (in their
     -- batch order); heads are locked in database order, so two recorders cannot
     -- deadlock. Link n of a database's chain: sha256(link n-1 || sha256(stored line)).
-    CREATE FUNCTION spice_record_batch(p_batch text, p_dbs text[], p_ids text[],
-                                       p_lines text[], p_hashes text[])
-    RETURNS int LANGUAGE plpgsql AS $$
-    DECLARE
-        dbs text[] := ARRAY(SELECT DISTINCT d FROM unnest(p_dbs) AS t(d) ORDER BY 1);
-        known text[] := ARRAY(SELECT event_id FROM audit_events WHERE event_id = ANY(p_ids));
-        positions bigint[] := '{}';
-        links text[] := '{}';
-        current_db text;
-        pos bigint;
-        link text;
-        recorded int := 0;
-        stamp timestamptz;
-    BEGIN
-        DELETE FROM pending_batches WHERE batch_key = p_batch;
-        INSERT INTO audit_chain_heads SELECT d, 0, '', now() FROM unnest(dbs) AS t(d)
-            ON CONFLICT DO NOTHING;
-        PERFORM 1 FROM audit_chain_heads WHERE db = ANY(dbs) ORDER BY db FOR UPDATE;
-        stamp := clock_timestamp();
-        FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
-            IF current_db IS DISTINCT FROM p_dbs[i] THEN
-                IF current_db IS NOT NULL THEN
-                    UPDATE audit_chain_heads SET chain_position = pos, chain_hash = link,
-                        recorded_at = stamp WHERE db = current_db;
-                END IF;
-                current_db := p_dbs[i];
-                SELECT h.chain_position, h.chain_hash INTO pos, link
-                    FROM audit_chain_heads h WHERE h.db = current_db;
-            END IF;
-            IF p_ids[i] = ANY(known) THEN  -- recorded before (a batch settled twice)
-                positions[i] := NULL;
-                CONTINUE;
-            END IF;
-            pos := pos + 1;
-            link := encode(sha256(convert_to(link || p_hashes[i], 'UTF8')), 'hex');
-            positions[i] := pos;
-            links[i] := link;
-            recorded := recorded + 1;
-        END LOOP;
-        IF current_db IS NOT NULL THEN
-            UPDATE audit_chain_heads SET chain_position = pos, chain_hash = link,
-                recorded_at = stamp WHERE db = current_db;
-        END IF;
-        INSERT INTO audit_events
-        SELECT t.db, t.pos, e->>'event_id', coalesce(e->'metadata'->>'kind', 'domain'),
-               e->>'event_type', e->'metadata'->>'command_type',
-               coalesce(e->'metadata'->>'command_id', e->>'event_id'),
-               e->>'aggregate_type', e->>'aggregate_id', (e->>'sequence_number')::bigint,
-               coalesce(e->>'actor', 'system'), (e->>'occurred_at')::timestamptz, stamp,
-               CASE WHEN coalesce(e->'metadata'->>'kind', 'domain') = 'command' THEN 'requested'
-                    WHEN e->>'event_type' = 'COMMAND_FAILED' THEN 'failed'
-                    ELSE 'succeeded' END,
-               coalesce(e->'data', '{}'), coalesce(e->'metadata', '{}'), p_batch, t.hash, t.link
-        FROM unnest(p_dbs, p_lines, p_hashes, positions, links) AS t(db, line, hash, pos, link),
-             LATERAL (SELECT t.line::jsonb AS e) AS parsed
-        WHERE t.pos IS NOT NULL;
-        RETURN recorded;
-    END $$;
-    """,
+""" + _RECORD_BATCH.format(create="CREATE", **_RECORD_ONCE_12) + """    """,
     # 13: a stopping worker ends the leases it holds (PostgresRegistry.release_owned):
     # the claims in progress, by owner, without reading the whole registry.
     """
@@ -369,6 +389,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX processed_events_finished ON processed_events (updated_at)
         WHERE status IN ('done', 'skipped_stale');
     """,
+    # 15: the audit index is kept unique per event by the pending_batches row its batch
+    # deletes (_RECORD_BATCH); the unique index on random event ids goes.
+    """
+    DROP INDEX IF EXISTS audit_events_event;
+""" + _RECORD_BATCH.format(create="CREATE OR REPLACE", **_RECORD_ONCE_15),
 ]
 
 

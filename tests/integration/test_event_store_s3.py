@@ -226,3 +226,30 @@ async def test_a_batch_left_pending_by_another_writer_is_settled_by_the_redelive
     assert await scratch.event_store.get(first.event_id) == stored
     await writer_a.close()
     await writer_b.close()
+
+
+async def test_a_batch_marked_stored_twice_is_recorded_in_the_audit_index_once(scratch):
+    """Two processes may settle one batch (its writer and a redelivery's
+    resolve_pending): the second finds the pending row gone and records nothing, so
+    every event has one audit entry and each database's chain one link per event."""
+    from tests.contracts.event_store import aggregate, envelope
+
+    store = scratch.event_store
+    stored = await store.append(envelope(aggregate()), allocate=True)
+    async with scratch.pool.acquire() as conn:
+        key = await conn.fetchval("SELECT batch_key FROM event_index WHERE event_id = $1",
+                                  stored.event_id)
+        for _ in range(50):
+            if not await conn.fetchval("SELECT 1 FROM pending_batches WHERE batch_key = $1", key):
+                break
+            await asyncio.sleep(0.05)
+        head_before = await conn.fetchrow("SELECT * FROM audit_chain_heads WHERE db = "
+                                          "(SELECT db FROM audit_events WHERE batch_key = $1)", key)
+    assert await store._mark_stored(key, await store.read_raw(key))  # settled again
+    async with scratch.pool.acquire() as conn:
+        entries = await conn.fetchval("SELECT count(*) FROM audit_events WHERE batch_key = $1", key)
+        head_after = await conn.fetchrow("SELECT * FROM audit_chain_heads WHERE db = $1",
+                                         head_before["db"])
+    assert entries == len((await store.read_raw(key)).splitlines()) == 1
+    assert head_after["chain_position"] == head_before["chain_position"]
+    assert head_after["chain_hash"] == head_before["chain_hash"]
