@@ -24,11 +24,11 @@ ADMIN = "spice_admin"
 
 def shared_buffers_mb() -> int:
     """A quarter of the machine's memory (the usual guidance), 256 MB to 8 GB. The event
-    index and the audit index each have a unique index on event ids, which are random:
-    every append touches pages all over both, so their whole size is the working set
-    (~75 bytes per stored event each). With 256 MB, a store of 10 million events read
-    nearly every such page back from the OS for each insert, and appends ran at 0.6x
-    the rate of a young store (docs/benchmarks.md, bench.scale)."""
+    index's key and the processed-events registry's are on event ids, which are random:
+    every append touches pages all over them, so their whole size is the working set
+    (~75 and ~95 bytes per row). With 256 MB, a store of 10 million events read nearly
+    every such page back from the OS for each insert, and appends ran at 0.6x the rate
+    of a young store (docs/benchmarks.md, bench.scale)."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return max(256, min(8192, memory // 4 // 2**20))
 
