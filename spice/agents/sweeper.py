@@ -80,6 +80,8 @@ class Sweeper:
             # the pass. As an anti join, the planner (misjudging how many envelopes the
             # keys hold) hashed the whole registry instead: a pass cost 0.45 s at 1.2
             # million rows, 40 times a pass of 12,000 envelopes, and grew with history.
+            # The registry's key leads with the event id (migration 16): one descent
+            # per envelope, whichever handler finished it.
             rows = await conn.fetch(
                 "SELECT e.batch_key, e.event_id FROM event_index e WHERE e.batch_key = ANY($1) "
                 "AND NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.handler = ANY($2) "
