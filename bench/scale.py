@@ -174,10 +174,11 @@ class Fill:
                 handlers, ids, aggregates, seqs)
 
 
-async def sweeper_pass_ms(runtime: Runtime, since: str, at: float) -> float:
-    """One pass of a healthy system's sweeper over the batches stored after `since` (the
+async def sweeper_pass_ms(runtime: Runtime, at: float) -> float:
+    """One pass of a healthy system's sweeper over the batches stored after `at` (the
     catch-up's 10,000 events, at most 200 batches): their envelopes are marked done as
     handlers would have, so the pass is its two indexed queries and reads no batch."""
+    since = position_at(at)
     async with runtime.pool.acquire() as conn:
         await conn.execute(
             "INSERT INTO processed_events (handler, event_id, aggregate_id, sequence_number, status) "
@@ -286,10 +287,8 @@ async def measure(runtime: Runtime, settings: Settings, fill: Fill, service: boo
     figures["append -> Kafka p50 ms"] = store_bench.percentile(latencies, 50) * 1000
     figures["append -> Kafka p99 ms"] = store_bench.percentile(latencies, 99) * 1000
     caught_up_from = time.time() - 1
-    before_catch_up = position_at(caught_up_from)
     figures["publisher catch-up events/s"] = (await store_bench.publisher_throughput(runtime, 10_000))[0]
-    figures["sweeper pass ms, healthy"] = await sweeper_pass_ms(runtime, before_catch_up,
-                                                                caught_up_from)
+    figures["sweeper pass ms, healthy"] = await sweeper_pass_ms(runtime, caught_up_from)
     reads = await predecessor_reads(settings, fill)
     figures["predecessor read p50 ms"] = store_bench.percentile(reads, 50) * 1000
     figures["predecessor read p99 ms"] = store_bench.percentile(reads, 99) * 1000
